@@ -1,0 +1,12 @@
+"""InterIR: physically interpretable multi-degradation image restoration.
+
+Public API:
+    create_model(name, **overrides)  build a registered network
+    list_models()                    the registered names
+"""
+
+from interir.registry import create_model, list_models, model_config
+
+__version__ = "0.1.0"
+
+__all__ = ["create_model", "list_models", "model_config", "__version__"]

@@ -1,0 +1,1 @@
+"""`interir demo` (to be written)."""

@@ -1,0 +1,1 @@
+"""`interir evaluate` (to be written)."""

@@ -1,0 +1,1 @@
+"""`interir explain` (to be written)."""

@@ -1,0 +1,1 @@
+"""`interir export` (to be written)."""

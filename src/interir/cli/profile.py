@@ -1,0 +1,1 @@
+"""`interir profile` (to be written)."""

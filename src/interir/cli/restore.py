@@ -1,0 +1,1 @@
+"""`interir restore` (to be written)."""

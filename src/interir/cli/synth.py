@@ -1,0 +1,1 @@
+"""`interir synth` (to be written)."""

@@ -1,0 +1,1 @@
+"""`interir train` (to be written)."""

@@ -1,0 +1,206 @@
+"""The explainable convolution (design Eqs. 15-20) and a converter for any model's convolutions.
+
+For every sample ``b`` the shared kernel ``W`` is modulated by an attention map derived from where
+the input exceeds a learned threshold:
+
+- (15) the standard conv would be ``Y_b = W * X_b``;
+- (16) binary mask ``M_b = 1[X_b > tau]`` with a learnable threshold per input channel; the forward
+  pass uses the hard mask and the backward pass the gradient of ``sigmoid((X - tau) / T)``
+  (straight-through estimator), so ``tau`` and ``X`` both learn;
+- (17) ``P_b = adaptive_avg_pool(M_b -> k x k)``: the fraction of active pixels in each of the
+  k x k regions of the image, per input channel;
+- (18) ``A_b = k^2 * softmax(P_b / T_a)`` over the k*k positions of each channel (the k^2 factor
+  makes a uniform mask give A = 1, i.e. the plain convolution);
+- (19) ``W_b = W * A_b`` broadcast over output channels; ``W`` itself is never changed;
+- (20) all ``W_b`` applied at once as one grouped convolution, so sample b depends only on b.
+
+``M_b`` and ``A_b`` of the last forward pass are kept on the module (``last_mask``,
+``last_attention``) as the explanation of what activated the kernel for that image.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ExplainableConv2d(nn.Conv2d):
+    """Drop-in replacement for :class:`torch.nn.Conv2d` with per-sample, mask-attended kernels.
+
+    Takes every ``nn.Conv2d`` constructor argument (stride, padding, dilation, groups, bias,
+    padding_mode, ...) and has the same ``weight``/``bias`` parameters, so an ``nn.Conv2d``
+    state dict loads into it (the extra ``threshold`` keeps its initial value).
+
+    Args:
+        threshold_init: initial value of the per-input-channel threshold ``tau``.
+        ste_temperature: temperature ``T`` of the sigmoid whose gradient the mask borrows.
+        attention_temperature: temperature ``T_a`` of the softmax over kernel positions.
+        store_explanation: keep ``last_mask`` (bool, ``(B, C_in, H, W)``) and ``last_attention``
+            (``(B, C_in, kh, kw)``) after each forward pass.
+
+    Shapes: input ``(B, C_in, H, W)``, output ``(B, C_out, H_out, W_out)`` exactly as ``nn.Conv2d``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device=None,
+        dtype=None,
+        *,
+        threshold_init: float = 0.0,
+        ste_temperature: float = 0.5,
+        attention_temperature: float = 1.0,
+        store_explanation: bool = True,
+    ) -> None:
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+            padding_mode, device, dtype,
+        )
+        if ste_temperature <= 0 or attention_temperature <= 0:
+            raise ValueError("ste_temperature and attention_temperature must be positive")
+        self.threshold = nn.Parameter(
+            torch.full((in_channels,), float(threshold_init), device=device, dtype=dtype)
+        )
+        self.ste_temperature = float(ste_temperature)
+        self.attention_temperature = float(attention_temperature)
+        self.store_explanation = store_explanation
+        self.last_mask: torch.Tensor | None = None
+        self.last_attention: torch.Tensor | None = None
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, **kwargs) -> "ExplainableConv2d":
+        """Build an explainable conv with the same geometry as ``conv``, sharing a copy of its weights."""
+        new = cls(
+            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+            conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
+            device=conv.weight.device, dtype=conv.weight.dtype, **kwargs,
+        )
+        with torch.no_grad():
+            new.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+        new.train(conv.training)
+        return new
+
+    # -- Eqs. 16-18 ---------------------------------------------------------------------------
+    def binary_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 16: ``(B, C_in, H, W)`` mask in {0, 1}; straight-through gradient when training."""
+        shifted = x - self.threshold.view(1, -1, 1, 1)
+        hard = (shifted > 0).to(x.dtype)
+        if not torch.is_grad_enabled() or not (x.requires_grad or self.threshold.requires_grad):
+            return hard
+        soft = torch.sigmoid(shifted / self.ste_temperature)
+        return hard + (soft - soft.detach())
+
+    def kernel_attention(self, mask: torch.Tensor) -> torch.Tensor:
+        """Eqs. 17-18: pool the mask to the kernel size and turn it into a k^2-scaled softmax.
+
+        Returns ``(B, C_in, kh, kw)``; a spatially uniform mask gives all ones.
+        """
+        kh, kw = self.kernel_size
+        pooled = F.adaptive_avg_pool2d(mask, (kh, kw))
+        batch, channels = pooled.shape[:2]
+        logits = pooled.reshape(batch, channels, kh * kw) / self.attention_temperature
+        attention = torch.softmax(logits, dim=-1) * (kh * kw)
+        return attention.reshape(batch, channels, kh, kw)
+
+    def per_sample_weight(self, attention: torch.Tensor) -> torch.Tensor:
+        """Eq. 19: ``(B, C_out, C_in/groups, kh, kw)`` kernels ``W_b = W * A_b``.
+
+        Output channel ``o`` of group ``g`` reads input channels ``g*C_in/groups + j``, so the
+        attention of those input channels is broadcast to every output channel of the group.
+        """
+        batch = attention.shape[0]
+        kh, kw = self.kernel_size
+        in_per_group = self.in_channels // self.groups
+        out_per_group = self.out_channels // self.groups
+        grouped = attention.reshape(batch, self.groups, 1, in_per_group, kh, kw)
+        grouped = grouped.expand(batch, self.groups, out_per_group, in_per_group, kh, kw)
+        grouped = grouped.reshape(batch, self.out_channels, in_per_group, kh, kw)
+        return self.weight.unsqueeze(0) * grouped
+
+    # -- Eq. 20 ---------------------------------------------------------------------------------
+    def _padded(self, x: torch.Tensor) -> tuple[torch.Tensor, object]:
+        """Apply non-zero padding modes by hand, as nn.Conv2d does, and return conv2d's padding."""
+        if self.padding_mode != "zeros":
+            return F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode), 0
+        return x, self.padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = self.binary_mask(x)
+        attention = self.kernel_attention(mask)
+        weights = self.per_sample_weight(attention)
+        if self.store_explanation:
+            self.last_mask = mask.detach() > 0.5
+            self.last_attention = attention.detach()
+        padded, padding = self._padded(x)
+        batch = x.shape[0]
+        if batch == 1:
+            # One sample needs no batch grouping: a plain (grouped) conv with its own kernel.
+            return F.conv2d(padded, weights[0], self.bias, self.stride, padding, self.dilation, self.groups)
+        # Fold the batch into the channel axis and give each sample its own group of kernels.
+        folded = padded.reshape(1, batch * self.in_channels, *padded.shape[-2:])
+        folded_weight = weights.reshape(batch * self.out_channels, *weights.shape[2:])
+        folded_bias = self.bias.repeat(batch) if self.bias is not None else None
+        out = F.conv2d(
+            folded, folded_weight, folded_bias, self.stride, padding, self.dilation, self.groups * batch
+        )
+        return out.reshape(batch, self.out_channels, *out.shape[-2:])
+
+    def extra_repr(self) -> str:
+        return (
+            super().extra_repr()
+            + f", ste_temperature={self.ste_temperature}, attention_temperature={self.attention_temperature}"
+        )
+
+
+def _default_predicate(name: str, conv: nn.Conv2d) -> bool:
+    # A 1x1 kernel has a single position, so the attention would always be 1: nothing to explain.
+    return conv.kernel_size != (1, 1)
+
+
+def convert_to_explainable(
+    module: nn.Module,
+    predicate: Callable[[str, nn.Conv2d], bool] | None = None,
+    **kwargs,
+) -> nn.Module:
+    """Replace the ``nn.Conv2d`` layers of ``module`` (in place) by :class:`ExplainableConv2d`.
+
+    The paper does this to FDTANet and DeepSN-Net (its Table 5). Weights are kept, so a trained
+    model can be converted and fine-tuned.
+
+    Args:
+        module: any model.
+        predicate: ``predicate(qualified_name, conv) -> bool`` chooses which convs to convert;
+            by default every conv whose kernel is larger than 1x1.
+        **kwargs: forwarded to :class:`ExplainableConv2d` (thresholds, temperatures).
+
+    Returns:
+        ``module`` itself (or the converted conv when ``module`` is itself a conv).
+    """
+    choose = predicate or _default_predicate
+    if isinstance(module, nn.Conv2d) and not isinstance(module, ExplainableConv2d):
+        return ExplainableConv2d.from_conv(module, **kwargs) if choose("", module) else module
+    for qualified_name, parent in list(module.named_modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, nn.Conv2d) and not isinstance(child, ExplainableConv2d):
+                full_name = f"{qualified_name}.{child_name}" if qualified_name else child_name
+                if choose(full_name, child):
+                    setattr(parent, child_name, ExplainableConv2d.from_conv(child, **kwargs))
+    return module
+
+
+def explainable_convs(module: nn.Module) -> dict[str, ExplainableConv2d]:
+    """All explainable convolutions of ``module`` by qualified name, in registration order."""
+    return {name: m for name, m in module.named_modules() if isinstance(m, ExplainableConv2d)}

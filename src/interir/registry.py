@@ -1,0 +1,94 @@
+"""Model registry: explicit name -> builder mapping, filled by ``@register_model``.
+
+Builders take keyword overrides of their configuration dataclass and return an ``nn.Module``.
+Unknown names and unknown overrides fail with the list of valid choices and the closest match,
+so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any, Callable
+
+from torch import nn
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+_DEFAULT_CONFIGS: dict[str, Any] = {}
+_DESCRIPTIONS: dict[str, str] = {}
+
+
+def closest_match_hint(name: str, choices: list[str]) -> str:
+    """Return ' Did you mean "x"?' for the closest of ``choices``, or '' when none is close."""
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    return f' Did you mean "{close[0]}"?' if close else ""
+
+
+def register_model(name: str, default_config: Any, description: str = ""):
+    """Register ``builder(config) -> nn.Module`` under ``name`` with its default config dataclass."""
+
+    def wrap(builder: Callable[..., nn.Module]):
+        if name in _BUILDERS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _BUILDERS[name] = builder
+        _DEFAULT_CONFIGS[name] = default_config
+        _DESCRIPTIONS[name] = description
+        return builder
+
+    return wrap
+
+
+def _ensure_registered() -> None:
+    # Importing the factory module runs the @register_model decorators.
+    from interir.models import factory  # noqa: F401
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`, sorted."""
+    _ensure_registered()
+    return sorted(_BUILDERS)
+
+
+def describe_model(name: str) -> str:
+    _ensure_registered()
+    return _DESCRIPTIONS.get(name, "")
+
+
+def model_config(name: str, **overrides: Any) -> Any:
+    """The configuration dataclass that ``create_model(name, **overrides)`` would build from."""
+    _ensure_registered()
+    if name not in _BUILDERS:
+        raise ValueError(
+            f"unknown model {name!r}.{closest_match_hint(name, list(_BUILDERS))} "
+            f"Valid names: {', '.join(sorted(_BUILDERS))}."
+        )
+    base = _DEFAULT_CONFIGS[name]
+    valid = [f.name for f in dataclasses.fields(base)]
+    # Drop None so that CLI defaults left unset do not override the model's own defaults.
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    for key in overrides:
+        if key not in valid:
+            raise ValueError(
+                f"unknown option {key!r} for model {name!r}.{closest_match_hint(key, valid)} "
+                f"Valid options: {', '.join(valid)}."
+            )
+    return dataclasses.replace(base, **overrides)
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: a name from :func:`list_models`, e.g. ``"interir"``, ``"interir-small"``, ``"deepsn"``.
+        **overrides: fields of the model's configuration dataclass (e.g. ``width=32``).
+
+    Returns:
+        The model, in training mode, on the CPU. It maps a ``(B, 3, H, W)`` float batch in [0, 1]
+        to a restored batch of the same shape. ``model.model_name`` and ``model.config`` record
+        how it was built (checkpoints store both).
+    """
+    config = model_config(name, **overrides)
+    model = _BUILDERS[name](config)
+    model.model_name = name
+    model.config = config
+    return model
