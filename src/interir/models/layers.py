@@ -40,13 +40,15 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
 
     Returns the padded tensor and the original ``(H, W)`` for :func:`crop_to`. Reflection (rather
     than zeros) keeps the image statistics at the border, which matters for the Gram-matrix
-    initialisation of the degradation factors.
+    initialisation of the degradation factors; when the image is too small to reflect (pad >= size)
+    the edge is replicated instead.
     """
     height, width = x.shape[-2:]
     pad_h = (-height) % multiple
     pad_w = (-width) % multiple
     if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
     return x, (height, width)
 
 

@@ -1,0 +1,59 @@
+"""EPBlock: a NAFBlock whose 3x3 depthwise convolution is (optionally) explainable.
+
+NAFBlock of width c (Chen et al., "Simple Baselines for Image Restoration", 2022):
+
+    x1  = x  + beta  * conv1x1( SCA( SG( dw3x3( conv1x1_{c->2c}( LN(x) )))))
+    out = x1 + gamma * conv1x1( SG( conv1x1_{c->2c}( LN(x1) )))
+
+SG splits channels in half and multiplies the halves; SCA(u) = u * conv1x1(GAP(u)).
+``beta`` and ``gamma`` start at zero, so a fresh block is the identity and deep unrolled networks
+start from the plain optimisation iteration.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from interir.models.explainable_conv import ExplainableConv2d
+from interir.models.layers import LayerNorm2d, SimpleGate
+
+
+class EPBlock(nn.Module):
+    """Residual block mapping ``(B, C, H, W) -> (B, C, H, W)``.
+
+    Args:
+        channels: width ``C``.
+        explainable: use :class:`ExplainableConv2d` for the depthwise 3x3 conv (InterIR's EPBlock)
+            instead of ``nn.Conv2d`` (plain NAFBlock, the ablation baseline).
+        dw_expansion: channel expansion before the depthwise conv.
+        ffn_expansion: channel expansion in the feed-forward half.
+    """
+
+    def __init__(
+        self, channels: int, explainable: bool = True, dw_expansion: int = 2, ffn_expansion: int = 2
+    ) -> None:
+        super().__init__()
+        dw_channels = channels * dw_expansion
+        ffn_channels = channels * ffn_expansion
+        conv_cls = ExplainableConv2d if explainable else nn.Conv2d
+        self.norm1 = LayerNorm2d(channels)
+        self.expand = nn.Conv2d(channels, dw_channels, 1)
+        self.depthwise = conv_cls(dw_channels, dw_channels, 3, padding=1, groups=dw_channels)
+        self.gate = SimpleGate()
+        self.channel_attention = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(dw_channels // 2, dw_channels // 2, 1)
+        )
+        self.project = nn.Conv2d(dw_channels // 2, channels, 1)
+        self.norm2 = LayerNorm2d(channels)
+        self.ffn_expand = nn.Conv2d(channels, ffn_channels, 1)
+        self.ffn_project = nn.Conv2d(ffn_channels // 2, channels, 1)
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.gate(self.depthwise(self.expand(self.norm1(x))))
+        u = u * self.channel_attention(u)
+        x = x + self.beta * self.project(u)
+        v = self.gate(self.ffn_expand(self.norm2(x)))
+        return x + self.gamma * self.ffn_project(v)

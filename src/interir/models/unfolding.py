@@ -1,0 +1,369 @@
+"""InterIR: the unfolded improved semi-smooth Newton (ISN) network (design §1-2).
+
+The network unrolls the ISN iteration for the degradation model ``D = P(I) + N`` with a
+Kronecker-factored operator ``P`` (see :mod:`interir.models.kronecker`). Working on features at
+``1/s`` of the input resolution, it carries three variables through its stages:
+
+- the image estimate ``I`` (``(B, C, H', W')``),
+- the multiplier ``Lambda`` of the augmented Lagrangian (same shape),
+- the degradation factors ``P_h`` (``(B, C, H', H')``) and ``P_w`` (``(B, C, W', W')``).
+
+Each stage (IPBlock) runs the three steps of ISN:
+
+- :class:`RESM`, the image step (Eq. 12): a learned gradient step on 1/2 ||F||^2;
+- :class:`DMUM`, the degradation step (Eq. 13): refit ``P_h`` then ``P_w``;
+- :class:`MUM`, the multiplier step (Eq. 14): ``Lambda <- Lambda + sigma (K I - Z)``, learned.
+
+A final RESM with its own weights gives ``I^N``; the output is ``Up(I^N) + D`` (Eq. 2).
+
+Ablation switches (paper Table 4), each a field of :class:`InterIRConfig`:
+
+- ``conv``: ``"explainable"`` (EPBlock) or ``"standard"`` (NAFBlock) depthwise convs;
+- ``resm``: ``"interir"`` (learned weights ``w1, w2, w3`` on the three terms of F, Eq. 31) or
+  ``"deepsn"`` (the plain subtraction of DeepSN-Net, Eq. 28);
+- ``dmum_mum``: ``"interir"`` (learned additive blending of factor and multiplier updates) or
+  ``"deepsn"`` (replace the factors; add the raw multiplier update).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from interir.models.epblock import EPBlock
+from interir.models.kronecker import KroneckerOperator, frobenius_normalize
+from interir.models.layers import check_image_batch, crop_to, pad_to_multiple
+
+
+@dataclass(frozen=True)
+class InterIRConfig:
+    """Sizes and ablation switches of an InterIR network.
+
+    Attributes:
+        width: working channels ``C``.
+        stages: number of stages ``N`` (``N - 1`` IPBlocks plus the final RESM).
+        downsample: factor ``s`` of the pixel-unshuffle; the unfolding runs at ``H/s x W/s``.
+        head_expansion: hidden width factor of the 1x1 heads phi (DeepSN-Net uses 16).
+        dw_expansion, ffn_expansion: EPBlock expansions (NAFBlock uses 2 and 2).
+        conv, resm, dmum_mum: the paper's Table-4 ablation switches (see module docstring).
+        step_size_init: initial learnable step size of each image step ([ours]: the paper's lambda).
+        weight_hidden: hidden width of the small weight networks of the InterIR forms, as a
+            fraction of ``C`` ([ours]).
+        checkpoint_stages: recompute each stage in the backward pass to save memory in training.
+    """
+
+    width: int = 92
+    stages: int = 15
+    downsample: int = 8
+    head_expansion: int = 16
+    dw_expansion: int = 2
+    ffn_expansion: int = 2
+    conv: Literal["explainable", "standard"] = "explainable"
+    resm: Literal["interir", "deepsn"] = "interir"
+    dmum_mum: Literal["interir", "deepsn"] = "interir"
+    step_size_init: float = 0.01
+    weight_hidden: float = 0.5
+    checkpoint_stages: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("width", "stages", "downsample", "head_expansion", "dw_expansion", "ffn_expansion"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        choices = {"conv": ("explainable", "standard"), "resm": ("interir", "deepsn"), "dmum_mum": ("interir", "deepsn")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+    @property
+    def explainable(self) -> bool:
+        return self.conv == "explainable"
+
+
+class PointwiseHead(nn.Module):
+    """phi: 1x1 conv C -> eC, ReLU, 1x1 conv eC -> C (the heads estimating Z and dS in RESM)."""
+
+    def __init__(self, channels: int, expansion: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels * expansion, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels * expansion, channels, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class WeightNet(nn.Module):
+    """The paper's "Convs": 1x1 convs with a ReLU between them, producing per-pixel weights.
+
+    The last conv starts with zero weights and a bias equal to ``init``, so at initialisation the
+    weights are exactly ``init`` everywhere and the InterIR forms reduce to the DeepSN-Net ones.
+
+    Args:
+        in_channels: channels of the concatenated inputs.
+        init: one initial value per group of ``group_channels`` output channels.
+        group_channels: output channels per weight (usually ``C``).
+        hidden: hidden channels.
+        pooled: compute one weight per channel from globally pooled inputs instead of per pixel.
+    """
+
+    def __init__(
+        self, in_channels: int, init: tuple[float, ...], group_channels: int, hidden: int, pooled: bool = False
+    ) -> None:
+        super().__init__()
+        out_channels = len(init) * group_channels
+        self.pool = nn.AdaptiveAvgPool2d(1) if pooled else nn.Identity()
+        self.hidden = nn.Conv2d(in_channels, hidden, 1)
+        self.act = nn.ReLU(inplace=True)
+        self.out = nn.Conv2d(hidden, out_channels, 1)
+        nn.init.zeros_(self.out.weight)
+        with torch.no_grad():
+            self.out.bias.copy_(torch.tensor(init).repeat_interleave(group_channels))
+        self.groups = len(init)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.out(self.act(self.hidden(self.pool(x)))).chunk(self.groups, dim=1)
+
+
+class InitModule(nn.Module):
+    """Eq. 11: ``I^0 = D``, ``Lambda^0 = conv1x1(D) + D``, ``P_h^0 = N(D D^T)``, ``P_w^0 = N(D^T D)``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.multiplier_conv = nn.Conv2d(channels, channels, 1, bias=False)
+
+    def forward(self, degraded: torch.Tensor):
+        multiplier = self.multiplier_conv(degraded) + degraded
+        p_h = frobenius_normalize(degraded @ degraded.transpose(-1, -2))
+        p_w = frobenius_normalize(degraded.transpose(-1, -2) @ degraded)
+        return degraded, multiplier, p_h, p_w
+
+
+class RESM(nn.Module):
+    """Image step (Eq. 12, ISN Eq. 9): ``I <- I - lambda * J^T F``.
+
+    1. ``aux = E_a(I) + Lambda``; ``Z = phi1(aux)`` (split variable), ``S = phi2(aux)`` (dS).
+    2. ``F = P^T P I - P^T D + E2(E1(I) + Lambda + Z)`` (``resm="deepsn"``), or with learned
+       per-pixel weights ``F = w1 P^T P I + w2 P^T D + w3 E2(...)``, ``w`` starting at (1, -1, 1)
+       (``resm="interir"``, the paper's additive form that cannot cancel to zero).
+    3. ``V = P^T P F + E4((1 - S) * E3(F))`` (``J^T F``).
+    4. ``I <- I - lambda V`` with a learnable step size ``lambda`` per stage.
+    """
+
+    def __init__(self, config: InterIRConfig) -> None:
+        super().__init__()
+        c = config.width
+        block = lambda: EPBlock(c, config.explainable, config.dw_expansion, config.ffn_expansion)  # noqa: E731
+        self.aux_block = block()
+        self.split_head = PointwiseHead(c, config.head_expansion)
+        self.derivative_head = PointwiseHead(c, config.head_expansion)
+        self.prior_block1 = block()
+        self.prior_block2 = block()
+        self.jacobian_block1 = block()
+        self.jacobian_block2 = block()
+        self.step_size = nn.Parameter(torch.tensor(float(config.step_size_init)))
+        self.form = config.resm
+        if self.form == "interir":
+            hidden = max(1, int(c * config.weight_hidden))
+            self.term_weights = WeightNet(3 * c, (1.0, -1.0, 1.0), c, hidden)
+
+    def forward(
+        self, image: torch.Tensor, multiplier: torch.Tensor, degraded: torch.Tensor, operator: KroneckerOperator
+    ) -> torch.Tensor:
+        aux = self.aux_block(image) + multiplier
+        split = self.split_head(aux)
+        derivative = self.derivative_head(aux)
+        data_term = operator.normal(image)
+        back_projection = operator.adjoint(degraded)
+        prior_term = self.prior_block2(self.prior_block1(image) + multiplier + split)
+        if self.form == "interir":
+            w1, w2, w3 = self.term_weights(torch.cat([image, degraded, multiplier], dim=1))
+            residual = w1 * data_term + w2 * back_projection + w3 * prior_term
+        else:
+            residual = data_term - back_projection + prior_term
+        direction = operator.normal(residual) + self.jacobian_block2((1 - derivative) * self.jacobian_block1(residual))
+        return image - self.step_size * direction
+
+
+class DMUM(nn.Module):
+    """Degradation step (Eq. 13): refit ``P_h`` (with the new I and old ``P_w``), then ``P_w``.
+
+    ``[I P_w, D] -> block -> (M1, M2)``, ``P_h <- N(M1 M2^T)``; ``[P_h I, D] -> block -> (N1, N2)``,
+    ``P_w <- N(N1^T N2)`` (``dmum_mum="deepsn"``: replace, as DeepSN-Net). With ``"interir"`` the new
+    estimate is blended in additively, ``P_h <- N(P_h + gamma * N(M1 M2^T))``, with per-channel
+    ``gamma`` from a small weight network on the block output (starting at 1).
+    """
+
+    def __init__(self, config: InterIRConfig) -> None:
+        super().__init__()
+        c = config.width
+        self.row_block = EPBlock(2 * c, config.explainable, config.dw_expansion, config.ffn_expansion)
+        self.col_block = EPBlock(2 * c, config.explainable, config.dw_expansion, config.ffn_expansion)
+        self.form = config.dmum_mum
+        if self.form == "interir":
+            hidden = max(1, int(c * config.weight_hidden))
+            self.row_weight = WeightNet(2 * c, (1.0,), c, hidden, pooled=True)
+            self.col_weight = WeightNet(2 * c, (1.0,), c, hidden, pooled=True)
+
+    def forward(self, image: torch.Tensor, degraded: torch.Tensor, p_h: torch.Tensor, p_w: torch.Tensor):
+        features = self.row_block(torch.cat([image @ p_w, degraded], dim=1))
+        m1, m2 = features.chunk(2, dim=1)
+        row_update = frobenius_normalize(m1 @ m2.transpose(-1, -2))
+        if self.form == "interir":
+            (gamma,) = self.row_weight(features)
+            p_h = frobenius_normalize(p_h + gamma * row_update)
+        else:
+            p_h = row_update
+        features = self.col_block(torch.cat([p_h @ image, degraded], dim=1))
+        n1, n2 = features.chunk(2, dim=1)
+        col_update = frobenius_normalize(n1.transpose(-1, -2) @ n2)
+        if self.form == "interir":
+            (gamma,) = self.col_weight(features)
+            p_w = frobenius_normalize(p_w + gamma * col_update)
+        else:
+            p_w = col_update
+        return p_h, p_w
+
+
+class MUM(nn.Module):
+    """Multiplier step (Eq. 14): ``Lambda <- Lambda + rho * (E_L(I) - phi1'(E_a'(I) + Lambda))``.
+
+    The bracket is the learned ``sigma (K I - Z)``; ``rho`` is 1 for ``dmum_mum="deepsn"`` and a
+    per-pixel learned map (starting at 1) for ``"interir"``.
+    """
+
+    def __init__(self, config: InterIRConfig) -> None:
+        super().__init__()
+        c = config.width
+        self.transform_block = EPBlock(c, config.explainable, config.dw_expansion, config.ffn_expansion)
+        self.aux_block = EPBlock(c, config.explainable, config.dw_expansion, config.ffn_expansion)
+        self.split_head = PointwiseHead(c, config.head_expansion)
+        self.form = config.dmum_mum
+        if self.form == "interir":
+            hidden = max(1, int(c * config.weight_hidden))
+            self.rate = WeightNet(2 * c, (1.0,), c, hidden)
+
+    def forward(self, image: torch.Tensor, multiplier: torch.Tensor) -> torch.Tensor:
+        update = self.transform_block(image) - self.split_head(self.aux_block(image) + multiplier)
+        if self.form == "interir":
+            (rho,) = self.rate(torch.cat([image, multiplier], dim=1))
+            update = rho * update
+        return multiplier + update
+
+
+class IPBlock(nn.Module):
+    """One unfolding stage: RESM, then DMUM, then MUM, each using the freshest variables."""
+
+    def __init__(self, config: InterIRConfig) -> None:
+        super().__init__()
+        self.resm = RESM(config)
+        self.dmum = DMUM(config)
+        self.mum = MUM(config)
+
+    def forward(self, image, multiplier, degraded, p_h, p_w):
+        image = self.resm(image, multiplier, degraded, KroneckerOperator(p_h, p_w))
+        p_h, p_w = self.dmum(image, degraded, p_h, p_w)
+        multiplier = self.mum(image, multiplier)
+        return image, multiplier, p_h, p_w
+
+
+@dataclass
+class UnfoldingTrace:
+    """What each stage of a forward pass produced, for interpretability.
+
+    There is one entry per stage (``config.stages`` in all): ``images[k]`` is the image estimate
+    ``Up(I^k) + D`` after stage k at the input size ``(B, 3, H, W)``; ``p_h[k]``/``p_w[k]`` the
+    factors after stage k (``(B, C, H', H')``/``(B, C, W', W')``; the final RESM keeps the last
+    ones); ``multipliers[k]`` the multiplier ``(B, C, H', W')``. The last image equals the network
+    output. ``initial_image`` is ``Up(I^0) + D`` from the initialisation alone.
+    """
+
+    initial_image: torch.Tensor | None = None
+    images: list[torch.Tensor] = field(default_factory=list)
+    p_h: list[torch.Tensor] = field(default_factory=list)
+    p_w: list[torch.Tensor] = field(default_factory=list)
+    multipliers: list[torch.Tensor] = field(default_factory=list)
+
+
+class InterIR(nn.Module):
+    """The full network: pad, Down, Init, N-1 IPBlocks, final RESM, Up, global residual, crop.
+
+    Input ``(B, 3, H, W)`` float in [0, 1], any ``H, W >= downsample``; output the same shape
+    (not clamped, so the loss sees the raw prediction; clamp for display and saving).
+    """
+
+    def __init__(self, config: InterIRConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, s = config.width, config.downsample
+        self.down = nn.Sequential(nn.PixelUnshuffle(s), nn.Conv2d(3 * s * s, c, 3, padding=1, bias=False))
+        self.init = InitModule(c)
+        self.stages = nn.ModuleList(IPBlock(config) for _ in range(config.stages - 1))
+        self.final_resm = RESM(config)
+        self.up = nn.Sequential(
+            nn.Conv2d(c, 3 * s * s, 1, bias=False), nn.PixelShuffle(s), nn.Conv2d(3, 3, 3, padding=1, bias=False)
+        )
+
+    @property
+    def min_size(self) -> int:
+        """Smallest height and width the network accepts (reflect padding needs pad < size)."""
+        return self.config.downsample
+
+    def _run_stage(self, stage: IPBlock, *state):
+        if self.config.checkpoint_stages and self.training and torch.is_grad_enabled():
+            return checkpoint(stage, *state, use_reentrant=False)
+        return stage(*state)
+
+    def _unfold(self, x: torch.Tensor, trace: UnfoldingTrace | None) -> torch.Tensor:
+        check_image_batch(x, self.min_size)
+        padded, size = pad_to_multiple(x, self.config.downsample)
+        degraded = self.down(padded)
+        image, multiplier, p_h, p_w = self.init(degraded)
+
+        def record(img, lam, ph, pw):
+            if trace is not None:
+                trace.images.append(crop_to(self.up(img) + padded, size))
+                trace.multipliers.append(lam)
+                trace.p_h.append(ph)
+                trace.p_w.append(pw)
+
+        if trace is not None:
+            trace.initial_image = crop_to(self.up(image) + padded, size)
+        for stage in self.stages:
+            image, multiplier, p_h, p_w = self._run_stage(stage, image, multiplier, degraded, p_h, p_w)
+            record(image, multiplier, p_h, p_w)
+        image = self.final_resm(image, multiplier, degraded, KroneckerOperator(p_h, p_w))
+        output = crop_to(self.up(image) + padded, size)
+        if trace is not None:
+            trace.images.append(output)
+            trace.multipliers.append(multiplier)
+            trace.p_h.append(p_h)
+            trace.p_w.append(p_w)
+        return output
+
+    def forward(self, x: torch.Tensor, return_stages: bool = False):
+        """Restore ``x``.
+
+        Args:
+            x: ``(B, 3, H, W)`` float, values in [0, 1].
+            return_stages: also return the list of per-stage image estimates (``stages``
+                entries of shape ``(B, 3, H, W)``, one per stage; the last equals the output).
+
+        Returns:
+            ``(B, 3, H, W)`` restored batch, or ``(output, stage_images)``.
+        """
+        if return_stages:
+            trace = self.trace(x)
+            return trace.images[-1], trace.images
+        return self._unfold(x, None)
+
+    def trace(self, x: torch.Tensor) -> UnfoldingTrace:
+        """Run a forward pass and return every stage's image, factors and multiplier."""
+        trace = UnfoldingTrace()
+        self._unfold(x, trace)
+        return trace

@@ -1,0 +1,410 @@
+"""Image file input/output with one conversion rule for every format.
+
+Reading (:func:`read_image`) always returns an RGB float32 tensor ``(3, H, W)`` in [0, 1]:
+
+- 8-bit samples are divided by 255, 16-bit samples by 65535 (``bit_depth`` records which);
+- grayscale images (``L``, ``LA``, ``1``, 16-bit gray) are replicated to three identical channels
+  and flagged ``was_grayscale=True``;
+- an alpha channel (RGBA, LA, palette transparency) is split off into ``alpha`` ``(1, H, W)`` and
+  never composited into the colour channels;
+- palette and other colour modes (CMYK, YCbCr, ...) are converted to RGB by Pillow;
+- the EXIF orientation tag is applied, so the tensor is the image as a viewer shows it.
+
+16-bit RGB PNG files are read with ``pypng`` and 16-bit RGB TIFF files with ``tifffile``, because
+Pillow silently truncates them to 8 bits; both are in the ``io16`` extra
+(``pip install "interir[io16]"``).
+
+Writing (:func:`write_image`) picks the format from the extension (PNG 8/16-bit, JPEG, TIFF or
+BMP 8-bit), rounds to the nearest integer level and replaces the target atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageReadError",
+    "LoadedImage",
+    "read_image",
+    "write_image",
+    "list_images",
+    "image_to_uint",
+]
+
+#: File extensions (lower case) recognised as images by :func:`list_images`.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+_FIX = (
+    "check that the file is a complete PNG, JPEG, TIFF, BMP or WebP image (re-export it), "
+    "or remove it from the folder"
+)
+
+
+class ImageReadError(ValueError):
+    """An image file could not be read.
+
+    Attributes:
+        path: the file that failed.
+        reason: what went wrong.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(str(path), reason)  # args kept simple so the error pickles across workers
+        self.path = str(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot read image '{self.path}': {self.reason}. Fix: {_FIX}."
+
+
+@dataclass
+class LoadedImage:
+    """An image read from disk.
+
+    Attributes:
+        image: float32 tensor ``(3, H, W)`` in [0, 1] (grayscale replicated to three channels).
+        alpha: float32 tensor ``(1, H, W)`` in [0, 1], or ``None`` when the file has no alpha.
+        bit_depth: 8 or 16, the sample depth of the file.
+        was_grayscale: True when the file stored a single colour channel.
+        path: the file read.
+    """
+
+    image: torch.Tensor
+    alpha: torch.Tensor | None
+    bit_depth: int
+    was_grayscale: bool
+    path: Path
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)`` of the image."""
+        return int(self.image.shape[-2]), int(self.image.shape[-1])
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+
+
+def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to an ``(H, W, C)`` array, as Pillow's exif_transpose."""
+    if orientation == 2:
+        return arr[:, ::-1]
+    if orientation == 3:
+        return arr[::-1, ::-1]
+    if orientation == 4:
+        return arr[::-1]
+    if orientation == 5:
+        return arr.transpose(1, 0, 2)
+    if orientation == 6:
+        return np.rot90(arr, -1)
+    if orientation == 7:
+        return np.rot90(arr, 2).transpose(1, 0, 2)
+    if orientation == 8:
+        return np.rot90(arr, 1)
+    return arr
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    """Bit depth from a PNG IHDR chunk, or None when the file is not a PNG."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    return head[24]
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    """A 16-bit PNG as a uint16 ``(H, W, C)`` array (C = 1, 2, 3 or 4)."""
+    try:
+        import png  # pypng
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImageReadError(
+            path, 'reading 16-bit PNG needs pypng: pip install "interir[io16]"'
+        ) from exc
+    reader = png.Reader(filename=str(path))
+    width, height, rows, info = reader.asDirect()
+    planes = info["planes"]
+    arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows])
+    return arr.reshape(height, width, planes)
+
+
+def _read_tiff16(path: Path) -> np.ndarray:
+    try:
+        import tifffile
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImageReadError(
+            path, 'reading 16-bit RGB TIFF needs tifffile: pip install "interir[io16]"'
+        ) from exc
+    arr = np.asarray(tifffile.imread(str(path)))
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.dtype != np.uint16:
+        raise ImageReadError(path, f"unsupported TIFF layout {arr.shape} {arr.dtype}")
+    return arr
+
+
+def _pil_to_array(img) -> tuple[np.ndarray, int]:
+    """A Pillow image as ``(H, W, C)`` array with C in 1-4, and its bit depth."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(img, dtype=np.uint16)[:, :, None], 16
+    if mode == "I":
+        arr = np.asarray(img)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise ValueError("32-bit integer samples outside 0..65535; convert to 8/16-bit PNG")
+        return arr.astype(np.uint16)[:, :, None], 16
+    if mode == "F":
+        raise ValueError("32-bit float images are not supported; convert to 8/16-bit PNG or TIFF")
+    if mode == "1":
+        img = img.convert("L")
+        mode = "L"
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    elif mode == "PA":
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    elif mode == "La":
+        img = img.convert("LA")
+        mode = "LA"
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        img = img.convert("RGBA" if "A" in mode else "RGB")
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return arr, 8
+
+
+def read_image(path: str | os.PathLike) -> LoadedImage:
+    """Read an image file into an RGB float tensor (see the module docstring for the rule).
+
+    Args:
+        path: PNG (8/16-bit), JPEG, TIFF (8/16-bit), BMP or WebP file.
+
+    Returns:
+        A :class:`LoadedImage` with ``image`` ``(3, H, W)`` float32 in [0, 1].
+
+    Raises:
+        ImageReadError: the file is missing, truncated, corrupt or in an unsupported layout; the
+            message names the path and the fix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(path, "no such file" if not path.exists() else "not a regular file")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            orientation = int(img.getexif().get(0x0112, 1) or 1)
+            fmt = img.format
+            bits = None
+            if fmt == "TIFF":
+                bps = img.tag_v2.get(258)
+                bits = max(bps) if isinstance(bps, tuple) else bps
+            if fmt == "PNG" and _png_bit_depth(path) == 16:
+                arr, depth = _read_png16(path), 16
+            elif fmt == "TIFF" and bits == 16 and img.mode not in ("I;16", "I;16B", "I;16L", "I"):
+                arr, depth = _read_tiff16(path), 16
+            else:
+                img.load()
+                arr, depth = _pil_to_array(img)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not a recognised image format") from None
+    except Exception as exc:  # truncated data, decoder errors, unsupported modes, ...
+        raise ImageReadError(path, f"{type(exc).__name__}: {exc}") from exc
+
+    if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageReadError(path, f"empty or malformed image of shape {arr.shape}")
+    arr = np.ascontiguousarray(_orient(arr, orientation))
+    channels = arr.shape[2]
+    scale = 65535.0 if depth == 16 else 255.0
+    data = torch.from_numpy(arr.astype(np.float32) / np.float32(scale)).permute(2, 0, 1)
+    alpha = None
+    if channels in (1, 2):
+        image = data[:1].expand(3, -1, -1)
+        alpha = data[1:2] if channels == 2 else None
+        gray = True
+    elif channels in (3, 4):
+        image = data[:3]
+        alpha = data[3:4] if channels == 4 else None
+        gray = False
+    else:
+        raise ImageReadError(path, f"unsupported number of channels: {channels}")
+    return LoadedImage(
+        image=image.contiguous(),
+        alpha=None if alpha is None else alpha.contiguous(),
+        bit_depth=depth,
+        was_grayscale=gray,
+        path=path,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+
+
+def image_to_uint(image: torch.Tensor | np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    """Quantise a float image in [0, 1] to integers, rounding to nearest (half away from zero).
+
+    Args:
+        image: ``(C, H, W)`` or ``(H, W)`` float tensor/array; values outside [0, 1] are clipped.
+        bit_depth: 8 (uint8) or 16 (uint16).
+
+    Returns:
+        ``(H, W, C)`` (or ``(H, W)``) uint8/uint16 array.
+    """
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    if isinstance(image, torch.Tensor):
+        arr = image.detach().to("cpu", torch.float64).numpy()
+    else:
+        arr = np.asarray(image, dtype=np.float64)
+    if arr.ndim == 3:
+        arr = arr.transpose(1, 2, 0)
+    maxval = 255 if bit_depth == 8 else 65535
+    q = np.floor(np.clip(arr, 0.0, 1.0) * maxval + 0.5)
+    return q.astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def write_image(
+    path: str | os.PathLike,
+    image: torch.Tensor | np.ndarray,
+    bit_depth: int = 8,
+    alpha: torch.Tensor | np.ndarray | None = None,
+    grayscale: bool = False,
+    quality: int = 95,
+) -> Path:
+    """Write an image atomically (temporary file in the same folder, then ``os.replace``).
+
+    Args:
+        path: target; the extension picks the format: ``.png`` (8 or 16-bit), ``.jpg``/``.jpeg``,
+            ``.tif``/``.tiff``, ``.bmp`` (8-bit only).
+        image: ``(3, H, W)`` (or ``(1, H, W)``) float in [0, 1]; clipped, rounded to nearest.
+        bit_depth: 8 or 16 (16 only for PNG).
+        alpha: optional ``(1, H, W)`` or ``(H, W)`` float in [0, 1] written as an alpha channel
+            (PNG and TIFF only).
+        grayscale: write one channel, the mean of the three colour channels (which is exact for
+            an image read from a grayscale file).
+        quality: JPEG quality.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(np.asarray(image))
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim == 2:
+        image = image[None]
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"image must have shape (3, H, W) or (1, H, W), got {tuple(image.shape)}")
+    image = image.detach().to("cpu", torch.float64)
+    if grayscale or image.shape[0] == 1:
+        image = image.mean(dim=0, keepdim=True)
+    planes = [image]
+    if alpha is not None:
+        if isinstance(alpha, np.ndarray):
+            alpha = torch.from_numpy(np.asarray(alpha))
+        alpha = alpha.detach().to("cpu", torch.float64)
+        if alpha.ndim == 2:
+            alpha = alpha[None]
+        if alpha.shape[-2:] != image.shape[-2:]:
+            raise ValueError(f"alpha size {tuple(alpha.shape)} does not match the image")
+        planes.append(alpha[:1])
+    if ext in (".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp") and bit_depth != 8:
+        raise ValueError(f"{ext} is written as 8-bit only; use a .png path for 16-bit output")
+    if ext in (".jpg", ".jpeg", ".bmp") and alpha is not None:
+        raise ValueError(f"{ext} cannot store alpha; use a .png path or pass alpha=None")
+    arr = image_to_uint(torch.cat(planes, 0), bit_depth)  # (H, W, C)
+    channels = arr.shape[2]
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if ext == ".png" and bit_depth == 16:
+                try:
+                    import png  # pypng
+                except ImportError as exc:  # pragma: no cover
+                    raise ImportError(
+                        'writing 16-bit PNG needs pypng: pip install "interir[io16]"'
+                    ) from exc
+                writer = png.Writer(
+                    width=arr.shape[1],
+                    height=arr.shape[0],
+                    greyscale=channels in (1, 2),
+                    alpha=channels in (2, 4),
+                    bitdepth=16,
+                )
+                writer.write(fh, arr.reshape(arr.shape[0], -1).tolist())
+            else:
+                from PIL import Image
+
+                mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+                pil = Image.fromarray(arr[:, :, 0] if channels == 1 else arr, mode=mode)
+                if ext == ".png":
+                    pil.save(fh, format="PNG")
+                elif ext in (".jpg", ".jpeg"):
+                    pil.save(fh, format="JPEG", quality=quality)
+                elif ext in (".tif", ".tiff"):
+                    pil.save(fh, format="TIFF")
+                elif ext == ".bmp":
+                    pil.save(fh, format="BMP")
+                elif ext == ".webp":
+                    pil.save(fh, format="WEBP", lossless=True)
+                else:
+                    raise ValueError(
+                        f"unknown image extension '{path.suffix}' for {path}; "
+                        f"use one of {', '.join(IMAGE_EXTENSIONS)}"
+                    )
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# listing
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Image files in a folder, sorted by path.
+
+    Args:
+        folder: directory to scan.
+        recursive: also scan sub-folders.
+
+    Returns:
+        Sorted paths whose extension (any case) is in :data:`IMAGE_EXTENSIONS`; hidden files
+        (names starting with ``.``) are skipped.
+
+    Raises:
+        FileNotFoundError / NotADirectoryError: the folder does not exist / is a file.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"image folder '{folder}' does not exist; check the path")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"'{folder}' is a file, expected a folder of images")
+    it = folder.rglob("*") if recursive else folder.iterdir()
+    out = [
+        p
+        for p in it
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    ]
+    return sorted(out)
