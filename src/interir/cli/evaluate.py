@@ -1,1 +1,73 @@
-"""`interir evaluate` (to be written)."""
+"""``interir eval``: score models on paired folders and synthetic suites; CSV + Markdown/JSON tables."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from interir.cli.app import app
+
+
+@app.command("eval")
+def eval_command(
+    datasets: Annotated[list[Path], typer.Argument(
+        help="Dataset folders: synthetic suites from `interir synth` (<combination>/input|target) "
+             "or paired folders (input/target, rain/norain, hazy/clear).",
+        show_default=False)],
+    model: Annotated[Optional[list[str]], typer.Option(
+        "--model", "-m",
+        help="Model to evaluate, repeatable: checkpoint folder/run/.safetensors, registered name, "
+             "'default' (bundled weights), or classical-dcp | classical-nlm | classical-dcp+nlm. "
+             "LABEL=SPEC names the table row.")] = None,
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Output folder for per_image.csv, summary.md, summary.json "
+                            "(and images/ with --save-images).")] = Path("results/eval"),
+    save_images: Annotated[bool, typer.Option(
+        "--save-images", help="Also save the restored images under OUT/images/.")] = False,
+    y_channel: Annotated[bool, typer.Option(
+        "--y-channel/--rgb", help="Score the Y channel of YCbCr (BT.601) or RGB.")] = False,
+    round_y: Annotated[bool, typer.Option(
+        "--round-y/--float-y",
+        help="Y rounded to 8 bits (MATLAB/MPRNet/Restormer) or kept as float (BasicSR).")] = False,
+    crop_border: Annotated[int, typer.Option(
+        "--crop-border", min=0, help="Pixels dropped on every side before scoring.")] = 0,
+    quantize: Annotated[bool, typer.Option(
+        "--quantize/--no-quantize",
+        help="Round images to 8 bits before scoring (as saved PNGs).")] = True,
+    device: Annotated[str, typer.Option(
+        "--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
+    tile: Annotated[Optional[int], typer.Option(
+        "--tile", min=16, help="Restore large images in tiles of this size (networks only).")] = None,
+    limit: Annotated[Optional[int], typer.Option(
+        "--limit", min=1, help="At most N images per dataset (quick looks).")] = None,
+    title: Annotated[str, typer.Option("--title", help="Heading of the summary table.")] =
+        "Evaluation",
+) -> None:
+    """Evaluate one or more models on datasets; print the summary table and write the reports."""
+    from interir.engine.evaluate import EvalOptions, evaluate
+    from interir.metrics.image import MetricSettings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if round_y and not y_channel:
+        raise typer.BadParameter("--round-y only applies with --y-channel", param_hint="--round-y")
+    options = EvalOptions(
+        settings=MetricSettings(y_channel=y_channel, round_y=round_y, crop_border=crop_border,
+                                quantize=quantize),
+        device=device,
+        tile=tile,
+        save_images_to=out / "images" if save_images else None,
+        limit=limit,
+        title=title,
+    )
+    try:
+        report = evaluate(model or ["default"], datasets, options)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError, ImportError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=1) from err
+    paths = report.write(out)
+    typer.echo(report.table.to_markdown())
+    typer.echo("Wrote " + ", ".join(str(p) for p in paths.values())
+               + (f" and {out / 'images'}/" if save_images else ""))

@@ -1,1 +1,164 @@
-"""`interir explain` (to be written)."""
+"""``interir explain`` (one image: stages, factors, multiplier, explainable convs -> HTML page) and
+``interir embed`` (synthetic suites -> t-SNE of degradation embeddings, InterIR vs the deepsn
+baseline, with separation scores). Logic lives in :mod:`interir.explain`; this module only parses
+and wires. matplotlib and scikit-learn (the ``viz`` extra) are imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from interir.cli.app import app
+
+
+def _load(spec: str, device: str):
+    from interir.engine.checkpoint import load_model
+    from interir.engine.evaluate import resolve_device
+
+    return load_model(spec, map_location=resolve_device(device))
+
+
+def _scores(result) -> str:
+    def num(value) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    return (
+        f"silhouette {num(result.silhouette_features)} (t-SNE map {num(result.silhouette_tsne)}), "
+        f"{result.neighbors}-NN accuracy {num(result.knn_accuracy)} (chance {result.chance:.3f})"
+    )
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command("explain")
+def explain_command(
+    image: Annotated[Path, typer.Argument(help="Degraded image to explain (PNG, JPEG, TIFF, ...).",
+                                          show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for index.html and the figures.")],
+    target: Annotated[Optional[Path], typer.Option(
+        "--target", "-t", help="Clean image of the same scene and size: adds PSNR per stage.")] = None,
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="Checkpoint folder/run/.safetensors, 'default' (bundled weights) or a "
+                              "registered name (random weights).")] = "default",
+    conv: Annotated[Optional[list[str]], typer.Option(
+        "--conv", "-c", help="Explainable conv to explain, repeatable; 'all' for every one "
+                             "(default: the first conv of the first, middle and last stage).")] = None,
+    list_convs: Annotated[bool, typer.Option(
+        "--list-convs", help="Print the explainable convolutions of the model and exit.")] = False,
+    channels: Annotated[int, typer.Option(
+        "--channels", min=0, max=16, help="Mask channels shown per conv (most modulated first).")] = 4,
+    crop: Annotated[Optional[int], typer.Option(
+        "--crop", min=8, help="Centre-crop image (and target) to at most N x N first, for speed.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "cpu",
+) -> None:
+    """Show what each unfolding stage and chosen explainable convolutions do on IMAGE."""
+    from interir.explain import explain_image, write_report
+    from interir.explain._plotting import MissingExtraError
+    from interir.explain.embedding import centre_crop
+    from interir.models.explainable_conv import explainable_convs
+    from interir.utils.io import read_image
+
+    try:
+        net = _load(model, device)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+    if list_convs:
+        names = list(explainable_convs(net))
+        if not names:
+            typer.echo("this model has no explainable convolutions (standard convs only)")
+        for name in names:
+            typer.echo(name)
+        return
+    try:
+        degraded = centre_crop(read_image(image).image, crop)
+        clean = centre_crop(read_image(target).image, crop) if target is not None else None
+        explanation = explain_image(net, degraded, target=clean, conv_names=conv, channels=channels)
+        index = write_report(explanation, out)
+    except (MissingExtraError, ValueError, TypeError) as exc:
+        _fail(str(exc))
+    if explanation.stage_psnr is not None:
+        typer.echo(
+            f"PSNR input {explanation.input_psnr:.2f} dB -> "
+            + " -> ".join(f"{v:.2f}" for v in explanation.stage_psnr) + " dB (per stage)"
+        )
+    typer.echo(f"wrote {index}")
+
+
+@app.command("embed")
+def embed_command(
+    datasets: Annotated[list[Path], typer.Argument(
+        help="Synthetic suites written by `interir synth` (ROOT/<combination>/input/*.png).",
+        show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for embedding.png/.json, points.csv.")],
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="InterIR model: checkpoint, 'default' or a registered name.")] = "default",
+    baseline_model: Annotated[Optional[str], typer.Option(
+        "--baseline-model", "-b", help="DeepSN-Net-style baseline: a deepsn checkpoint (recommended) "
+                                       "or a registered name such as deepsn / deepsn-small (random "
+                                       "weights).")] = "deepsn",
+    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Embed only --model.")] = False,
+    feature: Annotated[str, typer.Option(
+        "--feature", help="multiplier (Lambda) | image (I) | both.")] = "multiplier",
+    stage: Annotated[int, typer.Option("--stage", min=1, help="Stage whose output is embedded.")] = 1,
+    limit: Annotated[Optional[int], typer.Option(
+        "--limit", min=1, help="At most N images per combination.")] = None,
+    crop: Annotated[Optional[int], typer.Option(
+        "--crop", min=8, help="Centre-crop images to at most N x N first, for speed.")] = None,
+    perplexity: Annotated[float, typer.Option("--perplexity", min=1.0, help="t-SNE perplexity.")] = 30.0,
+    seed: Annotated[int, typer.Option("--seed", help="t-SNE random state.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "cpu",
+) -> None:
+    """Figure 6 of the paper: t-SNE of degradation embeddings, InterIR beside the deepsn baseline."""
+    from interir.explain._plotting import MissingExtraError, require
+    from interir.explain.embedding import (
+        EmbeddingConfig,
+        analyse_embedding,
+        embed_suite,
+        load_suite,
+        untrained_warning,
+        write_embedding_report,
+    )
+
+    try:
+        config = EmbeddingConfig(feature=feature, stage=stage, crop=crop, seed=seed, perplexity=perplexity)
+        require("sklearn.manifold", "interir embed")  # fail before the slow part
+        require("matplotlib.figure", "interir embed")
+        items = load_suite(datasets, limit=limit)
+    except (MissingExtraError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    labels = [item.combination for item in items]
+    typer.echo(f"{len(items)} images, {len(set(labels))} combinations")
+
+    specs = [("InterIR", model)]
+    if not no_baseline and baseline_model:
+        specs.append(("DeepSN-Net baseline", baseline_model))
+    results = []
+    for title, spec in specs:
+        note = untrained_warning(spec)
+        if note:
+            typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the untrained-weights warning was printed above
+            try:
+                net = _load(spec, device)
+            except (FileNotFoundError, ValueError, RuntimeError) as exc:
+                _fail(str(exc))
+        with typer.progressbar(length=len(items), label=f"embedding with {spec}") as bar:
+            try:
+                features = embed_suite(net, items, config, progress=lambda done, total: bar.update(1))
+            except (TypeError, ValueError) as exc:
+                _fail(str(exc))
+        result = analyse_embedding(f"{title} ({spec})", features, labels, config, spec=spec)
+        if note:
+            result.notes.append(note)
+        results.append(result)
+        typer.echo(f"{result.name}: {_scores(result)}")
+    paths = write_embedding_report(results, out, items, config)
+    typer.echo(f"wrote {paths['figure']}, {paths['scores']}, {paths['points']}")

@@ -101,18 +101,29 @@ class MetricSettings:
 def rgb_to_y(img255: torch.Tensor, round_y: bool = False) -> torch.Tensor:
     """BT.601 luma of an RGB image on the 0..255 scale.
 
+    ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255``. With ``round_y=True`` Y is rounded to an
+    integer, halves away from zero as MATLAB's ``rgb2ycbcr`` on ``uint8`` defines it. When the input
+    holds integers (8-bit levels) the rounding is done in exact integer arithmetic, so the
+    ~1 pixel in 10^5 whose Y is exactly ``k + 0.5`` is rounded up deterministically instead of by
+    floating-point noise (float implementations such as scikit-image's round such pixels either
+    way, see ``docs/evaluation.md``).
+
     Args:
         img255: ``(B, 3, H, W)`` RGB on the 0..255 scale.
-        round_y: round the result to integers (MATLAB ``rgb2ycbcr`` on uint8).
+        round_y: round the result to integers (MATLAB / MPRNet / Restormer convention).
 
     Returns:
         ``(B, 1, H, W)`` Y in 16..235 (for inputs in 0..255), same dtype as the input.
     """
     r, g, b = img255[:, 0:1], img255[:, 1:2], img255[:, 2:3]
+    if round_y and bool((img255 == torch.round(img255)).all()):
+        ri, gi, bi = (c.to(torch.int64) for c in (r, g, b))
+        n = 65481 * ri + 128553 * gi + 24966 * bi  # 255000 * (Y - 16), exact
+        y = 16 + torch.div(n + 127500, 255000, rounding_mode="floor")
+        return y.to(img255.dtype)
     y = 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
     if round_y:
-        # torch.round is round-half-to-even; MATLAB rounds halves away from zero. Y > 0, so:
-        y = torch.floor(y + 0.5)
+        y = torch.floor(y + 0.5)  # halves away from zero (Y > 0); torch.round is half-to-even
     return y
 
 

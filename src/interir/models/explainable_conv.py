@@ -94,14 +94,19 @@ class ExplainableConv2d(nn.Conv2d):
         return new
 
     # -- Eqs. 16-18 ---------------------------------------------------------------------------
-    def binary_mask(self, x: torch.Tensor) -> torch.Tensor:
-        """Eq. 16: ``(B, C_in, H, W)`` mask in {0, 1}; straight-through gradient when training."""
+    def binary_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 16: the hard mask (bool) and the mask used downstream (float, values in {0, 1}).
+
+        When gradients are needed the float mask carries the straight-through gradient of
+        ``sigmoid((x - tau) / T)``; its forward values are still exactly the hard mask.
+        """
         shifted = x - self.threshold.view(1, -1, 1, 1)
-        hard = (shifted > 0).to(x.dtype)
+        hard = shifted > 0
+        hard_float = hard.to(x.dtype)
         if not torch.is_grad_enabled() or not (x.requires_grad or self.threshold.requires_grad):
-            return hard
+            return hard, hard_float
         soft = torch.sigmoid(shifted / self.ste_temperature)
-        return hard + (soft - soft.detach())
+        return hard, hard_float + (soft - soft.detach())
 
     def kernel_attention(self, mask: torch.Tensor) -> torch.Tensor:
         """Eqs. 17-18: pool the mask to the kernel size and turn it into a k^2-scaled softmax.
@@ -138,11 +143,11 @@ class ExplainableConv2d(nn.Conv2d):
         return x, self.padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask = self.binary_mask(x)
+        hard_mask, mask = self.binary_mask(x)
         attention = self.kernel_attention(mask)
         weights = self.per_sample_weight(attention)
         if self.store_explanation:
-            self.last_mask = mask.detach() > 0.5
+            self.last_mask = hard_mask
             self.last_attention = attention.detach()
         padded, padding = self._padded(x)
         batch = x.shape[0]

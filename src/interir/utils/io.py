@@ -224,24 +224,27 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
 
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(path, f"empty or malformed image of shape {arr.shape}")
-    arr = np.ascontiguousarray(_orient(arr, orientation))
+    arr = _orient(arr, orientation)
     channels = arr.shape[2]
-    scale = 65535.0 if depth == 16 else 255.0
-    data = torch.from_numpy(arr.astype(np.float32) / np.float32(scale)).permute(2, 0, 1)
-    alpha = None
+    scale = np.float32(65535.0 if depth == 16 else 255.0)
+    # (C, H, W) float32 in numpy (single-threaded copies; torch's strided copy is slow here)
+    chw = np.ascontiguousarray(arr.transpose(2, 0, 1)).astype(np.float32) / scale
+    alpha_np = None
     if channels in (1, 2):
-        image = data[:1].expand(3, -1, -1)
-        alpha = data[1:2] if channels == 2 else None
+        colour = np.ascontiguousarray(np.broadcast_to(chw[:1], (3,) + chw.shape[1:]))
+        alpha_np = chw[1:2] if channels == 2 else None
         gray = True
     elif channels in (3, 4):
-        image = data[:3]
-        alpha = data[3:4] if channels == 4 else None
+        colour = chw[:3] if channels == 3 else np.ascontiguousarray(chw[:3])
+        alpha_np = chw[3:4] if channels == 4 else None
         gray = False
     else:
         raise ImageReadError(path, f"unsupported number of channels: {channels}")
+    image = torch.from_numpy(colour)
+    alpha = None if alpha_np is None else torch.from_numpy(np.ascontiguousarray(alpha_np))
     return LoadedImage(
-        image=image.contiguous(),
-        alpha=None if alpha is None else alpha.contiguous(),
+        image=image,
+        alpha=alpha,
         bit_depth=depth,
         was_grayscale=gray,
         path=path,

@@ -1,0 +1,427 @@
+"""Typed training configuration: YAML + ``key=value`` overrides, validated once.
+
+``load_config("configs/cpu-small.yaml", ["optim.lr=1e-4", "train.batch_size=8"])`` reads the YAML
+file with OmegaConf, merges the command-line overrides (OmegaConf dotlist syntax, ``${...}``
+interpolation resolved), and validates the result into :class:`TrainConfig`, a tree of pydantic
+models that reject unknown keys. Every error names the offending key, the valid keys of its
+section and the closest match, e.g.::
+
+    config key 'optim.lrr' is not a valid option. Did you mean "lr"?
+    Valid keys in 'optim': name, lr, lr_final, ...
+
+Relative paths in configs (``data.train_roots`` ...) are resolved against the current folder;
+the shipped configs assume the repository root (``../shared/data/...``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "ConfigError",
+    "ModelSection",
+    "ValSection",
+    "DataSection",
+    "LossSection",
+    "OptimSection",
+    "TrainSection",
+    "OutputSection",
+    "TrainConfig",
+    "load_config",
+    "validate_config",
+    "config_to_yaml",
+    "config_to_dict",
+]
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, protected_namespaces=())
+
+
+class ModelSection(_Section):
+    """Which network to train.
+
+    Attributes:
+        name: a registered model name (``interir models`` lists them).
+        overrides: fields of the model's config dataclass, e.g. ``{checkpoint_stages: true}``.
+    """
+
+    name: str = "interir-small"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_model(self) -> "ModelSection":
+        from interir.registry import model_config
+
+        model_config(self.name, **self.overrides)  # ValueError names the bad name/option
+        return self
+
+
+def _check_combinations(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    from interir.degradations import parse_combinations
+
+    return list(parse_combinations(value))
+
+
+def _check_levels(value: dict[str, float] | None) -> dict[str, float] | None:
+    if value is None:
+        return None
+    from interir.degradations import parse_levels
+
+    return parse_levels(value)
+
+
+class ValSection(_Section):
+    """Held-out validation, run every ``train.val_every`` steps and at the end.
+
+    Attributes:
+        kind: ``"none"``; ``"synthetic"`` (clean images from ``roots`` degraded once with a fixed
+            ``seed``, the same pairs every time); or ``"paired"`` (``roots`` are folders of
+            degraded/clean pairs, read by :class:`interir.data.PairedImageDataset`).
+        roots: folders (see ``kind``). Never point these at benchmark test images used for
+            reporting: validation picks the best checkpoint.
+        exclude: file names (or files listing names, one per line) to leave out.
+        limit: at most this many images (the first ones in sorted order); ``None`` for all.
+        crop: centre-crop each image to ``crop x crop`` (faster on CPU); ``None`` for full images.
+        combinations, max_levels: synthetic degradations; ``None`` means the training ones.
+        seed: seed of the synthetic degradations.
+        y_channel, crop_border: PSNR/SSIM convention (see :mod:`interir.metrics`).
+    """
+
+    kind: Literal["none", "synthetic", "paired"] = "none"
+    roots: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    limit: int | None = Field(default=8, gt=0)
+    crop: int | None = Field(default=128, gt=0)
+    combinations: list[str] | None = None
+    max_levels: dict[str, float] | None = None
+    seed: int = Field(default=1234, ge=0)
+    y_channel: bool = False
+    crop_border: int = Field(default=0, ge=0)
+
+    _combos = field_validator("combinations")(_check_combinations)
+    _levels = field_validator("max_levels")(_check_levels)
+
+    @model_validator(mode="after")
+    def _check_roots(self) -> "ValSection":
+        if self.kind != "none" and not self.roots:
+            raise ValueError(f"data.val.kind={self.kind!r} needs data.val.roots (one or more folders)")
+        return self
+
+
+class DataSection(_Section):
+    """Training data.
+
+    Attributes:
+        train_roots: folders of clean images; each step draws random patches and degrades them on
+            the fly with the seven-combination pipeline (:class:`interir.degradations.DegradationPipeline`).
+        paired_roots: folders of real degraded/clean pairs (deraining, dehazing); aligned random
+            patches are cut from both. Use either ``train_roots`` or ``paired_roots``.
+        exclude: file names, or text files listing names (first column, ``#`` comments), to leave
+            out of training, e.g. ``bsds432/overlap_with_Rain100H.txt``.
+        patch_size: side of the square training patches.
+        augment: random horizontal and vertical flips.
+        combinations: degradation combinations to draw from (default: all seven).
+        max_levels: upper ends of the level ranges (default haze 150, rain 300, noise 50).
+        degrade_rng: where the per-image rain/noise fields are drawn (``"cpu"``: identical on
+            every machine; ``"same"``: on the training device, faster on GPU).
+        num_workers: data-loader worker processes (0: load in the training process).
+        val: validation settings.
+    """
+
+    train_roots: list[str] = Field(default_factory=list)
+    paired_roots: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    patch_size: int = Field(default=64, gt=0)
+    augment: bool = True
+    combinations: list[str] | None = None
+    max_levels: dict[str, float] | None = None
+    degrade_rng: Literal["cpu", "same"] = "cpu"
+    num_workers: int = Field(default=0, ge=0)
+    val: ValSection = Field(default_factory=ValSection)
+
+    _combos = field_validator("combinations")(_check_combinations)
+    _levels = field_validator("max_levels")(_check_levels)
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> "DataSection":
+        if not self.train_roots and not self.paired_roots:
+            raise ValueError(
+                "no training data: set data.train_roots (clean images, degraded on the fly) or "
+                "data.paired_roots (degraded/clean pairs)"
+            )
+        if self.train_roots and self.paired_roots:
+            raise ValueError("set data.train_roots or data.paired_roots, not both")
+        return self
+
+
+class LossSection(_Section):
+    """The paper's loss: ``L1(pred, target) + fft_weight * L1(FFT(pred), FFT(target))``.
+
+    Attributes:
+        fft_weight: weight of the frequency term (paper: 0.1).
+        fft_norm: ``torch.fft.fft2`` normalisation (``"backward"``: unnormalised, as in MIMO-UNet).
+    """
+
+    fft_weight: float = Field(default=0.1, ge=0)
+    fft_norm: Literal["backward", "ortho", "forward"] = "backward"
+
+
+class OptimSection(_Section):
+    """Optimizer and learning-rate schedule.
+
+    Attributes:
+        name: ``"adam"`` (paper) or ``"adamw"``.
+        lr, lr_final: the schedule runs from ``lr`` to ``lr_final`` over ``train.iterations``.
+        schedule: ``"cosine"`` (paper) or ``"constant"``.
+        warmup_iters: linear warm-up steps from 0 before the schedule (0: none).
+        betas, eps, weight_decay: Adam parameters.
+        grad_clip: clip the global gradient norm to this value (``None``: off).
+    """
+
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = Field(default=2e-4, gt=0)
+    lr_final: float = Field(default=1e-6, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_iters: int = Field(default=0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(default=1e-8, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    grad_clip: float | None = Field(default=None, gt=0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError(f"betas must lie in [0, 1), got {v}")
+        return v
+
+
+class TrainSection(_Section):
+    """The loop.
+
+    Attributes:
+        iterations: optimizer steps in the whole run.
+        batch_size: global batch size (split evenly over the processes under torchrun).
+        seed: seeds model initialisation, patch order and degradations.
+        ema_decay: keep an exponential moving average of the weights with this decay
+            (e.g. 0.999); ``None`` for off.
+        amp: mixed precision on CUDA: ``"auto"`` (bf16 when supported, else fp16), ``"bf16"``,
+            ``"fp16"`` or ``"off"``. Ignored on CPU.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
+        log_every: steps between log lines / metric rows.
+        val_every: steps between validations (0: only at the end).
+        ckpt_every: steps between ``checkpoints/last`` saves (0: only at the end).
+        max_minutes: stop cleanly (with a checkpoint) after this much wall time; ``None``: no limit.
+        deterministic: request deterministic kernels (GPU; slower).
+        threads: CPU threads per process (``None``: PyTorch's default / OMP_NUM_THREADS).
+        init_from: start from these weights (checkpoint folder or .safetensors), not a resume.
+        check_replicas: under DDP, compare the replicas' weights at the end and fail if they differ.
+    """
+
+    iterations: int = Field(default=1000, gt=0)
+    batch_size: int = Field(default=8, gt=0)
+    seed: int = Field(default=0, ge=0)
+    ema_decay: float | None = Field(default=None, gt=0, lt=1)
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    device: str = "auto"
+    log_every: int = Field(default=10, gt=0)
+    val_every: int = Field(default=0, ge=0)
+    ckpt_every: int = Field(default=500, ge=0)
+    max_minutes: float | None = Field(default=None, gt=0)
+    deterministic: bool = False
+    threads: int | None = Field(default=None, gt=0)
+    init_from: str | None = None
+    check_replicas: bool = True
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v != "auto":
+            import torch
+
+            try:
+                torch.device(v)
+            except RuntimeError:
+                raise ValueError(f"invalid device {v!r}: use auto, cpu, cuda or cuda:N") from None
+        return v
+
+
+class OutputSection(_Section):
+    """Where the run folder goes: ``<dir>/<name>``.
+
+    Attributes:
+        dir: parent folder of runs.
+        name: run name; default: the config file's name without ``.yaml``.
+        tensorboard: ``"auto"`` (when the tensorboard package is installed), ``"on"``, ``"off"``.
+    """
+
+    dir: str = "runs"
+    name: str | None = None
+    tensorboard: Literal["auto", "on", "off"] = "auto"
+
+
+class TrainConfig(_Section):
+    """The whole training configuration (see ``configs/*.yaml`` and ``docs/training.md``)."""
+
+    model: ModelSection = Field(default_factory=ModelSection)
+    data: DataSection
+    loss: LossSection = Field(default_factory=LossSection)
+    optim: OptimSection = Field(default_factory=OptimSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    output: OutputSection = Field(default_factory=OutputSection)
+
+    @model_validator(mode="after")
+    def _check_recipe(self) -> "TrainConfig":
+        if self.optim.lr_final > self.optim.lr:
+            raise ValueError(
+                f"optim.lr_final ({self.optim.lr_final}) is larger than optim.lr ({self.optim.lr}); "
+                "the schedule anneals from lr down to lr_final"
+            )
+        if self.optim.warmup_iters >= self.train.iterations:
+            raise ValueError(
+                f"optim.warmup_iters ({self.optim.warmup_iters}) must be smaller than "
+                f"train.iterations ({self.train.iterations})"
+            )
+        return self
+
+
+# ----------------------------------------------------------------------------------------------
+# loading and error messages
+
+
+def _section_class(loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The pydantic model at ``loc`` (a tuple of field names) under :class:`TrainConfig`."""
+    cls: Any = TrainConfig
+    for part in loc:
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            return None
+        field = cls.model_fields.get(str(part))
+        if field is None:
+            return None
+        cls = field.annotation
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def _format_errors(err: ValidationError) -> str:
+    from interir.registry import closest_match_hint
+
+    lines = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"]]
+        key = ".".join(loc) or "<top level>"
+        if e["type"] == "extra_forbidden":
+            parent = _section_class(loc[:-1])
+            valid = list(parent.model_fields) if parent is not None else []
+            where = ".".join(loc[:-1]) or "the top level"
+            lines.append(
+                f"config key '{key}' is not a valid option.{closest_match_hint(loc[-1], valid)} "
+                f"Valid keys in '{where}': {', '.join(valid)}."
+            )
+        elif e["type"] == "missing":
+            lines.append(f"config key '{key}' is required but missing.")
+        else:
+            msg = e["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+            got = e.get("input")
+            shown = "" if isinstance(got, dict) or e["type"] == "value_error" else f" (got {got!r})"
+            line = f"config key '{key}': {msg.rstrip('.')}{shown}."
+            lines.append(line)
+    return "invalid training configuration:\n  " + "\n  ".join(lines)
+
+
+def _parse_overrides(overrides: Sequence[str]):
+    from omegaconf import OmegaConf
+
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(
+                f"override {item!r} must look like key=value, e.g. optim.lr=1e-4 or "
+                "data.train_roots=[a,b]"
+            )
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except Exception as e:  # omegaconf grammar errors
+        raise ConfigError(f"cannot parse overrides {list(overrides)}: {e}") from e
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    base: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """Read, merge and validate a training configuration.
+
+    Args:
+        path: YAML file (``configs/*.yaml``); ``None`` to start from ``base`` (or defaults).
+        overrides: ``key=value`` strings applied on top (``optim.lr=1e-4``, ``train.ema_decay=null``,
+            ``data.train_roots=[a,b]``, ``model.overrides.width=24``).
+        base: a dict merged under the file (used by tests and the Python API).
+
+    Returns:
+        The validated :class:`TrainConfig`. When ``output.name`` is unset it becomes the config
+        file's name without extension (or ``"run"``).
+
+    Raises:
+        ConfigError: unreadable file, bad override syntax, or invalid values; the message names
+            each offending key with the valid choices.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    parts = [OmegaConf.create(base or {})]
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' does not exist; the shipped configs are in configs/")
+        try:
+            loaded = OmegaConf.load(path)
+        except Exception as e:
+            raise ConfigError(f"cannot read config file '{path}': {e}") from e
+        if not isinstance(loaded, type(parts[0])):
+            raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
+        parts.append(loaded)
+    parts.append(_parse_overrides(overrides))
+    try:
+        merged = OmegaConf.merge(*parts)
+        data = OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"cannot resolve configuration: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError("the configuration must be a mapping")
+    data.setdefault("output", {})
+    if isinstance(data["output"], dict) and not data["output"].get("name"):
+        data["output"]["name"] = path.stem if path is not None else "run"
+    return validate_config(data)
+
+
+def validate_config(data: dict[str, Any]) -> TrainConfig:
+    """Validate a plain dict into :class:`TrainConfig` (raising :class:`ConfigError`)."""
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e)) from None
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    """Plain JSON-compatible dict of a config (tuples become lists)."""
+    return config.model_dump(mode="json")
+
+
+def config_to_yaml(config: TrainConfig) -> str:
+    """The resolved configuration as YAML (what the run folder's ``config.yaml`` holds)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.create(config_to_dict(config)))

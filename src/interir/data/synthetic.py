@@ -1,0 +1,369 @@
+"""Deterministic synthetic multi-degradation test sets.
+
+Every (combination, image) pair gets its own generator, seeded from a hash of
+``(seed, combination, image stem)``, so an image's degradation does not depend on which other
+images or combinations are processed, or in what order. :class:`SyntheticPairDataset` builds the
+pairs on the fly; :func:`synthesize_suite` (the ``interir synth`` command) writes them as
+
+::
+
+    OUT_DIR/<combination>/input/<stem>.png     degraded, 8-bit RGB PNG
+    OUT_DIR/<combination>/target/<stem>.png    clean, 8-bit RGB PNG
+    OUT_DIR/manifest.json                       seed, ranges, version, per-image parameters
+    OUT_DIR/manifest.csv                        the per-image rows as CSV
+
+and :func:`load_synthetic_suite` reads such a folder back for evaluation.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from interir.data.paired import PairedImageDataset
+from interir.degradations.pipeline import (
+    DEFAULT_MAX_LEVELS,
+    RECORD_FIELDS,
+    DegradationParams,
+    DegradationPipeline,
+    parse_combinations,
+    parse_levels,
+)
+from interir.utils.io import list_images, read_image, write_image
+
+__all__ = [
+    "MANIFEST_FORMAT",
+    "MANIFEST_VERSION",
+    "CBSD68_MDIR_SEED",
+    "item_seed",
+    "quantize8",
+    "SyntheticPairDataset",
+    "synthesize_suite",
+    "SyntheticSuite",
+    "load_synthetic_suite",
+]
+
+MANIFEST_FORMAT = "interir-synth"
+#: Version of the synthesis recipe and manifest layout; bump when outputs would change.
+MANIFEST_VERSION = 1
+#: Seed of the canonical CBSD68-MDIR test set.
+CBSD68_MDIR_SEED = 2025
+
+CSV_FIELDS: tuple[str, ...] = ("combination", "name", "source", "height", "width") + tuple(
+    f for f in RECORD_FIELDS if f != "combination"
+)
+
+
+def item_seed(seed: int, combination: str, name: str) -> int:
+    """The generator seed of one (combination, image): a 63-bit hash, stable across runs."""
+    key = f"interir-synth/v{MANIFEST_VERSION}/{int(seed)}/{combination}/{name}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & (2**63 - 1)
+
+
+def quantize8(x: torch.Tensor) -> torch.Tensor:
+    """Round to the 8-bit grid exactly as :func:`write_image` does (``floor(255 x + 0.5)``)."""
+    return torch.floor(x.clamp(0, 1).double() * 255.0 + 0.5).div(255.0).to(x.dtype)
+
+
+def _clean_files(clean: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    if isinstance(clean, (str, os.PathLike)):
+        p = Path(clean)
+        files = [p] if p.is_file() else list_images(p)
+    else:
+        files = [Path(f) for f in clean]
+    if not files:
+        raise ValueError(f"no clean images found in {clean}; check the folder")
+    stems: dict[str, Path] = {}
+    dup = []
+    for f in files:
+        if f.stem in stems:
+            dup.append(f"{stems[f.stem]} and {f}")
+        stems[f.stem] = f
+    if dup:
+        raise ValueError(
+            "clean images must have unique names (outputs are named by stem): "
+            + "; ".join(dup)
+        )
+    return files
+
+
+class SyntheticPairDataset(Dataset):
+    """Degraded/clean full-image pairs built deterministically on the fly.
+
+    Item ``i`` is combination ``i // N`` applied to clean image ``i % N`` (N images). The
+    result equals what :func:`synthesize_suite` writes for the same seed.
+
+    Args:
+        clean: folder of clean images or a list of files.
+        combinations: one name, a comma-separated string or a sequence (default: all seven).
+        seed: base seed.
+        levels: fixed levels (``{"haze": 100}`` or ``"haze=100,noise=25"``); drawn otherwise.
+        max_levels: level range ends (default 150 / 300 / 50).
+        quantize: round input and target to 8-bit levels, as the written PNG files.
+
+    Items: ``{"input", "target"}`` ``(3, H, W)`` float32 in [0, 1], ``"name"`` (``stem``),
+    ``"combination"``, ``"params"`` (one :meth:`DegradationParams.to_records` dict). Use
+    ``batch_size=1`` with :func:`interir.data.collate_pairs`.
+    """
+
+    def __init__(
+        self,
+        clean: str | os.PathLike | Sequence[str | os.PathLike],
+        combinations: str | Sequence[str] | None = None,
+        seed: int = CBSD68_MDIR_SEED,
+        levels: str | Mapping[str, float] | None = None,
+        max_levels: Mapping[str, float] | None = None,
+        quantize: bool = True,
+    ) -> None:
+        self.files = _clean_files(clean)
+        self.combinations = parse_combinations(combinations)
+        self.seed = int(seed)
+        self.levels = parse_levels(levels)
+        self.max_levels = dict(DEFAULT_MAX_LEVELS)
+        if max_levels:
+            self.max_levels.update(parse_levels(max_levels))
+        self.quantize = quantize
+        self._pipes = {
+            c: DegradationPipeline((c,), self.max_levels, self.levels) for c in self.combinations
+        }
+
+    def __len__(self) -> int:
+        return len(self.files) * len(self.combinations)
+
+    def degrade(self, clean: torch.Tensor, combination: str, name: str):
+        """Degrade one clean ``(3, H, W)`` image as item ``(combination, name)``.
+
+        Returns:
+            ``(degraded (3, H, W), DegradationParams of one image)``.
+        """
+        g = torch.Generator().manual_seed(item_seed(self.seed, combination, name))
+        pipe = self._pipes[combination]
+        params = pipe.sample(1, g, combination=combination)
+        x = clean[None].float()
+        if self.quantize:
+            x = quantize8(x)
+        y = pipe.apply(x, params)[0]
+        if self.quantize:
+            y = quantize8(y)
+        return y, params
+
+    def __getitem__(self, index: int) -> dict:
+        n = len(self.files)
+        combination = self.combinations[index // n]
+        f = self.files[index % n]
+        clean = read_image(f).image
+        y, params = self.degrade(clean, combination, f.stem)
+        target = quantize8(clean) if self.quantize else clean
+        return {
+            "input": y,
+            "target": target,
+            "name": f.stem,
+            "combination": combination,
+            "params": params.to_records()[0],
+        }
+
+
+# ------------------------------------------------------------------------------------------
+# writing and reading a whole suite
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def synthesize_suite(
+    clean: str | os.PathLike | Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    seed: int,
+    combinations: str | Sequence[str] | None = None,
+    levels: str | Mapping[str, float] | None = None,
+    max_levels: Mapping[str, float] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Any]:
+    """Write the synthetic test set (layout in the module docstring) and return the manifest.
+
+    Args:
+        clean: folder of clean images (or a list of files); names must be unique by stem.
+        out_dir: output folder (created; files of the same name are replaced).
+        seed: base seed; each (combination, image) is seeded from it by :func:`item_seed`.
+        combinations: which combinations (default all seven).
+        levels: fixed levels, e.g. ``"haze=100,rain=200,noise=25"``; drawn otherwise.
+        max_levels: level range ends (default 150 / 300 / 50).
+        progress: called as ``progress(done, total, message)`` after each image.
+
+    Returns:
+        The manifest dict (also written to ``manifest.json``; rows to ``manifest.csv``).
+
+    Raises:
+        ImageReadError: a clean image cannot be read (a test set must not silently skip).
+    """
+    from interir import __version__
+
+    ds = SyntheticPairDataset(clean, combinations, seed, levels, max_levels, quantize=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    total = len(ds)
+    done = 0
+    rows: list[dict[str, Any]] = []
+    sources = []
+    for f in ds.files:
+        loaded = read_image(f)
+        clean_q = quantize8(loaded.image)
+        h, w = loaded.size
+        sources.append({
+            "name": f.stem,
+            "file": f.name,
+            "sha256": _sha256(f),
+            "height": h,
+            "width": w,
+            "bit_depth": loaded.bit_depth,
+            "was_grayscale": loaded.was_grayscale,
+        })
+        for comb in ds.combinations:
+            y, params = ds.degrade(loaded.image, comb, f.stem)
+            write_image(out / comb / "input" / f"{f.stem}.png", y)
+            write_image(out / comb / "target" / f"{f.stem}.png", clean_q)
+            rec = params.to_records()[0]
+            row = {"combination": comb, "name": f.stem, "source": f.name, "height": h,
+                   "width": w}
+            row.update({k: v for k, v in rec.items() if k != "combination"})
+            row["input"] = f"{comb}/input/{f.stem}.png"
+            row["target"] = f"{comb}/target/{f.stem}.png"
+            rows.append(row)
+            done += 1
+            if progress is not None:
+                progress(done, total, f"{comb}/{f.stem}")
+    order = {c: i for i, c in enumerate(ds.combinations)}
+    rows.sort(key=lambda r: (order[r["combination"]], r["name"]))
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "interir_version": __version__,
+        "seed": int(seed),
+        "combinations": list(ds.combinations),
+        "level_ranges": {k: [0.0, float(v)] for k, v in ds.max_levels.items()},
+        "fixed_levels": dict(ds.levels),
+        "sampling": {
+            "haze": asdict(next(iter(ds._pipes.values())).haze_sampling),
+            "rain": asdict(next(iter(ds._pipes.values())).rain_sampling),
+        },
+        "recipe": "ARCHITECTURE.md section 6: haze -> rain -> noise, clip [0, 1], 8-bit PNG",
+        "num_images": len(ds.files),
+        "sources": sources,
+        "images": rows,
+    }
+    _atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in CSV_FIELDS})
+    _atomic_write_text(out / "manifest.csv", buf.getvalue())
+    return manifest
+
+
+@dataclass
+class SyntheticSuite:
+    """A synthetic test set written by :func:`synthesize_suite`.
+
+    Attributes:
+        root: the suite folder.
+        manifest: the parsed ``manifest.json``.
+        datasets: one :class:`PairedImageDataset` per combination, in manifest order.
+    """
+
+    root: Path
+    manifest: dict[str, Any]
+    datasets: dict[str, PairedImageDataset] = field(default_factory=dict)
+
+    @property
+    def combinations(self) -> list[str]:
+        return list(self.manifest["combinations"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.manifest["seed"])
+
+    def records(self, combination: str | None = None) -> list[dict[str, Any]]:
+        """Manifest rows (per image: levels and sub-parameters), optionally for one combination."""
+        return [r for r in self.manifest["images"]
+                if combination is None or r["combination"] == combination]
+
+    def params(self, combination: str, name: str) -> dict[str, Any]:
+        """The manifest row of one image."""
+        for r in self.manifest["images"]:
+            if r["combination"] == combination and r["name"] == name:
+                return r
+        raise KeyError(f"no image {name!r} for combination {combination!r} in {self.root}")
+
+    def degradation_params(self, combination: str) -> DegradationParams:
+        """Rebuilt :class:`DegradationParams` of a combination's images (dataset order)."""
+        rows = {r["name"]: r for r in self.records(combination)}
+        return DegradationParams.from_records([rows[n] for n in self.datasets[combination].names])
+
+
+def load_synthetic_suite(
+    root: str | os.PathLike, combinations: str | Sequence[str] | None = None
+) -> SyntheticSuite:
+    """Read a folder written by ``interir synth`` (all its combinations and the manifest).
+
+    Args:
+        root: the ``OUT_DIR`` of ``interir synth``.
+        combinations: a subset to load (default: all in the manifest).
+
+    Raises:
+        FileNotFoundError: no manifest (the message says how to create the set).
+        ValueError: a combination is missing, or images and manifest disagree (one error).
+    """
+    root = Path(root)
+    mpath = root / "manifest.json"
+    if not mpath.is_file():
+        raise FileNotFoundError(
+            f"'{root}' has no manifest.json; create the set with "
+            f"`interir synth CLEAN_DIR {root} --seed {CBSD68_MDIR_SEED}`"
+        )
+    manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{mpath} is not an interir synth manifest (format field)")
+    wanted = list(manifest["combinations"]) if combinations is None else list(
+        parse_combinations(combinations))
+    suite = SyntheticSuite(root, manifest)
+    problems = []
+    for c in wanted:
+        if c not in manifest["combinations"]:
+            problems.append(f"combination {c!r} is not in the manifest {manifest['combinations']}")
+            continue
+        ds = PairedImageDataset(root / c, layout=("input", "target"))
+        expected = sorted(r["name"] for r in manifest["images"] if r["combination"] == c)
+        if sorted(ds.names) != expected:
+            missing = sorted(set(expected) - set(ds.names))
+            extra = sorted(set(ds.names) - set(expected))
+            problems.append(f"{c}: images missing {missing} / not in manifest {extra}")
+        suite.datasets[c] = ds
+    if problems:
+        raise ValueError(f"synthetic suite '{root}' is inconsistent:\n  " + "\n  ".join(problems))
+    if combinations is not None:
+        suite.manifest = dict(manifest, combinations=wanted)
+    return suite

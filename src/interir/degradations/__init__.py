@@ -1,0 +1,62 @@
+"""Seeded synthetic degradations: haze, rain streaks, Gaussian noise and their pipeline.
+
+Each degradation is a small ``nn.Module`` taking a clean batch ``(B, 3, H, W)`` in [0, 1] and
+explicit per-image parameters; drawing the parameters is separate (``sample_*_params`` and
+:meth:`DegradationPipeline.sample`, from a seeded ``torch.Generator``).
+"""
+
+from interir.degradations.haze import (
+    Haze,
+    HazeParams,
+    HazeSampling,
+    pseudo_depth,
+    rescale_depth,
+    sample_haze_params,
+)
+from interir.degradations.noise import GaussianNoise, NoiseParams, sample_noise_params
+from interir.degradations.pipeline import (
+    COMBINATIONS,
+    DEFAULT_MAX_LEVELS,
+    DEGRADATIONS,
+    RECORD_FIELDS,
+    DegradationParams,
+    DegradationPipeline,
+    canonical_combination,
+    parse_combinations,
+    parse_levels,
+)
+from interir.degradations.rain import (
+    Rain,
+    RainParams,
+    RainSampling,
+    sample_rain_params,
+    streak_kernel,
+    streak_layer,
+)
+
+__all__ = [
+    "COMBINATIONS",
+    "DEFAULT_MAX_LEVELS",
+    "DEGRADATIONS",
+    "RECORD_FIELDS",
+    "DegradationParams",
+    "DegradationPipeline",
+    "GaussianNoise",
+    "Haze",
+    "HazeParams",
+    "HazeSampling",
+    "NoiseParams",
+    "Rain",
+    "RainParams",
+    "RainSampling",
+    "canonical_combination",
+    "parse_combinations",
+    "parse_levels",
+    "pseudo_depth",
+    "rescale_depth",
+    "sample_haze_params",
+    "sample_noise_params",
+    "sample_rain_params",
+    "streak_kernel",
+    "streak_layer",
+]

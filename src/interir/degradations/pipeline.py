@@ -1,0 +1,394 @@
+"""Haze -> rain -> noise pipeline over the seven MDIR combinations.
+
+Sampling (:meth:`DegradationPipeline.sample`) and applying (:meth:`DegradationPipeline.apply`)
+are separate: ``sample`` draws every per-image parameter from a seeded ``torch.Generator`` into a
+:class:`DegradationParams`, and ``apply`` is a pure function of the clean batch and those
+parameters (the rain and noise fields come from per-image seeds stored in the parameters).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from interir.degradations.common import check_batch
+from interir.degradations.haze import Haze, HazeParams, HazeSampling, sample_haze_params
+from interir.degradations.noise import GaussianNoise, NoiseParams, sample_noise_params
+from interir.degradations.rain import Rain, RainParams, RainSampling, sample_rain_params
+
+__all__ = [
+    "DEGRADATIONS",
+    "COMBINATIONS",
+    "DEFAULT_MAX_LEVELS",
+    "RECORD_FIELDS",
+    "DegradationParams",
+    "DegradationPipeline",
+    "canonical_combination",
+    "parse_combinations",
+    "parse_levels",
+]
+
+#: The three degradations, in the order they are applied.
+DEGRADATIONS: tuple[str, ...] = ("haze", "rain", "noise")
+#: The seven MDIR combinations (every non-empty subset of DEGRADATIONS).
+COMBINATIONS: tuple[str, ...] = (
+    "haze",
+    "rain",
+    "noise",
+    "haze+rain",
+    "haze+noise",
+    "rain+noise",
+    "haze+rain+noise",
+)
+#: Upper ends of the level ranges of the paper's MDIR set.
+DEFAULT_MAX_LEVELS: dict[str, float] = {"haze": 150.0, "rain": 300.0, "noise": 50.0}
+#: Keys of one record of :meth:`DegradationParams.to_records`, in manifest column order.
+RECORD_FIELDS: tuple[str, ...] = (
+    "combination",
+    "haze_level",
+    "rain_level",
+    "noise_level",
+    "haze_beta",
+    "haze_airlight",
+    "rain_angle",
+    "rain_length",
+    "rain_width",
+    "rain_blend",
+    "rain_seed",
+    "noise_sigma",
+    "noise_seed",
+)
+
+
+def canonical_combination(name: str) -> str:
+    """Normalise a combination name: ``"noise+Haze"`` -> ``"haze+noise"``.
+
+    Raises:
+        ValueError: empty, unknown or repeated parts.
+    """
+    parts = [p.strip().lower() for p in str(name).split("+")]
+    bad = [p for p in parts if p not in DEGRADATIONS]
+    if not parts or bad or len(set(parts)) != len(parts):
+        raise ValueError(
+            f"invalid combination {name!r}: use '+'-joined names from {DEGRADATIONS}, "
+            f"e.g. one of {', '.join(COMBINATIONS)}"
+        )
+    return "+".join(d for d in DEGRADATIONS if d in parts)
+
+
+def parse_combinations(spec: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Parse ``"haze,rain+noise"`` (or a list, or ``"all"``/None) into canonical names."""
+    if spec is None:
+        return COMBINATIONS
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    items = [s.strip() for s in items if s.strip()]
+    if not items or items == ["all"]:
+        return COMBINATIONS
+    out: list[str] = []
+    for s in items:
+        c = canonical_combination(s)
+        if c not in out:
+            out.append(c)
+    return tuple(out)
+
+
+def parse_levels(spec: str | Mapping[str, float] | None) -> dict[str, float]:
+    """Parse ``"haze=100,rain=200,noise=25"`` into ``{"haze": 100.0, ...}``."""
+    if spec is None:
+        return {}
+    if isinstance(spec, Mapping):
+        items = [(str(k), v) for k, v in spec.items()]
+    else:
+        items = []
+        for part in spec.split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                raise ValueError(
+                    f"invalid level {part!r}: write NAME=VALUE, e.g. haze=100,rain=200,noise=25"
+                )
+            k, v = part.split("=", 1)
+            items.append((k, v))
+    out: dict[str, float] = {}
+    for k, v in items:
+        k = k.strip().lower()
+        if k not in DEGRADATIONS:
+            raise ValueError(f"unknown degradation {k!r} in levels; use {', '.join(DEGRADATIONS)}")
+        try:
+            val = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"level for {k} must be a number, got {v!r}") from None
+        if not math.isfinite(val) or val < 0:
+            raise ValueError(f"level for {k} must be a finite number >= 0, got {val}")
+        out[k] = val
+    return out
+
+
+def _opt(value: Any, default: float) -> float:
+    return default if value is None or value == "" else float(value)
+
+
+@dataclass
+class DegradationParams:
+    """Everything drawn for a batch, per image.
+
+    Attributes:
+        combination: B combination names (e.g. ``"haze+noise"``).
+        haze: haze levels (0 where inactive) and airlights.
+        rain: rain levels (0 where inactive) and streak parameters.
+        noise: noise levels (0 where inactive) and seeds.
+    """
+
+    combination: list[str]
+    haze: HazeParams
+    rain: RainParams
+    noise: NoiseParams
+
+    def __len__(self) -> int:
+        return len(self.combination)
+
+    @property
+    def levels(self) -> torch.Tensor:
+        """``(B, 3)`` levels in the order haze, rain, noise."""
+        return torch.stack([self.haze.level, self.rain.level, self.noise.level], dim=1)
+
+    def to(self, device) -> "DegradationParams":
+        return DegradationParams(
+            list(self.combination), self.haze.to(device), self.rain.to(device), self.noise.to(device)
+        )
+
+    def select(self, idx: Sequence[int] | torch.Tensor) -> "DegradationParams":
+        """The parameters of a subset of the images."""
+        idx_t = torch.as_tensor(idx, dtype=torch.long).view(-1)
+        return DegradationParams(
+            [self.combination[i] for i in idx_t.tolist()],
+            self.haze.select(idx_t.to(self.haze.level.device)),
+            self.rain.select(idx_t.to(self.rain.level.device)),
+            self.noise.select(idx_t.to(self.noise.level.device)),
+        )
+
+    @staticmethod
+    def cat(parts: Sequence["DegradationParams"]) -> "DegradationParams":
+        """Concatenate parameters of several batches (same device)."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+
+        def c(get):
+            return torch.cat([get(p) for p in parts])
+
+        return DegradationParams(
+            [n for p in parts for n in p.combination],
+            HazeParams(c(lambda p: p.haze.level), c(lambda p: p.haze.airlight)),
+            RainParams(*(c(lambda p, i=i: p.rain._fields()[i]) for i in range(6))),
+            NoiseParams(c(lambda p: p.noise.level), c(lambda p: p.noise.seed)),
+        )
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One plain dict per image (keys :data:`RECORD_FIELDS`), for manifests.
+
+        Sub-parameters of a degradation whose level is 0 are ``None``.
+        """
+        cols = {
+            "haze_level": self.haze.level,
+            "rain_level": self.rain.level,
+            "noise_level": self.noise.level,
+            "haze_airlight": self.haze.airlight,
+            "rain_angle": self.rain.angle,
+            "rain_length": self.rain.length,
+            "rain_width": self.rain.width,
+            "rain_blend": self.rain.blend,
+            "rain_seed": self.rain.seed,
+            "noise_seed": self.noise.seed,
+        }
+        vals = {k: v.detach().cpu().tolist() for k, v in cols.items()}
+        out = []
+        for i, comb in enumerate(self.combination):
+            h, r, n = vals["haze_level"][i], vals["rain_level"][i], vals["noise_level"][i]
+            rec: dict[str, Any] = {
+                "combination": comb,
+                "haze_level": float(h),
+                "rain_level": float(r),
+                "noise_level": float(n),
+                "haze_beta": float(h) / 1000.0 if h > 0 else None,
+                "haze_airlight": float(vals["haze_airlight"][i]) if h > 0 else None,
+            }
+            for k in ("rain_angle", "rain_length", "rain_width", "rain_blend"):
+                rec[k] = float(vals[k][i]) if r > 0 else None
+            rec["rain_seed"] = int(vals["rain_seed"][i]) if r > 0 else None
+            rec["noise_sigma"] = float(n) / 255.0 if n > 0 else None
+            rec["noise_seed"] = int(vals["noise_seed"][i]) if n > 0 else None
+            out.append({k: rec[k] for k in RECORD_FIELDS})
+        return out
+
+    @classmethod
+    def from_records(
+        cls, records: Iterable[Mapping[str, Any]], device: torch.device | str = "cpu"
+    ) -> "DegradationParams":
+        """Rebuild parameters from :meth:`to_records` output (or manifest rows read back).
+
+        Applying the rebuilt parameters reproduces the degraded images exactly.
+        """
+        recs = list(records)
+
+        def col(key: str, default: float) -> torch.Tensor:
+            return torch.tensor(
+                [_opt(r.get(key), default) for r in recs], dtype=torch.float32, device=device
+            )
+
+        def seeds(key: str) -> torch.Tensor:
+            vals = [int(r[key]) if r.get(key) not in (None, "") else 0 for r in recs]
+            return torch.tensor(vals, dtype=torch.int64, device=device)
+
+        return cls(
+            [canonical_combination(r["combination"]) for r in recs],
+            HazeParams(col("haze_level", 0.0), col("haze_airlight", 0.7)),
+            RainParams(
+                col("rain_level", 0.0),
+                col("rain_angle", 0.0),
+                col("rain_length", 20.0),
+                col("rain_width", 1.0),
+                col("rain_blend", 0.8),
+                seeds("rain_seed"),
+            ),
+            NoiseParams(col("noise_level", 0.0), seeds("noise_seed")),
+        )
+
+
+class DegradationPipeline:
+    """Seeded multi-degradation synthesis: haze, then rain, then noise, then clip to [0, 1].
+
+    Args:
+        combinations: combinations to draw from (uniformly per image); default all seven.
+        max_levels: upper end of each level range; a level is drawn uniformly from (0, max]
+            for every degradation in the image's combination and is 0 for the others.
+        levels: fixed levels (e.g. ``{"haze": 100}``) used instead of drawing, for the
+            degradations of the combination they name; others are still drawn.
+        haze_sampling: ranges of the haze sub-parameters.
+        rain_sampling: ranges of the rain sub-parameters.
+        clip: clip the final result to [0, 1].
+        rng_device: where the per-image rain/noise fields are drawn: ``"cpu"`` (bit-identical on
+            any machine; default) or ``"same"`` (the batch's device: faster on GPU).
+
+    Example:
+        >>> pipe = DegradationPipeline()
+        >>> g = torch.Generator().manual_seed(0)
+        >>> degraded, params = pipe(clean, g)        # clean: (B, 3, H, W) in [0, 1]
+        >>> params.to_records()[0]["combination"]
+    """
+
+    def __init__(
+        self,
+        combinations: str | Sequence[str] = COMBINATIONS,
+        max_levels: Mapping[str, float] | None = None,
+        levels: str | Mapping[str, float] | None = None,
+        haze_sampling: HazeSampling = HazeSampling(),
+        rain_sampling: RainSampling = RainSampling(),
+        clip: bool = True,
+        rng_device: str = "cpu",
+    ) -> None:
+        self.combinations = parse_combinations(combinations)
+        self.max_levels = dict(DEFAULT_MAX_LEVELS)
+        if max_levels is not None:
+            self.max_levels.update(parse_levels(max_levels))
+        self.fixed_levels = parse_levels(levels)
+        self.haze_sampling = haze_sampling
+        self.rain_sampling = rain_sampling
+        self.clip = clip
+        if rng_device not in ("cpu", "same"):
+            raise ValueError(f"rng_device must be 'cpu' or 'same', got {rng_device!r}")
+        self.rng_device = rng_device
+        self.haze = Haze()
+        self.rain = Rain(rng_device=rng_device)
+        self.noise = GaussianNoise(clip=False, rng_device=rng_device)
+
+    def __repr__(self) -> str:
+        return (
+            f"DegradationPipeline(combinations={self.combinations}, max_levels={self.max_levels}, "
+            f"levels={self.fixed_levels})"
+        )
+
+    def sample(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+        combination: str | None = None,
+    ) -> DegradationParams:
+        """Draw the parameters of ``batch_size`` images.
+
+        Args:
+            batch_size: number of images.
+            generator: seeded generator (CPU or on ``device``); the global RNG when None.
+            device: device of the returned tensors.
+            combination: force one combination for every image (default: drawn uniformly from
+                ``self.combinations``).
+
+        Returns:
+            The drawn :class:`DegradationParams`. The draw order is fixed, so the same generator
+            state gives the same parameters.
+        """
+        b = int(batch_size)
+        gdev = generator.device if generator is not None else torch.device("cpu")
+        combo_idx = torch.randint(len(self.combinations), (b,), generator=generator, device=gdev)
+        u = torch.rand(b, 3, generator=generator, device=gdev)
+        if combination is not None:
+            names = [canonical_combination(combination)] * b
+        else:
+            names = [self.combinations[i] for i in combo_idx.tolist()]
+        lv = []
+        for j, d in enumerate(DEGRADATIONS):
+            active = torch.tensor([d in n.split("+") for n in names], device=gdev)
+            if d in self.fixed_levels:
+                drawn = torch.full((b,), self.fixed_levels[d], device=gdev)
+            else:
+                drawn = self.max_levels[d] * (1.0 - u[:, j])  # uniform in (0, max]
+            lv.append(torch.where(active, drawn, torch.zeros_like(drawn)).float())
+        haze = sample_haze_params(lv[0], generator, self.haze_sampling)
+        rain = sample_rain_params(lv[1], generator, self.rain_sampling)
+        noise = sample_noise_params(lv[2], generator)
+        return DegradationParams(names, haze, rain, noise).to(device)
+
+    def apply(
+        self, clean: torch.Tensor, params: DegradationParams, depth: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Degrade a clean batch with given parameters (deterministic).
+
+        Args:
+            clean: ``(B, C, H, W)`` float in [0, 1], C = 3 (RGB) or 1 (grayscale).
+            params: per-image parameters for the B images.
+            depth: optional ``(B or 1, 1, H, W)`` depth for the haze (pseudo-depth otherwise).
+
+        Returns:
+            ``(B, C, H, W)`` degraded batch in [0, 1] (when ``clip``).
+        """
+        check_batch(clean, "clean batch")
+        if len(params) != clean.shape[0]:
+            raise ValueError(
+                f"params describe {len(params)} images but the batch has {clean.shape[0]}"
+            )
+        params = params.to(clean.device)
+        x = clean
+        if bool((params.haze.level > 0).any()):
+            x = self.haze(x, params.haze, depth)
+        if bool((params.rain.level > 0).any()):
+            x = self.rain(x, params.rain)
+        if bool((params.noise.level > 0).any()):
+            x = self.noise(x, params.noise)
+        if x is clean:
+            x = clean.clone()
+        return x.clamp(0.0, 1.0) if self.clip else x
+
+    def __call__(
+        self,
+        clean: torch.Tensor,
+        generator: torch.Generator | None = None,
+        depth: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, DegradationParams]:
+        """Sample parameters for the batch and apply them: ``(degraded, params)``."""
+        check_batch(clean, "clean batch")
+        params = self.sample(clean.shape[0], generator, clean.device)
+        return self.apply(clean, params, depth), params

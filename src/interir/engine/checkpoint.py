@@ -1,0 +1,675 @@
+"""Checkpoints: safetensors weights + a JSON description, training state kept apart, no pickle.
+
+A **checkpoint folder** holds::
+
+    model.json              {"format": "interir-checkpoint", "model_name", "config", "step", ...}
+    model.safetensors       the weights (the JSON description is also in its header metadata)
+    model_ema.safetensors   exponential moving average of the weights (when training used EMA)
+    training_state.pt       optimizer, LR scheduler, grad scaler, step, RNG states (resume only)
+
+A **single weights file** ``name.safetensors`` (see :func:`save_checkpoint` with a path ending in
+``.safetensors``) carries the model name and config in its header and is enough to rebuild the
+model; a sidecar ``name.json`` is written next to it for people to read.
+
+A **run folder** (``runs/<name>``) made by ``interir train`` holds ``checkpoints/best`` and
+``checkpoints/last``; :func:`resolve_checkpoint` picks ``best`` when it exists, else ``last``.
+
+Folders are written to a temporary sibling and renamed into place, single files to a temporary
+file then ``os.replace``-d, so a crash never leaves a half-written checkpoint under the final
+name. Loading reads weights with safetensors only, and the training state with
+``torch.load(weights_only=True)``, which refuses arbitrary Python objects.
+
+Public API::
+
+    save_checkpoint(path, model, *, ema=None, optimizer=None, scheduler=None, scaler=None,
+                    step=None, extra_state=None, metrics=None) -> Path
+    load_model(spec, map_location="cpu", *, use_ema=True) -> nn.Module
+    load_checkpoint(spec, map_location="cpu") -> Checkpoint
+    load_weights_into(model, checkpoint, *, use_ema=False) -> None
+    load_training_state(spec, map_location="cpu") -> dict
+    resolve_checkpoint(spec) -> Path
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "FORMAT_VERSION",
+    "WEIGHTS_FILE",
+    "EMA_FILE",
+    "META_FILE",
+    "STATE_FILE",
+    "Checkpoint",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "load_weights_into",
+    "load_training_state",
+    "resolve_checkpoint",
+    "model_description",
+    "unwrap_model",
+    "atomic_write_bytes",
+    "atomic_write_text",
+]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "interir-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+EMA_FILE = "model_ema.safetensors"
+META_FILE = "model.json"
+STATE_FILE = "training_state.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, or does not match the model it is loaded into."""
+
+
+# ----------------------------------------------------------------------------------------------
+# small helpers
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The bare network inside ``DistributedDataParallel`` / ``torch.compile`` wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _config_to_dict(config: Any) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if dataclasses.is_dataclass(config):
+        return json.loads(json.dumps(dataclasses.asdict(config)))  # tuples -> lists, plain types
+    if isinstance(config, dict):
+        return json.loads(json.dumps(config))
+    raise TypeError(f"model.config must be a dataclass or dict, got {type(config).__name__}")
+
+
+def _lists_to_tuples(value: Any) -> Any:
+    """JSON gives lists where the config dataclasses hold tuples (e.g. NAFNet block counts)."""
+    if isinstance(value, list):
+        return tuple(_lists_to_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _lists_to_tuples(v) for k, v in value.items()}
+    return value
+
+
+def model_description(model: nn.Module) -> dict[str, Any]:
+    """``{"model_name", "config"}`` of a registry-built model (see :func:`interir.create_model`)."""
+    model = unwrap_model(model)
+    name = getattr(model, "model_name", None)
+    if name is None:
+        raise CheckpointError(
+            f"{type(model).__name__} has no .model_name; build models with interir.create_model(name) "
+            "so checkpoints can record how to rebuild them"
+        )
+    return {"model_name": str(name), "config": _config_to_dict(getattr(model, "config", None))}
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to a temporary file in the same folder, fsync it, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _write_dir_atomically(target: Path, fill) -> None:
+    """Fill a temporary sibling folder with ``fill(tmp_dir)``, then swap it in as ``target``.
+
+    ``rename`` cannot replace a non-empty folder, so an existing ``target`` is first renamed to
+    ``.<name>.old-<id>``, the new one renamed into place, and the old one deleted. Between the
+    two renames ``target`` is briefly absent; :func:`_recover_dir` finds the old copy then.
+    """
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+    try:
+        fill(tmp)
+        for p in tmp.iterdir():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        old = parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(target, old)
+        os.replace(tmp, target)
+        _fsync_dir(parent)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+        _fsync_dir(parent)
+
+
+def _recover_dir(target: Path) -> Path:
+    """``target`` if it exists, else a complete copy left by an interrupted swap."""
+    if target.exists():
+        return target
+    olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    for old in reversed(olds):
+        if (old / META_FILE).is_file() and (old / WEIGHTS_FILE).is_file():
+            log.warning("using %s: %s was being replaced when the last run stopped", old, target)
+            return old
+    return target
+
+
+def _state_dict_cpu(module_or_state) -> dict[str, torch.Tensor]:
+    state = module_or_state.state_dict() if isinstance(module_or_state, nn.Module) else module_or_state
+    # Clone: safetensors refuses tensors that share storage, and we want plain contiguous copies.
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+
+
+def _safetensors_bytes(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> bytes:
+    from safetensors.torch import save
+
+    header = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "model_name": meta["model_name"],
+        "config": json.dumps(meta["config"], sort_keys=True),
+    }
+    return save(state, metadata=header)
+
+
+# ----------------------------------------------------------------------------------------------
+# saving
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    ema: nn.Module | dict[str, torch.Tensor] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    scaler: Any | None = None,
+    step: int | None = None,
+    extra_state: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Path:
+    """Save a model (and optionally its training state) atomically.
+
+    Args:
+        path: a checkpoint folder to create or replace (e.g. ``runs/x/checkpoints/last``), or a
+            file name ending in ``.safetensors`` to export the weights alone (plus a sidecar
+            ``.json``; the training-state arguments must then be ``None``).
+        model: a model built by :func:`interir.create_model` (``.model_name`` and ``.config``),
+            possibly wrapped in ``DistributedDataParallel``.
+        ema: EMA weights (a module or a state dict) saved as ``model_ema.safetensors``.
+        optimizer, scheduler, scaler: their ``state_dict()`` goes into ``training_state.pt``.
+        step: the number of optimizer steps taken so far.
+        extra_state: more resume state (RNG states, data position, best metric...). Only tensors,
+            numbers, strings, lists, tuples, dicts and ``None`` (``torch.load(weights_only=True)``).
+        metrics: JSON-serialisable numbers recorded in ``model.json`` (e.g. validation PSNR).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    desc = model_description(model)
+    meta: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        **desc,
+        "step": step,
+        "interir_version": _version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "weights": WEIGHTS_FILE,
+        "ema_weights": EMA_FILE if ema is not None else None,
+        "metrics": metrics or {},
+    }
+    weights = _safetensors_bytes(_state_dict_cpu(unwrap_model(model)), desc)
+
+    if path.suffix == ".safetensors":
+        if any(x is not None for x in (optimizer, scheduler, scaler, extra_state)):
+            raise ValueError(
+                "a single .safetensors file holds weights only; save training state to a checkpoint "
+                "folder instead (a path without the .safetensors suffix)"
+            )
+        if ema is not None:  # exporting: the EMA weights are the ones to ship
+            weights = _safetensors_bytes(_state_dict_cpu(ema), desc)
+            meta["exported_from_ema"] = True
+        meta["weights"] = path.name
+        meta["ema_weights"] = None
+        atomic_write_bytes(path, weights)
+        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        return path
+
+    training_state: dict[str, Any] | None = None
+    if any(x is not None for x in (optimizer, scheduler, scaler, extra_state)):
+        training_state = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model_name": desc["model_name"],
+            "step": step,
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "extra": extra_state or {},
+        }
+    ema_bytes = _safetensors_bytes(_state_dict_cpu(ema), desc) if ema is not None else None
+
+    def fill(tmp: Path) -> None:
+        (tmp / WEIGHTS_FILE).write_bytes(weights)
+        if ema_bytes is not None:
+            (tmp / EMA_FILE).write_bytes(ema_bytes)
+        if training_state is not None:
+            torch.save(training_state, tmp / STATE_FILE)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+    _write_dir_atomically(path, fill)
+    return path
+
+
+def _version() -> str:
+    try:
+        import interir
+
+        return interir.__version__
+    except Exception:  # pragma: no cover
+        return "unknown"
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read from disk (weights on ``map_location``; training state not loaded).
+
+    Attributes:
+        path: the checkpoint folder or weights file.
+        model_name: registered name to rebuild with :func:`interir.create_model`.
+        config: the model's configuration fields (lists turned back into tuples).
+        state_dict: the weights.
+        ema_state_dict: the EMA weights, or ``None``.
+        meta: the full ``model.json`` content (step, metrics, version...).
+    """
+
+    path: Path
+    model_name: str
+    config: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    ema_state_dict: dict[str, torch.Tensor] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def step(self) -> int | None:
+        return self.meta.get("step")
+
+    def build_model(self, use_ema: bool = True) -> nn.Module:
+        """Rebuild the network and load these weights into it (EMA weights when present and
+        ``use_ema``). Returns the model on the weights' device, in eval mode."""
+        from interir.registry import create_model
+
+        try:
+            model = create_model(self.model_name, **self.config)
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(
+                f"checkpoint {self.path} describes model {self.model_name!r} with a config this "
+                f"version of interir cannot build: {e}. Fix: use the interir version that wrote it "
+                f"({self.meta.get('interir_version', 'unknown')})."
+            ) from e
+        load_weights_into(model, self, use_ema=use_ema)
+        device = next(iter(self.state_dict.values())).device if self.state_dict else torch.device("cpu")
+        return model.to(device).eval()
+
+
+def resolve_checkpoint(spec: str | os.PathLike) -> Path:
+    """Turn a run folder, checkpoint folder, ``.safetensors`` or ``model.json`` path into the
+    checkpoint folder or weights file to read.
+
+    Raises:
+        FileNotFoundError: nothing loadable at ``spec``; the message says what was looked for.
+    """
+    path = Path(spec)
+    if path.is_dir():
+        if (path / META_FILE).is_file() or (path / WEIGHTS_FILE).is_file():
+            return path
+        ckdir = path / "checkpoints"
+        for name in ("best", "last"):
+            cand = _recover_dir(ckdir / name)
+            if (cand / META_FILE).is_file() or (cand / WEIGHTS_FILE).is_file():
+                return cand
+        raise FileNotFoundError(
+            f"no checkpoint in folder '{path}': expected {META_FILE} + {WEIGHTS_FILE} (a checkpoint "
+            f"folder) or checkpoints/best or checkpoints/last (a training run folder)"
+        )
+    if path.is_file():
+        if path.suffix == ".safetensors":
+            return path
+        if path.suffix == ".json":
+            return path.parent if path.name == META_FILE else path.with_suffix(".safetensors")
+        raise CheckpointError(
+            f"'{path}' is not a checkpoint interir can read: only .safetensors weights (with their "
+            f"JSON description) are loaded, never pickled files such as .pt/.pth/.ckpt. Fix: point "
+            f"to a checkpoint folder, a run folder or a .safetensors file"
+        )
+    # A run folder whose 'last' was being swapped.
+    recovered = _recover_dir(path)
+    if recovered != path:
+        return recovered
+    raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+
+
+def _read_safetensors(path: Path, map_location) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    device = str(map_location) if map_location is not None else "cpu"
+    try:
+        state: dict[str, torch.Tensor] = {}
+        with safe_open(str(path), framework="pt", device=device) as f:
+            header = f.metadata() or {}
+            for key in f.keys():
+                state[key] = f.get_tensor(key)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # safetensors raises SafetensorError / OSError on corrupt files
+        raise CheckpointError(
+            f"cannot read weights file '{path}': {e}. The file is corrupt or not a safetensors "
+            "file (e.g. truncated by an interrupted copy). Fix: use another checkpoint (the run "
+            "folder keeps 'best' and 'last') or copy the file again"
+        ) from e
+    return state, header
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    meta_path = folder / META_FILE
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(
+            f"checkpoint description '{meta_path}' is not valid JSON ({e}); the checkpoint is corrupt"
+        ) from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"'{meta_path}' should hold a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def load_checkpoint(spec: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint's weights and description (see the module docstring for the layouts).
+
+    Args:
+        spec: run folder, checkpoint folder, ``.safetensors`` file or ``model.json`` path.
+        map_location: device for the weights.
+
+    Raises:
+        FileNotFoundError: nothing at ``spec``.
+        CheckpointError: corrupt files or a missing model description.
+    """
+    path = resolve_checkpoint(spec)
+    ema_state = None
+    if path.is_dir():
+        meta = _read_meta(path)
+        weights_path = path / meta.get("weights", WEIGHTS_FILE)
+        if not weights_path.is_file():
+            raise CheckpointError(f"checkpoint folder '{path}' has no weights file {weights_path.name}")
+        state, header = _read_safetensors(weights_path, map_location)
+        ema_name = meta.get("ema_weights")
+        if ema_name and (path / ema_name).is_file():
+            ema_state, _ = _read_safetensors(path / ema_name, map_location)
+    else:
+        state, header = _read_safetensors(path, map_location)
+        sidecar = path.with_suffix(".json")
+        meta = {}
+        if sidecar.is_file():
+            try:
+                meta = json.loads(sidecar.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                log.warning("ignoring unreadable sidecar %s; using the weights header", sidecar)
+    name = meta.get("model_name") or header.get("model_name")
+    config = meta.get("config")
+    if config is None and "config" in header:
+        try:
+            config = json.loads(header["config"])
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"the config in the header of '{path}' is not valid JSON: {e}") from e
+    if not name:
+        raise CheckpointError(
+            f"checkpoint '{path}' does not say which model it holds (no model_name in {META_FILE} or "
+            "in the safetensors header). Fix: build the model with interir.create_model(name) and "
+            "load the weights yourself, or re-save with interir.engine.checkpoint.save_checkpoint"
+        )
+    fmt = meta.get("format", header.get("format"))
+    if fmt not in (None, CHECKPOINT_FORMAT):
+        raise CheckpointError(f"'{path}' has format {fmt!r}, expected {CHECKPOINT_FORMAT!r}")
+    if int(meta.get("format_version", header.get("format_version", 1))) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"'{path}' was written by a newer interir (checkpoint format "
+            f"{meta.get('format_version')} > {FORMAT_VERSION}); upgrade interir to read it"
+        )
+    meta = {**meta, "model_name": name, "config": config or {}}
+    return Checkpoint(
+        path=path,
+        model_name=str(name),
+        config=_lists_to_tuples(config or {}),
+        state_dict=state,
+        ema_state_dict=ema_state,
+        meta=meta,
+    )
+
+
+def _describe_arch(name: str | None, config: dict[str, Any] | None) -> str:
+    if not config:
+        return repr(name)
+    fields = ", ".join(f"{k}={v!r}" for k, v in sorted(config.items()))
+    return f"{name!r} ({fields})"
+
+
+def load_weights_into(model: nn.Module, checkpoint: Checkpoint | str | os.PathLike, *, use_ema: bool = False) -> None:
+    """Load a checkpoint's weights into an existing model, checking that the architectures match.
+
+    Args:
+        model: the target network (a DDP wrapper is unwrapped).
+        checkpoint: a :class:`Checkpoint` or anything :func:`load_checkpoint` accepts.
+        use_ema: load the EMA weights when the checkpoint has them.
+
+    Raises:
+        CheckpointError: the keys or shapes differ; the message names both architectures, the
+            missing and unexpected keys and the shape mismatches.
+    """
+    if not isinstance(checkpoint, Checkpoint):
+        checkpoint = load_checkpoint(checkpoint, map_location="cpu")
+    target = unwrap_model(model)
+    state = checkpoint.ema_state_dict if (use_ema and checkpoint.ema_state_dict is not None) else checkpoint.state_dict
+    own = target.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if tuple(own[k].shape) != tuple(state[k].shape)
+    )
+    if missing or unexpected or shapes:
+        model_name = getattr(target, "model_name", type(target).__name__)
+        model_cfg = _config_to_dict(getattr(target, "config", None)) if hasattr(target, "config") else None
+        ck_cfg = _config_to_dict(dict(checkpoint.meta.get("config") or {}))
+        diff = []
+        if model_cfg is not None:
+            for k in sorted(set(model_cfg) & set(ck_cfg)):  # same family: show what differs
+                if model_cfg[k] != ck_cfg[k]:
+                    diff.append(f"{k}: checkpoint {ck_cfg.get(k)!r} vs model {model_cfg.get(k)!r}")
+
+        def show(items: list[str], n: int = 8) -> str:
+            more = f", ... ({len(items) - n} more)" if len(items) > n else ""
+            return ", ".join(items[:n]) + more
+
+        parts = [
+            f"checkpoint '{checkpoint.path}' holds a different architecture: "
+            f"checkpoint model {_describe_arch(checkpoint.model_name, None)} vs "
+            f"model {_describe_arch(model_name, None)}"
+        ]
+        if diff:
+            parts.append(f"config differences: {show(diff)}")
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {show(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {show(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatches ({len(shapes)}): {show(shapes)}")
+        parts.append(
+            "Fix: build the model the checkpoint describes (interir.engine.checkpoint.load_model(path) "
+            "does this), or train a new checkpoint for this architecture"
+        )
+        raise CheckpointError(". ".join(parts))
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(state[k].to(device=v.device, dtype=v.dtype))
+
+
+def load_training_state(spec: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read ``training_state.pt`` of a checkpoint folder with ``torch.load(weights_only=True)``.
+
+    Returns:
+        ``{"step", "optimizer", "scheduler", "scaler", "extra", "model_name", ...}``.
+
+    Raises:
+        FileNotFoundError: the checkpoint has no training state (e.g. an exported weights file).
+        CheckpointError: the file is corrupt or holds objects other than plain data and tensors.
+    """
+    path = resolve_checkpoint(spec)
+    state_path = path / STATE_FILE if path.is_dir() else path.with_name(STATE_FILE)
+    if not state_path.is_file():
+        raise FileNotFoundError(
+            f"'{path}' has no {STATE_FILE}: it holds weights only and cannot resume training. Fix: "
+            "resume from a run's checkpoints/last folder, or start a new run from these weights with "
+            "train.init_from=PATH"
+        )
+    try:
+        state = torch.load(state_path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise CheckpointError(
+            f"cannot read training state '{state_path}': {e}. It is corrupt, or it holds Python "
+            "objects that interir refuses to unpickle"
+        ) from e
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"'{state_path}' is not an interir training state")
+    return state
+
+
+def load_model(
+    spec: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    *,
+    use_ema: bool = True,
+) -> nn.Module:
+    """Build a ready-to-run model from a checkpoint, a registered name, or ``"default"``.
+
+    Args:
+        spec: one of
+
+            - a checkpoint folder, run folder (``best`` preferred), ``.safetensors`` file or
+              ``model.json`` path: rebuilds the recorded model and loads its weights;
+            - a registered model name (``interir.list_models()``): randomly initialised weights,
+              with a warning;
+            - ``"default"``: the bundled pretrained weights (:func:`interir.pretrained.load_pretrained`).
+        map_location: device for the model.
+        use_ema: use the EMA weights when the checkpoint has them (usually the better ones).
+
+    Returns:
+        The model on ``map_location`` in eval mode, mapping ``(B, 3, H, W)`` in [0, 1] to the same
+        shape. ``model.checkpoint_path`` and ``model.checkpoint_meta`` record where it came from.
+
+    Raises:
+        FileNotFoundError: ``spec`` is neither an existing path nor a model name.
+        CheckpointError: the checkpoint is corrupt or its weights do not fit its description.
+    """
+    spec_str = str(spec)
+    if spec_str == "default":
+        try:
+            from interir.pretrained import load_pretrained
+        except ImportError as e:
+            raise CheckpointError(
+                "no default pretrained weights are available in this installation "
+                f"(interir.pretrained: {e}). Fix: pass a checkpoint folder or .safetensors file, or "
+                "a model name from `interir models` for random weights"
+            ) from e
+        model = load_pretrained()
+        return model.to(map_location).eval()
+
+    path = Path(spec)
+    if path.exists() or _recover_dir(path) != path:
+        ckpt = load_checkpoint(path, map_location="cpu")
+        model = ckpt.build_model(use_ema=use_ema).to(map_location).eval()
+        model.checkpoint_path = str(ckpt.path)
+        model.checkpoint_meta = ckpt.meta
+        return model
+
+    from interir.registry import closest_match_hint, create_model, list_models
+
+    names = list_models()
+    if spec_str in names:
+        warnings.warn(
+            f"'{spec_str}' is a model name, not a checkpoint: its weights are random, so its output "
+            "is not a restoration. Pass a checkpoint folder or .safetensors file for trained weights",
+            stacklevel=2,
+        )
+        model = create_model(spec_str).to(map_location).eval()
+        model.checkpoint_path = None
+        model.checkpoint_meta = {}
+        return model
+    raise FileNotFoundError(
+        f"'{spec_str}' is neither an existing checkpoint path nor a registered model name."
+        f"{closest_match_hint(spec_str, names)} Valid names: {', '.join(names)}; or 'default' for "
+        "the bundled weights"
+    )

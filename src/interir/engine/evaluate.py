@@ -1,0 +1,446 @@
+"""Evaluate restoration models (networks, checkpoints, classical methods) on paired data.
+
+Datasets are folders in one of two forms, detected automatically by :func:`open_dataset`:
+
+* a **synthetic suite** written by ``interir synth``: ``ROOT/<combination>/input/<stem>.png``,
+  ``ROOT/<combination>/target/<stem>.png`` and (optionally) ``ROOT/manifest.json`` with the
+  degradation levels of every image. Summary columns: one per combination (paper Table 1);
+* a **paired folder** (``input/target``, ``rain/norain``, ``hazy/<scene>_<k>`` -> ``clear/<scene>``,
+  read by :class:`interir.data.PairedImageDataset`). Summary column: the dataset (Tables 2-3).
+
+Every image is read once; each model restores it, and the input and every output are scored
+against the target under one :class:`~interir.metrics.MetricSettings`. The report holds one
+:class:`~interir.metrics.report.ImageResult` per (model, image) and a
+:class:`~interir.metrics.report.SummaryTable` with an ``Input`` row (degraded input vs target).
+
+Public API::
+
+    open_dataset(path, name=None) -> EvalDataset
+    resolve_model(spec, device="cpu") -> tuple[str, nn.Module]
+    evaluate(models, datasets, options=None) -> EvalReport
+    EvalReport.write(out_dir) -> dict[str, Path]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from interir.metrics.image import MetricSettings, psnr_ssim
+from interir.metrics.report import (
+    COMBINATION_ORDER,
+    ImageResult,
+    SummaryTable,
+    summarize,
+    write_csv,
+)
+
+__all__ = [
+    "EvalItem",
+    "EvalDataset",
+    "EvalOptions",
+    "EvalReport",
+    "open_dataset",
+    "resolve_model",
+    "resolve_device",
+    "restore",
+    "evaluate",
+    "MANIFEST_FILE",
+]
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FILE = "manifest.json"
+ModelLike = nn.Module | Callable[[torch.Tensor], torch.Tensor]
+
+
+# ----------------------------------------------------------------------------------- datasets
+@dataclass
+class EvalItem:
+    """One degraded/clean pair.
+
+    Attributes:
+        name: image name (stem), unique within ``(dataset, combination)``.
+        combination: degradation combination (synthetic suites) or ``""``.
+        levels: degradation levels from the manifest, or ``None``.
+        input: degraded image ``(3, H, W)`` float32 in [0, 1].
+        target: clean image ``(3, H, W)`` float32 in [0, 1].
+    """
+
+    name: str
+    combination: str
+    levels: dict | None
+    input: torch.Tensor
+    target: torch.Tensor
+
+
+@dataclass
+class EvalDataset:
+    """A folder of pairs, iterated lazily (images are read on demand).
+
+    Attributes:
+        name: label used in tables (folder name unless given).
+        root: the folder.
+        kind: ``"synthetic"`` (combination sub-folders) or ``"paired"``.
+        combinations: combinations present (synthetic suites), in canonical order.
+    """
+
+    name: str
+    root: Path
+    kind: str
+    combinations: list[str] = field(default_factory=list)
+    _entries: list[tuple[str, str, dict | None, Path, Path]] = field(default_factory=list,
+                                                                    repr=False)
+    _paired: object = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self._paired) if self._paired is not None else len(self._entries)
+
+    def __iter__(self) -> Iterator[EvalItem]:
+        if self._paired is not None:
+            for i in range(len(self._paired)):
+                item = self._paired[i]
+                yield EvalItem(name=str(item["name"]), combination="", levels=None,
+                               input=item["input"], target=item["target"])
+            return
+        from interir.utils.io import read_image
+
+        for combination, name, levels, inp, tgt in self._entries:
+            yield EvalItem(name=name, combination=combination, levels=levels,
+                           input=read_image(inp).image, target=read_image(tgt).image)
+
+
+def _is_synthetic_suite(root: Path) -> bool:
+    if (root / MANIFEST_FILE).is_file():
+        return True
+    return any((root / c / "input").is_dir() and (root / c / "target").is_dir()
+               for c in COMBINATION_ORDER)
+
+
+def _manifest_records(root: Path) -> dict[tuple[str, str], dict]:
+    """``(combination, stem) -> levels`` from ``manifest.json`` (tolerant of its exact layout)."""
+    path = root / MANIFEST_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); regenerate it with `interir synth`")
+    if isinstance(data, dict):
+        records = next((data[k] for k in ("images", "records", "items") if isinstance(
+            data.get(k), list)), [])
+    else:
+        records = data if isinstance(data, list) else []
+    out: dict[tuple[str, str], dict] = {}
+    for rec in records:
+        if not isinstance(rec, dict) or "combination" not in rec:
+            continue
+        name = rec.get("name") or rec.get("stem")
+        if name is None:
+            for key in ("input", "file", "path", "target"):
+                if isinstance(rec.get(key), str):
+                    name = Path(rec[key]).stem
+                    break
+        if name is None:
+            continue
+        levels = dict(rec["levels"]) if isinstance(rec.get("levels"), dict) else {
+            k: v for k, v in rec.items() if k.endswith("_level") and v is not None}
+        out[(str(rec["combination"]), Path(str(name)).stem)] = levels
+    return out
+
+
+def _combination_dirs(root: Path) -> list[str]:
+    names = [p.name for p in root.iterdir()
+             if p.is_dir() and (p / "input").is_dir() and (p / "target").is_dir()]
+
+    def rank(c: str):
+        return (COMBINATION_ORDER.index(c), c) if c in COMBINATION_ORDER else (99, c)
+
+    return sorted(names, key=rank)
+
+
+def open_dataset(path: str | Path, name: str | None = None) -> EvalDataset:
+    """Open a synthetic suite or a paired folder for evaluation.
+
+    Args:
+        path: the dataset folder.
+        name: table label; defaults to the folder name.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError: no pairs are found, or an input has no target.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder '{root}' does not exist; check the path")
+    label = name or root.resolve().name
+    if _is_synthetic_suite(root):
+        from interir.utils.io import list_images
+
+        levels = _manifest_records(root)
+        entries = []
+        combos = _combination_dirs(root)
+        for combo in combos:
+            targets = {p.stem: p for p in list_images(root / combo / "target")}
+            for inp in list_images(root / combo / "input"):
+                if inp.stem not in targets:
+                    raise ValueError(
+                        f"'{inp}' has no target '{root / combo / 'target' / inp.stem}.*'; "
+                        "regenerate the suite with `interir synth` or remove the input")
+                entries.append((combo, inp.stem, levels.get((combo, inp.stem)), inp,
+                                targets[inp.stem]))
+        if not entries:
+            raise ValueError(
+                f"'{root}' looks like a synthetic suite but holds no <combination>/input + "
+                "<combination>/target image pairs")
+        return EvalDataset(name=label, root=root, kind="synthetic", combinations=combos,
+                           _entries=entries)
+    try:
+        from interir.data import PairedImageDataset
+    except ImportError as err:  # pragma: no cover - interir.data ships with the package
+        raise ImportError(f"paired folders need interir.data.PairedImageDataset: {err}") from err
+    paired = PairedImageDataset(root)
+    if len(paired) == 0:
+        raise ValueError(f"no image pairs found in '{root}'")
+    return EvalDataset(name=label, root=root, kind="paired", _paired=paired)
+
+
+# ------------------------------------------------------------------------------------- models
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; errors when CUDA is asked for but absent."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was requested but CUDA is not available; use cpu or auto")
+    return dev
+
+
+def _label_for_path(path: Path) -> str:
+    if path.name in ("best", "last") and path.parent.name == "checkpoints":
+        return f"{path.parent.parent.name}/{path.name}"
+    if path.name in ("model.json", "model.safetensors"):
+        return _label_for_path(path.parent)
+    return path.stem if path.suffix else path.name
+
+
+def resolve_model(spec: str, device: str | torch.device = "cpu") -> tuple[str, nn.Module]:
+    """Build a model from a spec string and give it a table label.
+
+    Args:
+        spec: ``classical-dcp`` / ``classical-nlm`` / ``classical-dcp+nlm``; a checkpoint folder,
+            run folder or ``.safetensors`` file; a registered model name (random weights, with a
+            warning); ``default`` for the bundled pretrained model. ``LABEL=SPEC`` sets the label.
+        device: where the model runs.
+
+    Returns:
+        ``(label, model)`` with the model in eval mode on ``device``.
+    """
+    from interir.classical import create_classical, is_classical
+
+    label = None
+    m = re.fullmatch(r"([^=/\\]+)=(.+)", spec)
+    if m and not Path(spec).exists():
+        label, spec = m.group(1), m.group(2)
+    dev = resolve_device(device)
+    if is_classical(spec):
+        return label or spec, create_classical(spec).to(dev)
+    from interir.classical import list_classical
+    from interir.engine.checkpoint import load_model
+    from interir.registry import closest_match_hint, list_models
+
+    try:
+        model = load_model(spec, map_location=dev)
+    except FileNotFoundError as err:
+        if Path(spec).exists():
+            raise
+        names = list_models() + list_classical()
+        raise FileNotFoundError(
+            f"model {spec!r} is neither a checkpoint path, a registered network nor a classical "
+            f"method.{closest_match_hint(spec, names)} Networks: {', '.join(list_models())}; "
+            f"classical: {', '.join(list_classical())}; or 'default' for the bundled weights"
+        ) from err
+    path = Path(spec)
+    default_label = _label_for_path(path) if path.exists() else spec
+    return label or default_label, model.eval()
+
+
+def restore(model: ModelLike, image: torch.Tensor, tile: int | None = None) -> torch.Tensor:
+    """Run ``model`` on one batch ``(B, 3, H, W)`` in [0, 1]; tiled when ``tile`` is given.
+
+    Networks go through :func:`interir.inference.restore_tensor` when it is available (size
+    padding, tiling); classical methods always see the whole image (DCP estimates a global
+    airlight).
+    """
+    from interir.classical import ClassicalMethod
+
+    if isinstance(model, nn.Module) and not isinstance(model, ClassicalMethod):
+        try:
+            from interir.inference import restore_tensor
+        except ImportError:
+            restore_tensor = None
+        if restore_tensor is not None:
+            return restore_tensor(model, image, tile=tile)
+        if tile:
+            raise RuntimeError("tiled evaluation needs interir.inference.restore_tensor, which is "
+                               "not available; evaluate without --tile")
+    return model(image)
+
+
+# ------------------------------------------------------------------------------------- engine
+@dataclass
+class EvalOptions:
+    """How :func:`evaluate` runs.
+
+    Attributes:
+        settings: metric convention.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        tile: tile size for large images (networks only), ``None`` = whole image.
+        save_images_to: folder for the restored images (``<model>/<dataset>/[<combination>/]
+            <name>.png``), ``None`` = do not save.
+        limit: at most this many images per dataset (quick looks), ``None`` = all.
+        log_every: log progress every N images.
+        title: heading of the summary table.
+    """
+
+    settings: MetricSettings = field(default_factory=MetricSettings)
+    device: str = "auto"
+    tile: int | None = None
+    save_images_to: Path | None = None
+    limit: int | None = None
+    log_every: int = 10
+    title: str = "Evaluation"
+
+
+@dataclass
+class EvalReport:
+    """Per-image results and their summary table."""
+
+    results: list[ImageResult]
+    table: SummaryTable
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``per_image.csv``, ``summary.md`` and ``summary.json`` into ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "csv": write_csv(self.results, out / "per_image.csv"),
+            "markdown": out / "summary.md",
+            "json": out / "summary.json",
+        }
+        paths["markdown"].write_text(self.table.to_markdown())
+        paths["json"].write_text(self.table.to_json())
+        return paths
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("_") or "model"
+
+
+def _unique_names(datasets: list[EvalDataset]) -> None:
+    seen: set[str] = set()
+    for ds in datasets:
+        base, k = ds.name, 2
+        while ds.name in seen:
+            ds.name = f"{base}-{k}"
+            k += 1
+        seen.add(ds.name)
+
+
+def evaluate(
+    models: Mapping[str, ModelLike] | Sequence[str],
+    datasets: Sequence[str | Path | EvalDataset],
+    options: EvalOptions | None = None,
+) -> EvalReport:
+    """Score one or more models on one or more datasets.
+
+    Args:
+        models: ``{label: model}`` (callables mapping ``(B, 3, H, W)`` in [0, 1] to the same
+            shape) or spec strings for :func:`resolve_model`.
+        datasets: folders (see :func:`open_dataset`) or opened :class:`EvalDataset` objects.
+        options: see :class:`EvalOptions`.
+
+    Returns:
+        An :class:`EvalReport`; ``report.table`` has an ``Input`` row followed by the models.
+    """
+    opts = options or EvalOptions()
+    device = resolve_device(opts.device)
+    if isinstance(models, Mapping):
+        named = dict(models)
+    else:
+        named = {}
+        for spec in models:
+            label, model = resolve_model(spec, device)
+            if label in named:
+                raise ValueError(f"two models share the label {label!r}; name them LABEL=SPEC")
+            named[label] = model
+    if not named:
+        raise ValueError("no model to evaluate; pass at least one --model")
+    for model in named.values():
+        if isinstance(model, nn.Module):
+            model.to(device).eval()
+    opened = [d if isinstance(d, EvalDataset) else open_dataset(d) for d in datasets]
+    if not opened:
+        raise ValueError("no dataset to evaluate; pass at least one dataset folder")
+    _unique_names(opened)
+
+    results: list[ImageResult] = []
+    seconds = {label: 0.0 for label in named}
+    for ds in opened:
+        total = len(ds) if opts.limit is None else min(len(ds), opts.limit)
+        log.info("evaluating %d model(s) on %s (%s, %d images)", len(named), ds.name, ds.kind,
+                 total)
+        for i, item in enumerate(ds):
+            if opts.limit is not None and i >= opts.limit:
+                break
+            if item.input.shape != item.target.shape:
+                raise ValueError(
+                    f"{ds.name}/{item.combination}/{item.name}: input {tuple(item.input.shape)} and "
+                    f"target {tuple(item.target.shape)} differ in size; fix the dataset")
+            x = item.input.unsqueeze(0).to(device)
+            y = item.target.unsqueeze(0).to(device)
+            in_p, in_s = psnr_ssim(x, y, opts.settings)
+            for label, model in named.items():
+                start = time.perf_counter()
+                with torch.inference_mode():
+                    out = restore(model, x, tile=opts.tile)
+                seconds[label] += time.perf_counter() - start
+                if out.shape != y.shape:
+                    raise ValueError(
+                        f"model {label!r} returned shape {tuple(out.shape)} for an input of "
+                        f"{tuple(x.shape)}; a restoration model must keep the size")
+                out_p, out_s = psnr_ssim(out, y, opts.settings)
+                results.append(ImageResult(
+                    model=label, dataset=ds.name, combination=item.combination, name=item.name,
+                    levels=item.levels, input_psnr=float(in_p[0]), input_ssim=float(in_s[0]),
+                    output_psnr=float(out_p[0]), output_ssim=float(out_s[0])))
+                if opts.save_images_to is not None:
+                    from interir.utils.io import write_image
+
+                    folder = Path(opts.save_images_to) / _safe(label) / _safe(ds.name)
+                    if item.combination:
+                        folder = folder / _safe(item.combination)
+                    write_image(folder / f"{item.name}.png", out[0].clamp(0, 1).float().cpu())
+            if opts.log_every and (i + 1) % opts.log_every == 0:
+                log.info("  %s: %d/%d images", ds.name, i + 1, total)
+
+    notes = [
+        "",
+        "Datasets: " + "; ".join(
+            f"`{d.name}` ({d.kind}, {min(len(d), opts.limit) if opts.limit else len(d)} images, "
+            f"{d.root})" for d in opened) + ".",
+    ]
+    n_images = len({(r.dataset, r.combination, r.name) for r in results})
+    notes.append("Restoration time (s per image, " + device.type + "): " + ", ".join(
+        f"{k} {v / max(n_images, 1):.3f}" for k, v in seconds.items()) + ".")
+    table = summarize(results, opts.settings, title=opts.title, notes=notes)
+    return EvalReport(results=results, table=table, seconds=seconds)

@@ -1,0 +1,299 @@
+"""Tests for interir.degradations: each op, the pipeline, seeding and parameter records."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from interir.degradations import (
+    COMBINATIONS,
+    DegradationParams,
+    DegradationPipeline,
+    GaussianNoise,
+    Haze,
+    HazeParams,
+    NoiseParams,
+    Rain,
+    RainParams,
+    canonical_combination,
+    parse_combinations,
+    parse_levels,
+    pseudo_depth,
+    rescale_depth,
+    streak_kernel,
+    streak_layer,
+)
+
+
+def _batch(b=4, h=48, w=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    # smooth-ish random images with real contrast
+    x = torch.rand(b, 3, h // 4, w // 4, generator=g)
+    return torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def _rain(b, level, angle=0.0, length=20.0, width=0.8, blend=0.8, seed=1):
+    def v(x):
+        return torch.full((b,), float(x))
+
+    return RainParams(v(level), v(angle), v(length), v(width), v(blend),
+                      torch.arange(seed, seed + b, dtype=torch.int64))
+
+
+# ---------------------------------------------------------------------------- seeding
+
+
+def test_same_seed_identical_different_seed_differs():
+    x = _batch(6)
+    pipe = DegradationPipeline()
+    y1, p1 = pipe(x, torch.Generator().manual_seed(7))
+    y2, p2 = pipe(x, torch.Generator().manual_seed(7))
+    y3, p3 = pipe(x, torch.Generator().manual_seed(8))
+    assert torch.equal(y1, y2) and p1.to_records() == p2.to_records()
+    assert not torch.equal(y1, y3) and p1.to_records() != p3.to_records()
+    assert (y1 - y3).abs().mean() > 0.01
+
+
+def test_apply_is_per_image_independent_of_batch():
+    x = _batch(5)
+    pipe = DegradationPipeline()
+    params = pipe.sample(5, torch.Generator().manual_seed(3))
+    full = pipe.apply(x, params)
+    for i in range(5):
+        single = pipe.apply(x[i : i + 1], params.select([i]))
+        torch.testing.assert_close(single[0], full[i], atol=1e-5, rtol=0)
+
+
+def test_records_round_trip_reproduces_images():
+    x = _batch(8)
+    pipe = DegradationPipeline()
+    y, params = pipe(x, torch.Generator().manual_seed(11))
+    recs = json.loads(json.dumps(params.to_records()))  # survives JSON
+    rebuilt = DegradationParams.from_records(recs)
+    assert torch.equal(pipe.apply(x, rebuilt), y)
+    # CSV-like strings also work
+    as_str = [{k: ("" if v is None else str(v)) for k, v in r.items()} for r in recs]
+    assert torch.equal(pipe.apply(x, DegradationParams.from_records(as_str)), y)
+
+
+# ---------------------------------------------------------------------------- sampling
+
+
+def test_level_sampling_ranges_and_combinations():
+    pipe = DegradationPipeline()
+    p = pipe.sample(2000, torch.Generator().manual_seed(0))
+    assert set(p.combination) == set(COMBINATIONS)
+    for j, (name, mx) in enumerate([("haze", 150.0), ("rain", 300.0), ("noise", 50.0)]):
+        lv = p.levels[:, j]
+        active = torch.tensor([name in c.split("+") for c in p.combination])
+        assert torch.all(lv[~active] == 0)
+        assert torch.all(lv[active] > 0) and torch.all(lv[active] <= mx)
+        assert abs(float(lv[active].mean()) - mx / 2) < 0.05 * mx  # uniform on (0, max]
+    # each combination chosen roughly 1/7 of the time
+    for c in COMBINATIONS:
+        assert 200 < p.combination.count(c) < 380
+
+
+def test_fixed_levels_and_forced_combination():
+    pipe = DegradationPipeline(combinations="haze+noise,rain", levels="haze=100,noise=25")
+    p = pipe.sample(200, torch.Generator().manual_seed(1))
+    for c, (h, r, n) in zip(p.combination, p.levels.tolist()):
+        if c == "haze+noise":
+            assert (h, r, n) == (100.0, 0.0, 25.0)
+        else:
+            assert c == "rain" and h == 0 and n == 0 and 0 < r <= 300
+    q = pipe.sample(3, torch.Generator().manual_seed(1), combination="noise+haze")
+    assert q.combination == ["haze+noise"] * 3
+
+
+def test_parsers():
+    assert canonical_combination("Noise+haze") == "haze+noise"
+    assert parse_combinations(None) == COMBINATIONS
+    assert parse_combinations("all") == COMBINATIONS
+    assert parse_combinations("rain, haze+rain+noise") == ("rain", "haze+rain+noise")
+    assert parse_levels("haze=100, noise=25") == {"haze": 100.0, "noise": 25.0}
+    for bad in ["fog", "haze+haze", ""]:
+        with pytest.raises(ValueError, match="invalid combination"):
+            canonical_combination(bad)
+    with pytest.raises(ValueError, match="unknown degradation"):
+        parse_levels("snow=3")
+    with pytest.raises(ValueError, match=">= 0"):
+        parse_levels("noise=-1")
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_levels("noise")
+
+
+# ---------------------------------------------------------------------------- identity
+
+
+def test_level_zero_is_identity():
+    x = _batch(3)
+    z = torch.zeros(3)
+    assert torch.equal(Haze()(x, HazeParams(z, torch.full((3,), 0.8))), x)
+    assert torch.equal(Rain()(x, _rain(3, 0.0)), x)
+    assert torch.equal(GaussianNoise()(x, NoiseParams(z, torch.arange(3))), x)
+    pipe = DegradationPipeline()
+    p = pipe.sample(3, torch.Generator().manual_seed(0))
+    p.haze.level.zero_()
+    p.rain.level.zero_()
+    p.noise.level.zero_()
+    y = pipe.apply(x, p)
+    assert torch.equal(y, x) and y is not x
+
+
+# ---------------------------------------------------------------------------- haze
+
+
+def test_haze_moves_toward_airlight_and_lowers_contrast():
+    x = _batch(2, 64, 64)
+    a = torch.tensor([0.8, 0.8])
+    y = Haze()(x, HazeParams(torch.tensor([100.0, 150.0]), a))
+    for i in range(2):
+        assert abs(float(y[i].mean()) - 0.8) < abs(float(x[i].mean()) - 0.8)
+        assert float(y[i].std()) < 0.7 * float(x[i].std())
+    # more haze -> closer to A
+    assert abs(float(y[1].mean()) - 0.8) < abs(float(y[0].mean()) - 0.8)
+    # exact scattering model at the centre (d = 16) on a constant image
+    j = torch.full((1, 3, 33, 33), 0.2)
+    out = Haze()(j, HazeParams(torch.tensor([100.0]), torch.tensor([0.8])))
+    t = math.exp(-0.1 * 16.0)
+    assert abs(float(out[0, 0, 16, 16]) - (0.2 * t + 0.8 * (1 - t))) < 1e-5
+    # haze is densest at the centre (pseudo-depth grows toward it)
+    assert float(out[0, 0, 16, 16]) > float(out[0, 0, 0, 0])
+
+
+def test_pseudo_depth_range_is_resolution_independent():
+    for h, w in [(256, 256), (321, 481), (1024, 2048), (17, 9)]:
+        d = pseudo_depth(h, w)
+        assert d.shape == (1, 1, h, w)
+        assert 15.9 < float(d.max()) <= 16.0 and float(d.min()) >= 8.7
+    d = rescale_depth(torch.tensor([[[[1.0, 3.0], [5.0, 9.0]]]]))
+    assert d.flatten().tolist() == [8.0, 10.0, 12.0, 16.0]
+
+
+def test_haze_with_depth_map():
+    x = _batch(1, 16, 16)
+    p = HazeParams(torch.tensor([150.0]), torch.tensor([0.9]))
+    torch.testing.assert_close(Haze()(x, p, torch.zeros(1, 1, 16, 16)), x)
+    near = Haze()(x, p, torch.full((1, 1, 16, 16), 2.0))
+    far = Haze()(x, p, torch.full((1, 1, 16, 16), 12.0))
+    assert (far - 0.9).abs().mean() < (near - 0.9).abs().mean()
+    with pytest.raises(ValueError, match="depth must have shape"):
+        Haze()(x, p, torch.zeros(1, 1, 8, 8))
+
+
+# ---------------------------------------------------------------------------- noise
+
+
+def test_noise_has_requested_std_and_zero_mean():
+    x = torch.full((2, 3, 128, 128), 0.5)
+    p = NoiseParams(torch.tensor([25.0, 10.0]), torch.tensor([5, 6]))
+    y = GaussianNoise()(x, p)
+    for i, lv in enumerate([25.0, 10.0]):
+        r = y[i] - x[i]
+        assert abs(float(r.std()) - lv / 255) < 0.02 * lv / 255
+        assert abs(float(r.mean())) < 0.002
+    # channels get independent noise
+    assert not torch.equal(y[0, 0], y[0, 1])
+
+
+# ---------------------------------------------------------------------------- rain
+
+
+def _streak_angle(r: torch.Tensor) -> float:
+    """Dominant streak direction (degrees from vertical) from the structure tensor."""
+    gx = r[1:-1, 2:] - r[1:-1, :-2]
+    gy = r[2:, 1:-1] - r[:-2, 1:-1]
+    jxx, jyy, jxy = float((gx * gx).sum()), float((gy * gy).sum()), float((gx * gy).sum())
+    # dominant gradient orientation (from the x axis) is perpendicular to the streaks
+    phi = 0.5 * math.atan2(2 * jxy, jxx - jyy)
+    return math.degrees(-phi)
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, -25.0, 45.0])
+def test_streak_kernel_direction(angle):
+    k = streak_kernel(torch.tensor([angle]), torch.tensor([30.0]), torch.tensor([0.7]))[0]
+    assert k.shape == (65, 65) and abs(float(k.max()) - 1.0) < 1e-6
+    c = torch.arange(-32, 33, dtype=torch.float32)
+    yy, xx = c[:, None], c[None, :]
+    w = k / k.sum()
+    sxx, syy, sxy = (w * xx * xx).sum(), (w * yy * yy).sum(), (w * xx * yy).sum()
+    principal = math.degrees(0.5 * math.atan2(2 * float(sxy), float(syy - sxx)))
+    assert abs(principal - angle) < 0.5
+    # mass of a blurred segment: L * sigma * sqrt(2 pi) + 2 pi sigma^2 (the two round caps)
+    expected = 30.0 * 0.7 * math.sqrt(2 * math.pi) + 2 * math.pi * 0.7**2
+    assert abs(float(k.sum()) / expected - 1.0) < 0.03
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, -25.0])
+def test_rain_streaks_are_oriented(angle):
+    p = _rain(1, 300.0, angle=angle, length=30.0, width=1.2)
+    r = streak_layer(p, 96, 96)[0, 0]
+    assert abs(_streak_angle(r) - angle) < 6.0
+
+
+def test_rain_adds_bright_streaks_and_density_grows_with_level():
+    x = torch.full((2, 3, 96, 96), 0.1)
+    y = Rain()(x, RainParams(
+        torch.tensor([40.0, 300.0]), torch.zeros(2), torch.full((2,), 20.0),
+        torch.full((2,), 0.8), torch.full((2,), 0.8), torch.tensor([3, 3])))
+    assert torch.all(y >= x - 1e-6)  # streaks only brighten a dark image
+    assert float(y.max()) > 0.75  # the brightest streak reaches the blend value
+    frac = [(y[i, 0] - 0.1 > 0.05).float().mean().item() for i in range(2)]
+    assert 0 < frac[0] < frac[1]
+    # streak layer is normalised to [0, 1] and uses the same mask on every channel
+    assert torch.equal(y[:, 0], y[:, 2])
+
+
+def test_rain_streaks_enter_across_borders():
+    r = streak_layer(_rain(1, 300.0, angle=0.0, length=30.0), 64, 64)[0, 0]
+    # the top rows are as rainy as the middle (seeds drawn in the margin too)
+    top, mid = float(r[:4].mean()), float(r[30:34].mean())
+    assert top > 0.4 * mid
+
+
+# ---------------------------------------------------------------------------- ranges / inputs
+
+
+def test_output_stays_in_unit_range_at_extremes():
+    pipe = DegradationPipeline(combinations=("haze+rain+noise",),
+                               levels={"haze": 150, "rain": 300, "noise": 50})
+    for v in (0.0, 1.0):
+        x = torch.full((2, 3, 40, 40), v)
+        y, _ = pipe(x, torch.Generator().manual_seed(0))
+        assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+        assert (y - x).abs().mean() > 0.05
+
+
+def test_grayscale_batch_works_and_bad_inputs_fail_clearly():
+    pipe = DegradationPipeline()
+    g = torch.rand(2, 1, 32, 32)
+    y, _ = pipe(g, torch.Generator().manual_seed(0))
+    assert y.shape == (2, 1, 32, 32)
+    with pytest.raises(ValueError, match="1 \\(grayscale\\) or 3 \\(RGB\\)"):
+        pipe(torch.rand(2, 4, 32, 32))
+    with pytest.raises(ValueError, match="unsqueeze"):
+        pipe(torch.rand(3, 32, 32))
+    with pytest.raises(TypeError, match="float"):
+        pipe(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="params describe 2 images"):
+        pipe.apply(torch.rand(3, 3, 8, 8), pipe.sample(2, torch.Generator().manual_seed(0)))
+
+
+def test_float64_and_odd_sizes():
+    x = torch.rand(2, 3, 17, 29, dtype=torch.float64)
+    y, _ = DegradationPipeline()(x, torch.Generator().manual_seed(2))
+    assert y.dtype == torch.float64 and y.shape == x.shape
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu_with_cpu_rng():
+    x = _batch(4)
+    pipe = DegradationPipeline()
+    p = pipe.sample(4, torch.Generator().manual_seed(0))
+    cpu = pipe.apply(x, p)
+    gpu = pipe.apply(x.cuda(), p.to("cuda")).cpu()
+    torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=0)

@@ -1,0 +1,145 @@
+"""The registered networks: shapes, gradients, batch independence, operator adjoint, errors."""
+
+import pytest
+import torch
+
+import interir
+from interir.models import InterIR, KroneckerOperator
+from interir.models.unfolding import InterIRConfig
+
+# The paper-size models take several seconds per forward on 2 cores; they get the cheap checks only.
+PAPER_SIZE = {"interir", "deepsn", "nafnet"}
+SMALL_MODELS = [name for name in interir.list_models() if name not in PAPER_SIZE]
+
+
+def test_registry_lists_required_names():
+    names = interir.list_models()
+    for required in ["interir", "interir-small", "interir-tiny", "deepsn"]:
+        assert required in names
+
+
+def test_unknown_name_and_option_suggest_the_closest():
+    with pytest.raises(ValueError, match='Did you mean "interir-tiny"') as info:
+        interir.create_model("interir-tyni")
+    assert "interir-small" in str(info.value)
+    with pytest.raises(ValueError, match='unknown option .widht.*Did you mean "width"'):
+        interir.create_model("interir-tiny", widht=8)
+    with pytest.raises(ValueError, match="conv must be one of"):
+        interir.create_model("interir-tiny", conv="fancy")
+
+
+def test_paper_size_budget():
+    """Paper Table 8: 27 M parameters (+-10 %) and 22 G multiply-adds (+-25 %) at 3x256x256."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = interir.create_model("interir").eval()
+    params = sum(p.numel() for p in model.parameters())
+    assert 0.9 * 27e6 <= params <= 1.1 * 27e6, params
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.rand(1, 3, 256, 256))
+    macs = counter.get_total_flops() / 2
+    assert 0.75 * 22e9 <= macs <= 1.25 * 22e9, macs
+    deepsn = interir.create_model("deepsn")
+    assert deepsn.config.conv == "standard" and deepsn.config.resm == "deepsn" and deepsn.config.dmum_mum == "deepsn"
+    assert deepsn.config.width == model.config.width and deepsn.config.stages == model.config.stages
+
+
+@pytest.mark.parametrize("name", SMALL_MODELS)
+def test_odd_sizes_and_gradients(name):
+    model = interir.create_model(name)
+    x = torch.rand(2, 3, 37, 53)
+    y = model(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    y.square().mean().backward()
+    without_grad = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert without_grad == []
+
+
+@pytest.mark.parametrize("name", ["interir-tiny", "deepsn-small", "interir-small"])
+def test_batch_independence(name):
+    model = interir.create_model(name).eval()
+    x = torch.rand(3, 3, 24, 20)
+    with torch.no_grad():
+        batched = model(x)
+        for b in range(3):
+            torch.testing.assert_close(model(x[b : b + 1]), batched[b : b + 1], rtol=1e-4, atol=1e-5)
+
+
+def test_same_seed_same_output():
+    outputs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = interir.create_model("interir-tiny").eval()
+        with torch.no_grad():
+            outputs.append(model(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+
+
+def test_kronecker_adjoint_identity():
+    g = torch.Generator().manual_seed(0)
+    p_h = torch.randn(2, 3, 7, 7, generator=g, dtype=torch.float64)
+    p_w = torch.randn(2, 3, 5, 5, generator=g, dtype=torch.float64)
+    op = KroneckerOperator(p_h, p_w)
+    x = torch.randn(2, 3, 7, 5, generator=g, dtype=torch.float64)
+    y = torch.randn(2, 3, 7, 5, generator=g, dtype=torch.float64)
+    lhs = (op.apply(x) * y).sum()
+    rhs = (x * op.adjoint(y)).sum()
+    torch.testing.assert_close(lhs, rhs, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(op.normal(x), op.adjoint(op.apply(x)))
+    # Against the explicit (H'W') x (H'W') Kronecker matrix on one channel (row-major vec).
+    full = torch.kron(p_h[0, 0], p_w[0, 0].T.contiguous())
+    torch.testing.assert_close(full @ x[0, 0].reshape(-1), op.apply(x)[0, 0].reshape(-1))
+
+
+def test_return_stages_trajectory():
+    model = interir.create_model("interir-tiny").eval()
+    x = torch.rand(1, 3, 21, 30)
+    with torch.no_grad():
+        out, stages = model(x, return_stages=True)
+        plain = model(x)
+    assert len(stages) == model.config.stages
+    assert all(s.shape == x.shape for s in stages)
+    torch.testing.assert_close(stages[-1], out)
+    torch.testing.assert_close(out, plain)
+
+
+def test_fresh_network_starts_near_identity_of_the_iteration():
+    """With zero-initialised block scales, the InterIR weights start at the ISN step (1, -1, 1)."""
+    model = interir.create_model("interir-tiny")
+    w1, w2, w3 = model.stages[0].resm.term_weights(torch.rand(1, 3 * 16, 4, 4))
+    for w, value in [(w1, 1.0), (w2, -1.0), (w3, 1.0)]:
+        torch.testing.assert_close(w, torch.full_like(w, value))
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (torch.rand(3, 32, 32), r"\(B, 3, H, W\)"),
+        (torch.rand(1, 1, 32, 32), r"\(B, 3, H, W\)"),
+        (torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.uint8), "floating-point"),
+        (torch.rand(1, 3, 2, 32), "smaller than this model's minimum"),
+        ("not a tensor", "torch.Tensor"),
+    ],
+)
+def test_bad_inputs_raise_value_error(bad, match):
+    model = interir.create_model("interir-tiny")
+    with pytest.raises(ValueError, match=match):
+        model(bad)
+
+
+def test_tiny_model_overfits_one_pair():
+    """Loss on one 64x64 degraded/clean pair falls at least tenfold in a few hundred steps."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    clean = torch.stack([xx, yy, 0.5 + 0.4 * torch.sin(6 * xx) * torch.cos(5 * yy)]).unsqueeze(0)
+    degraded = 0.6 * clean + 0.4 * 0.8  # haze: transmission 0.6 towards airlight 0.8
+    model = InterIR(InterIRConfig(width=16, stages=2, downsample=4, head_expansion=2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    losses = []
+    for _ in range(250):
+        optimizer.zero_grad()
+        loss = (model(degraded) - clean).abs().mean()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
