@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from torch import nn
 from typer.testing import CliRunner
@@ -60,34 +57,6 @@ def paired(tmp_path: Path) -> Path:
         _save(root / "target" / f"{stem}.png", clean)
         _save(root / "input" / f"{stem}.png", _noisy(clean, rng, 10.0))
     return root
-
-
-@pytest.fixture(autouse=True)
-def _paired_dataset_stand_in(monkeypatch):
-    """Until interir.data lands, a minimal input/target PairedImageDataset stand-in."""
-    try:
-        import interir.data  # noqa: F401
-        if hasattr(interir.data, "PairedImageDataset"):
-            return
-    except ImportError:
-        pass
-    from interir.utils.io import list_images, read_image
-
-    class PairedImageDataset:
-        def __init__(self, root):
-            self.inputs = list_images(Path(root) / "input")
-            self.root = Path(root)
-
-        def __len__(self):
-            return len(self.inputs)
-
-        def __getitem__(self, i):
-            p = self.inputs[i]
-            return {"input": read_image(p).image,
-                    "target": read_image(self.root / "target" / p.name).image, "name": p.stem}
-
-    monkeypatch.setitem(sys.modules, "interir.data",
-                        types.SimpleNamespace(PairedImageDataset=PairedImageDataset))
 
 
 def test_open_dataset_detects_layouts(suite, paired):
@@ -177,7 +146,8 @@ def test_cli_eval_writes_reports(suite, paired, tmp_path):
         "eval", str(suite), str(paired), "--model", "classical-dcp", "--out", str(out),
         "--y-channel", "--round-y", "--crop-border", "2", "--save-images", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert "MATLAB" in result.output and "| Method | suite/haze | suite/noise | pairs |" in result.output
+    assert "MATLAB" in result.output
+    assert "| Method | suite/haze | suite/noise | pairs |" in result.output
     with (out / "per_image.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 6 and {r["model"] for r in rows} == {"classical-dcp"}
@@ -191,3 +161,39 @@ def test_cli_eval_writes_reports(suite, paired, tmp_path):
     assert bad.exit_code == 1 and "classical-dcp" in bad.output
     bad = CliRunner().invoke(app, ["eval", str(suite), "--round-y", "--out", str(out)])
     assert bad.exit_code == 2
+
+
+def test_suite_written_by_interir_synth(tmp_path):
+    """The real `interir synth` writer: manifest levels reach the per-image results."""
+    from interir.data import synthesize_suite
+
+    clean_dir = tmp_path / "clean"
+    rng = np.random.default_rng(3)
+    _save(clean_dir / "p.png", _clean(rng, 48, 64))
+    synthesize_suite(clean_dir, tmp_path / "synth", seed=0, combinations=["haze+noise", "rain"],
+                     levels="haze=100,rain=200,noise=25")
+    report = evaluate({"identity": nn.Identity()}, [tmp_path / "synth"])
+    assert report.table.columns == ["rain", "haze+noise"]
+    by_combo = {r.combination: r for r in report.results}
+    assert by_combo["rain"].levels["rain_level"] == pytest.approx(200)
+    assert by_combo["haze+noise"].levels["noise_level"] == pytest.approx(25)
+    assert by_combo["haze+noise"].input_psnr < 30
+
+
+def test_networks_go_through_restore_tensor_classical_do_not(monkeypatch, suite):
+    import sys
+    import types
+
+    calls = []
+
+    def restore_tensor(model, image, tile=None, overlap=None):
+        calls.append((type(model).__name__, tuple(image.shape), tile))
+        return model(image)
+
+    monkeypatch.setitem(sys.modules, "interir.inference",
+                        types.SimpleNamespace(restore_tensor=restore_tensor))
+    from interir.classical import create_classical
+
+    evaluate({"id": nn.Identity(), "dcp": create_classical("classical-dcp")}, [suite],
+             EvalOptions(tile=64, limit=1))
+    assert calls == [("Identity", (1, 3, 32, 40), 64)]

@@ -75,7 +75,7 @@ def dark_channel(image: torch.Tensor, patch: int = 15) -> torch.Tensor:
 
 
 def estimate_airlight(image: torch.Tensor, dark: torch.Tensor, top_fraction: float = 0.001):
-    """Atmospheric light: mean colour of the input at the brightest ``top_fraction`` of the dark channel.
+    """Atmospheric light: mean input colour at the brightest ``top_fraction`` of the dark channel.
 
     He et al. pick the brightest input pixel among those; the mean is the usual, less noise
     sensitive, variant.
@@ -323,7 +323,7 @@ def is_classical(name: str) -> bool:
 
 
 def create_classical(name: str) -> nn.Module:
-    """Build a classical method by name (``classical-dcp``, ``classical-nlm``, ``classical-dcp+nlm``)."""
+    """Build a classical method: ``classical-dcp``, ``classical-nlm`` or ``classical-dcp+nlm``."""
     if name not in CLASSICAL_METHODS:
         raise KeyError(
             f"unknown classical method {name!r}; choose one of {list_classical()}."

@@ -90,6 +90,8 @@ class ValSection(_Section):
             degraded/clean pairs, read by :class:`interir.data.PairedImageDataset`).
         roots: folders (see ``kind``). Never point these at benchmark test images used for
             reporting: validation picks the best checkpoint.
+        include: when set, only these file names (or files listing names) are used, e.g. a
+            held-out split that ``data.exclude`` removes from training.
         exclude: file names (or files listing names, one per line) to leave out.
         limit: at most this many images (the first ones in sorted order); ``None`` for all.
         crop: centre-crop each image to ``crop x crop`` (faster on CPU); ``None`` for full images.
@@ -100,9 +102,10 @@ class ValSection(_Section):
 
     kind: Literal["none", "synthetic", "paired"] = "none"
     roots: list[str] = Field(default_factory=list)
+    include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
     limit: int | None = Field(default=8, gt=0)
-    crop: int | None = Field(default=128, gt=0)
+    crop: int | None = Field(default=128, ge=16)
     combinations: list[str] | None = None
     max_levels: dict[str, float] | None = None
     seed: int = Field(default=1234, ge=0)

@@ -1,4 +1,4 @@
-"""``interir eval``: score models on paired folders and synthetic suites; CSV + Markdown/JSON tables."""
+"""``interir eval``: score models on paired folders and synthetic suites (CSV, Markdown, JSON)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def eval_command(
     device: Annotated[str, typer.Option(
         "--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
     tile: Annotated[Optional[int], typer.Option(
-        "--tile", min=16, help="Restore large images in tiles of this size (networks only).")] = None,
+        "--tile", min=16,
+        help="Restore large images in tiles of this size (networks only).")] = None,
     limit: Annotated[Optional[int], typer.Option(
         "--limit", min=1, help="At most N images per dataset (quick looks).")] = None,
     title: Annotated[str, typer.Option("--title", help="Heading of the summary table.")] =

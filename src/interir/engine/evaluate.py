@@ -183,20 +183,15 @@ def open_dataset(path: str | Path, name: str | None = None) -> EvalDataset:
         raise FileNotFoundError(f"dataset folder '{root}' does not exist; check the path")
     label = name or root.resolve().name
     if _is_synthetic_suite(root):
-        from interir.utils.io import list_images
+        from interir.data.paired import find_pairs
 
         levels = _manifest_records(root)
         entries = []
         combos = _combination_dirs(root)
         for combo in combos:
-            targets = {p.stem: p for p in list_images(root / combo / "target")}
-            for inp in list_images(root / combo / "input"):
-                if inp.stem not in targets:
-                    raise ValueError(
-                        f"'{inp}' has no target '{root / combo / 'target' / inp.stem}.*'; "
-                        "regenerate the suite with `interir synth` or remove the input")
-                entries.append((combo, inp.stem, levels.get((combo, inp.stem)), inp,
-                                targets[inp.stem]))
+            for pair in find_pairs(root / combo, ("input", "target")):
+                entries.append((combo, pair.name, levels.get((combo, pair.name)), pair.input,
+                                pair.target))
         if not entries:
             raise ValueError(
                 f"'{root}' looks like a synthetic suite but holds no <combination>/input + "
@@ -404,8 +399,8 @@ def evaluate(
                 break
             if item.input.shape != item.target.shape:
                 raise ValueError(
-                    f"{ds.name}/{item.combination}/{item.name}: input {tuple(item.input.shape)} and "
-                    f"target {tuple(item.target.shape)} differ in size; fix the dataset")
+                    f"{ds.name}/{item.combination}/{item.name}: input "
+                    f"{tuple(item.input.shape)} and target {tuple(item.target.shape)} differ in size; fix the dataset")
             x = item.input.unsqueeze(0).to(device)
             y = item.target.unsqueeze(0).to(device)
             in_p, in_s = psnr_ssim(x, y, opts.settings)

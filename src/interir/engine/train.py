@@ -272,6 +272,14 @@ def build_val_pairs(cfg: TrainConfig) -> list[dict[str, Any]]:
         return []
     _check_roots(v.roots, "data.val.roots")
     names = _exclusions(v.exclude)
+    include = _exclusions(v.include) if v.include else None
+
+    def wanted(name: str) -> bool:
+        stem = Path(name).stem
+        if name in names or stem in names or Path(name).name in names:
+            return False
+        return include is None or name in include or stem in include or Path(name).name in include
+
     pairs: list[dict[str, Any]] = []
     if v.kind == "paired":
         from interir.data import PairedImageDataset
@@ -281,7 +289,7 @@ def build_val_pairs(cfg: TrainConfig) -> list[dict[str, Any]]:
             for i, name in enumerate(ds.names):
                 if v.limit is not None and len(pairs) >= v.limit:
                     break
-                if name in names or Path(name).stem in names:
+                if not wanted(name):
                     continue
                 item = ds[i]
                 pairs.append({
@@ -299,9 +307,11 @@ def build_val_pairs(cfg: TrainConfig) -> list[dict[str, Any]]:
     for root in v.roots:
         p = Path(root)
         files.extend([p] if p.is_file() else list_images(p))
-    files = [f for f in files if f.name not in names and f.stem not in names]
+    files = [f for f in files if wanted(f.name)]
     if not files:
-        raise ValueError(f"no validation images left in data.val.roots={v.roots} after data.val.exclude")
+        raise ValueError(
+            f"no validation images left in data.val.roots={v.roots} after data.val.include/exclude"
+        )
     combos = v.combinations or cfg.data.combinations or list(COMBINATIONS)
     levels = v.max_levels if v.max_levels is not None else cfg.data.max_levels
     synth = SyntheticPairDataset(files, combos, seed=v.seed, max_levels=levels, quantize=True)
@@ -417,7 +427,8 @@ class _MetricsLog:
         row = {"kind": kind, "step": step, **values, "time": round(time.time(), 3)}
         self._jsonl.write(json.dumps(row) + "\n")
         self._jsonl.flush()
-        self._csv.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self._csv.writerow({k: (f"{v:.6g}" if isinstance(v, float) and k not in ("time", "elapsed_s") else v)
+                            for k, v in row.items()})
         self._csv_file.flush()
         if self._tb is not None:
             for k, v in values.items():

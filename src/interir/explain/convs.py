@@ -214,33 +214,37 @@ def resolve_conv_names(model: nn.Module, names: list[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _integer_factor(feature: int, full: int) -> int | None:
-    """Smallest f with ceil(full / f) == feature (the pad-to-multiple-then-downsample geometry)."""
-    for factor in range(1, full + 1):
-        if -(-full // factor) == feature:
-            return factor
-        if -(-full // factor) < feature:
-            return None
-    return None
+def _integer_factors(feature: int, full: int) -> set[int]:
+    """Every f with ceil(full / f) == feature (the pad-to-multiple-then-downsample geometry)."""
+    return {f for f in range(1, full + 1) if -(-full // f) == feature}
 
 
-def upsample_mask(mask: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, int | None]:
+def upsample_mask(
+    mask: torch.Tensor, size: tuple[int, int], factor: int | None = None
+) -> tuple[torch.Tensor, int | None]:
     """Bring a ``(..., h, w)`` mask (bool or float) to the input size ``(H, W)`` by nearest neighbour.
 
     When the feature map is the padded input downsampled by an integer factor ``f``
-    (``h = ceil(H / f)``, as in InterIR), each feature pixel is repeated into its ``f x f`` block
-    and the padding is cropped, which is exactly the pixel-unshuffle geometry. Otherwise nearest
-    interpolation to ``(H, W)`` is used.
+    (``h = ceil(H / f)`` and ``w = ceil(W / f)``, as in InterIR), each feature pixel is repeated
+    into its ``f x f`` block and the padding is cropped, which is exactly the pixel-unshuffle
+    geometry. Otherwise nearest interpolation to ``(H, W)`` is used.
+
+    Args:
+        mask: ``(..., h, w)`` mask.
+        size: ``(H, W)`` of the input image.
+        factor: the expected factor (e.g. the model's ``downsample``); used when it fits, else
+            the smallest factor that fits both sides.
 
     Returns:
         The mask at ``(..., H, W)`` with the input dtype, and the integer factor (or ``None``).
     """
     height, width = size
     h, w = mask.shape[-2:]
-    fh, fw = _integer_factor(h, height), _integer_factor(w, width)
-    if fh is not None and fh == fw:
-        up = mask.repeat_interleave(fh, dim=-2).repeat_interleave(fh, dim=-1)
-        return up[..., :height, :width], fh
+    common = _integer_factors(h, height) & _integer_factors(w, width)
+    if common:
+        f = factor if factor in common else min(common)
+        up = mask.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
+        return up[..., :height, :width], f
     lead = mask.shape[:-2]
     flat = mask.reshape(-1, 1, h, w).float()
     up = F.interpolate(flat, size=(height, width), mode="nearest")
@@ -256,6 +260,7 @@ def explain_conv(
     stages: int | None = None,
     channels: int = 4,
     sample: int = 0,
+    factor: int | None = None,
 ) -> ConvExplanation:
     """Read one conv's explanation of its last forward pass.
 
@@ -266,6 +271,8 @@ def explain_conv(
         stages: total stage count of the model, to number the final RESM.
         channels: how many input channels' masks to keep at input resolution.
         sample: which sample of the last batch to explain.
+        factor: expected feature-to-image factor (the model's ``downsample``), see
+            :func:`upsample_mask`.
 
     Raises:
         RuntimeError: the conv has not run (or does not store its explanation).
@@ -279,11 +286,11 @@ def explain_conv(
     attention = conv.last_attention[sample].float().cpu()
     step, stage, description = conv_role(name, stages)
 
-    activation, scale = upsample_mask(feature_mask.float().mean(0), image_size)
+    activation, scale = upsample_mask(feature_mask.float().mean(0), image_size, factor)
     departure = (attention - 1).flatten(1).norm(dim=1)
     order = torch.argsort(departure, descending=True, stable=True)
     shown = [int(c) for c in order[: max(0, min(channels, feature_mask.shape[0]))]]
-    masks, _ = upsample_mask(feature_mask[shown], image_size)
+    masks, _ = upsample_mask(feature_mask[shown], image_size, factor)
 
     weight = conv.weight.detach().float().cpu()
     modulated = conv.per_sample_weight(conv.last_attention[sample : sample + 1].to(conv.weight))[0]

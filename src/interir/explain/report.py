@@ -329,7 +329,9 @@ def write_report(explanation: Explanation, out_dir: str | Path) -> Path:
         "<h2>Image step: the unfolding trajectory</h2>"
         + _figure_html("trajectory.png", CAPTIONS["trajectory"], "image estimate after each stage")
         + f"<p>Full-size estimates: <a href=\"stages/input.png\">input</a>, "
-        f"<a href=\"stages/initial.png\">init</a>, stages {links}.</p>"
+        f"<a href=\"stages/initial.png\">init</a>, stages {links}"
+        + (", <a href=\"stages/target.png\">target</a>" if exp.target is not None else "")
+        + ".</p>"
     )
     if exp.stage_psnr is not None:
         _psnr_figure(exp, out / "psnr.png")

@@ -244,7 +244,10 @@ def explain_image(
     config = getattr(model, "config", None)
     height, width = x.shape[-2:]
     explained = [
-        explain_conv(name, convs[name], (height, width), stages=len(stage_images), channels=channels)
+        explain_conv(
+            name, convs[name], (height, width), stages=len(stage_images), channels=channels,
+            factor=getattr(config, "downsample", None),
+        )
         for name in names
     ]
     return Explanation(

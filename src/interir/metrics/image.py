@@ -83,10 +83,12 @@ class MetricSettings:
             )
         else:
             space = "RGB (mean over the 3 channels)"
-        quant = "images quantised to 8 bits first" if self.quantize else "float images, no quantisation"
+        quant = ("images quantised to 8 bits first" if self.quantize
+                 else "float images, no quantisation")
         return (
             f"PSNR/SSIM on {space}; {quant}; border crop {self.crop_border} px; "
-            f"peak 255; SSIM {SSIM_WINDOW}x{SSIM_WINDOW} Gaussian (sigma {SSIM_SIGMA}), valid region"
+            f"peak 255; SSIM {SSIM_WINDOW}x{SSIM_WINDOW} Gaussian (sigma {SSIM_SIGMA}), "
+            "valid region"
         )
 
     def to_dict(self) -> dict:

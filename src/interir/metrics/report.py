@@ -1,4 +1,4 @@
-"""Per-image results and summary tables (Markdown / JSON / CSV), with the metric settings in the header.
+"""Per-image results and summary tables (Markdown / JSON / CSV), metric settings in the header.
 
 Layout follows the paper: one column per degradation combination (synthetic suites, Table 1) or
 per dataset (paired benchmarks, Tables 2-3), plus an ``Average`` column; one row per method, the
