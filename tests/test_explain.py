@@ -1,4 +1,4 @@
-"""Interpretability of one image: trajectory, degradation factors, multiplier, explainable convs, report."""
+"""Explaining one image: trajectory, degradation factors, multiplier, explainable convs, report."""
 
 from __future__ import annotations
 
@@ -76,10 +76,12 @@ def test_stage_numbers_match_a_manual_trace(tiny_explanation):
         trace = model.trace(noisy.unsqueeze(0))
     for k in range(exp.stages):
         lam = trace.multipliers[k][0]
-        assert exp.multiplier_energy[k] == pytest.approx(float(lam.double().pow(2).mean().sqrt()), rel=1e-6)
+        rms = float(lam.double().pow(2).mean().sqrt())
+        assert exp.multiplier_energy[k] == pytest.approx(rms, rel=1e-6)
         assert torch.allclose(exp.p_h[k], trace.p_h[k][0].mean(0))
     lam1, lam2 = trace.multipliers[0][0], trace.multipliers[1][0]
-    assert exp.multiplier_update[1] == pytest.approx(float((lam2 - lam1).double().pow(2).mean().sqrt()), rel=1e-6)
+    rms = float((lam2 - lam1).double().pow(2).mean().sqrt())
+    assert exp.multiplier_update[1] == pytest.approx(rms, rel=1e-6)
     # Lambda^0 and P^0 are read from the init module, so stage 1 has an update too
     assert math.isfinite(exp.multiplier_update[0]) and exp.multiplier_update[0] > 0
     assert math.isfinite(exp.p_h_change[0]) and math.isfinite(exp.initial_multiplier_energy)
@@ -102,7 +104,8 @@ def test_masks_are_binary_at_the_input_size(tiny_explanation):
         assert conv.feature_mask.shape[-2:] == (10, 12)
         # nearest upsampling: pixel (y, x) shows feature pixel (y // 4, x // 4)
         for i, channel in enumerate(conv.channels):
-            expected = conv.feature_mask[channel].repeat_interleave(4, 0).repeat_interleave(4, 1)[:H, :W]
+            blocks = conv.feature_mask[channel].repeat_interleave(4, 0).repeat_interleave(4, 1)
+            expected = blocks[:H, :W]
             assert torch.equal(conv.masks[i], expected)
         assert torch.allclose(conv.attention, module.last_attention[0])
 
@@ -114,7 +117,8 @@ def test_default_selection_and_roles():
         "stages.1.resm.aux_block.depthwise",
         "final_resm.aux_block.depthwise",
     ]
-    assert default_conv_names(_tiny("interir-tiny", stages=5))[1] == "stages.2.resm.aux_block.depthwise"
+    five = default_conv_names(_tiny("interir-tiny", stages=5))
+    assert five[1] == "stages.2.resm.aux_block.depthwise"
     assert conv_role("stages.0.dmum.row_block.depthwise", 3)[:2] == ("degradation", 1)
     assert conv_role("stages.1.mum.aux_block.depthwise", 3)[:2] == ("multiplier", 2)
     assert conv_role("final_resm.prior_block1.depthwise", 3)[:2] == ("image", 3)
@@ -179,8 +183,8 @@ def test_report_is_written_for_a_tiny_model(tiny_explanation, tmp_path):
     index = write_report(exp, tmp_path / "report")
     page = index.read_text()
     links = set(re.findall(r'(?:src|href)="([^"]+)"', page))
-    assert {"trajectory.png", "psnr.png", "factors.png", "updates.png", "conv_01.png", "conv_03.png",
-            "explanation.json", "stages/stage_03.png", "stages/target.png"} <= links
+    assert {"trajectory.png", "psnr.png", "factors.png", "updates.png", "conv_01.png",
+            "conv_03.png", "explanation.json", "stages/stage_03.png", "stages/target.png"} <= links
     for link in links:
         assert (index.parent / link).is_file(), link
         assert not Path(link).is_absolute()
@@ -227,20 +231,22 @@ def test_explain_command(tmp_path):
     write_image(tmp_path / "noisy.png", noisy)
     write_image(tmp_path / "clean.png", clean)
     runner = CliRunner()
-    listed = runner.invoke(app, ["explain", str(tmp_path / "noisy.png"), "-o", str(tmp_path / "x"),
-                                 "--model", "interir-tiny", "--list-convs"])
+    listed = runner.invoke(app, ["explain", str(tmp_path / "noisy.png"), "--model", "interir-tiny",
+                                 "--list-convs"])
     assert listed.exit_code == 0, listed.output
     assert "stages.0.dmum.col_block.depthwise" in listed.output
     result = runner.invoke(app, [
         "explain", str(tmp_path / "noisy.png"), "--target", str(tmp_path / "clean.png"),
-        "-o", str(tmp_path / "out"), "--model", "interir-tiny", "--conv", "stages.1.mum.aux_block.depthwise",
-        "--channels", "2", "--crop", "32",
+        "-o", str(tmp_path / "out"), "--model", "interir-tiny",
+        "--conv", "stages.1.mum.aux_block.depthwise", "--channels", "2", "--crop", "32",
     ])
     assert result.exit_code == 0, result.output
     assert "PSNR input" in result.output
     data = json.loads((tmp_path / "out" / "explanation.json").read_text())
     assert data["image_size"] == [32, 32]
     assert [c["name"] for c in data["convs"]] == ["stages.1.mum.aux_block.depthwise"]
+    no_out = runner.invoke(app, ["explain", str(tmp_path / "noisy.png"), "--model", "interir-tiny"])
+    assert no_out.exit_code == 2 and "--out" in no_out.output
     bad = runner.invoke(app, ["explain", str(tmp_path / "noisy.png"), "-o", str(tmp_path / "y"),
                               "--model", "interir-tiny", "--conv", "nope"])
     assert bad.exit_code == 2 and "--list-convs" in bad.output

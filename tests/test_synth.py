@@ -52,7 +52,8 @@ def clean_dir(tmp_path):
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): p.read_bytes() for p in files}
 
 
 def test_cli_writes_layout_and_is_byte_identical(clean_dir, tmp_path):
@@ -80,7 +81,8 @@ def test_cli_writes_layout_and_is_byte_identical(clean_dir, tmp_path):
                                read_image(out1 / c / "target" / "chelsea.png").image)
     # a different seed changes the inputs but not the targets
     out3 = tmp_path / "o3"
-    assert runner.invoke(app, ["synth", str(clean_dir), str(out3), "--seed", "8", "-q"]).exit_code == 0
+    r3 = runner.invoke(app, ["synth", str(clean_dir), str(out3), "--seed", "8", "-q"])
+    assert r3.exit_code == 0
     f3 = _files(out3)
     assert f3["haze/target/camera.png"] == f1["haze/target/camera.png"]
     assert f3["haze/input/camera.png"] != f1["haze/input/camera.png"]

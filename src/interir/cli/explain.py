@@ -1,7 +1,11 @@
-"""``interir explain`` (one image: stages, factors, multiplier, explainable convs -> HTML page) and
-``interir embed`` (synthetic suites -> t-SNE of degradation embeddings, InterIR vs the deepsn
-baseline, with separation scores). Logic lives in :mod:`interir.explain`; this module only parses
-and wires. matplotlib and scikit-learn (the ``viz`` extra) are imported only when a command runs.
+"""``interir explain`` and ``interir embed``: parse, load, call :mod:`interir.explain`, report.
+
+- ``interir explain IMAGE [--target CLEAN] -o DIR``: what each unfolding stage and chosen
+  explainable convolutions did on one image, as ``DIR/index.html`` with PNG figures;
+- ``interir embed DATASET... -o DIR``: the paper's Figure 6, a t-SNE map of degradation
+  embeddings of InterIR beside the deepsn baseline, with separation scores.
+
+matplotlib and scikit-learn (the ``viz`` extra) are imported only when a command runs.
 """
 
 from __future__ import annotations
@@ -14,6 +18,11 @@ import typer
 
 from interir.cli.app import app
 
+_MODEL_HELP = (
+    "Checkpoint folder/run/.safetensors, 'default' (bundled weights) or a registered name "
+    "(random weights)."
+)
+
 
 def _load(spec: str, device: str):
     from interir.engine.checkpoint import load_model
@@ -22,46 +31,53 @@ def _load(spec: str, device: str):
     return load_model(spec, map_location=resolve_device(device))
 
 
-def _scores(result) -> str:
-    def num(value) -> str:
-        return "n/a" if value is None else f"{value:.3f}"
-
-    return (
-        f"silhouette {num(result.silhouette_features)} (t-SNE map {num(result.silhouette_tsne)}), "
-        f"{result.neighbors}-NN accuracy {num(result.knn_accuracy)} (chance {result.chance:.3f})"
-    )
-
-
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
 
 
+def _scores(result) -> str:
+    def num(value) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    return (
+        f"silhouette {num(result.silhouette_features)} "
+        f"(t-SNE map {num(result.silhouette_tsne)}), "
+        f"{result.neighbors}-NN accuracy {num(result.knn_accuracy)} (chance {result.chance:.3f})"
+    )
+
+
 @app.command("explain")
 def explain_command(
-    image: Annotated[Path, typer.Argument(help="Degraded image to explain (PNG, JPEG, TIFF, ...).",
-                                          show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for index.html and the figures.")],
+    image: Annotated[Path, typer.Argument(
+        help="Degraded image to explain (PNG, JPEG, TIFF, ...).", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o",
+        help="Output folder for index.html and the figures (required unless --list-convs).",
+    )] = None,
     target: Annotated[Optional[Path], typer.Option(
-        "--target", "-t", help="Clean image of the same scene and size: adds PSNR per stage.")] = None,
-    model: Annotated[str, typer.Option(
-        "--model", "-m", help="Checkpoint folder/run/.safetensors, 'default' (bundled weights) or a "
-                              "registered name (random weights).")] = "default",
+        "--target", "-t",
+        help="Clean image of the same scene and size: adds PSNR per stage.")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help=_MODEL_HELP)] = "default",
     conv: Annotated[Optional[list[str]], typer.Option(
-        "--conv", "-c", help="Explainable conv to explain, repeatable; 'all' for every one "
-                             "(default: the first conv of the first, middle and last stage).")] = None,
+        "--conv", "-c",
+        help="Explainable conv to explain, repeatable; 'all' for every one (default: the first "
+             "conv of the first, middle and last stage).")] = None,
     list_convs: Annotated[bool, typer.Option(
         "--list-convs", help="Print the explainable convolutions of the model and exit.")] = False,
     channels: Annotated[int, typer.Option(
-        "--channels", min=0, max=16, help="Mask channels shown per conv (most modulated first).")] = 4,
+        "--channels", min=0, max=16,
+        help="Mask channels shown per conv (most modulated first).")] = 4,
     crop: Annotated[Optional[int], typer.Option(
-        "--crop", min=8, help="Centre-crop image (and target) to at most N x N first, for speed.")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "cpu",
+        "--crop", min=8,
+        help="Centre-crop image (and target) to at most N x N first, for speed.")] = None,
+    factors: Annotated[str, typer.Option(
+        "--factors",
+        help="How P_h/P_w are averaged over channels: abs (mean |P|) | signed.")] = "abs",
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
 ) -> None:
     """Show what each unfolding stage and chosen explainable convolutions do on IMAGE."""
-    from interir.explain import explain_image, write_report
-    from interir.explain._plotting import MissingExtraError
-    from interir.explain.embedding import centre_crop
+    from interir.explain import MissingExtraError, centre_crop, explain_image, write_report
     from interir.models.explainable_conv import explainable_convs
     from interir.utils.io import read_image
 
@@ -76,18 +92,21 @@ def explain_command(
         for name in names:
             typer.echo(name)
         return
+    if out is None:
+        _fail("missing option --out/-o: the folder to write index.html and the figures into")
     try:
         degraded = centre_crop(read_image(image).image, crop)
         clean = centre_crop(read_image(target).image, crop) if target is not None else None
-        explanation = explain_image(net, degraded, target=clean, conv_names=conv, channels=channels)
+        explanation = explain_image(
+            net, degraded, target=clean, conv_names=conv, channels=channels,
+            factor_reduction=factors,
+        )
         index = write_report(explanation, out)
     except (MissingExtraError, ValueError, TypeError) as exc:
         _fail(str(exc))
     if explanation.stage_psnr is not None:
-        typer.echo(
-            f"PSNR input {explanation.input_psnr:.2f} dB -> "
-            + " -> ".join(f"{v:.2f}" for v in explanation.stage_psnr) + " dB (per stage)"
-        )
+        per_stage = " -> ".join(f"{v:.2f}" for v in explanation.stage_psnr)
+        typer.echo(f"PSNR input {explanation.input_psnr:.2f} dB -> {per_stage} dB (per stage)")
     typer.echo(f"wrote {index}")
 
 
@@ -96,38 +115,43 @@ def embed_command(
     datasets: Annotated[list[Path], typer.Argument(
         help="Synthetic suites written by `interir synth` (ROOT/<combination>/input/*.png).",
         show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for embedding.png/.json, points.csv.")],
-    model: Annotated[str, typer.Option(
-        "--model", "-m", help="InterIR model: checkpoint, 'default' or a registered name.")] = "default",
-    baseline_model: Annotated[Optional[str], typer.Option(
-        "--baseline-model", "-b", help="DeepSN-Net-style baseline: a deepsn checkpoint (recommended) "
-                                       "or a registered name such as deepsn / deepsn-small (random "
-                                       "weights).")] = "deepsn",
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Output folder for embedding.png, embedding.json, points.csv.")],
+    model: Annotated[str, typer.Option("--model", "-m", help=_MODEL_HELP)] = "default",
+    baseline_model: Annotated[str, typer.Option(
+        "--baseline-model", "-b",
+        help="DeepSN-Net-style baseline: a deepsn checkpoint (recommended) or a registered name "
+             "such as deepsn / deepsn-small (random weights).")] = "deepsn",
     no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Embed only --model.")] = False,
     feature: Annotated[str, typer.Option(
         "--feature", help="multiplier (Lambda) | image (I) | both.")] = "multiplier",
-    stage: Annotated[int, typer.Option("--stage", min=1, help="Stage whose output is embedded.")] = 1,
+    stage: Annotated[int, typer.Option(
+        "--stage", min=1, help="Stage whose output is embedded.")] = 1,
     limit: Annotated[Optional[int], typer.Option(
         "--limit", min=1, help="At most N images per combination.")] = None,
     crop: Annotated[Optional[int], typer.Option(
         "--crop", min=8, help="Centre-crop images to at most N x N first, for speed.")] = None,
-    perplexity: Annotated[float, typer.Option("--perplexity", min=1.0, help="t-SNE perplexity.")] = 30.0,
+    perplexity: Annotated[float, typer.Option(
+        "--perplexity", min=1.0, help="t-SNE perplexity.")] = 30.0,
     seed: Annotated[int, typer.Option("--seed", help="t-SNE random state.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
 ) -> None:
     """Figure 6 of the paper: t-SNE of degradation embeddings, InterIR beside the deepsn baseline."""
-    from interir.explain._plotting import MissingExtraError, require
-    from interir.explain.embedding import (
+    from interir.explain import (
         EmbeddingConfig,
+        MissingExtraError,
         analyse_embedding,
         embed_suite,
         load_suite,
-        untrained_warning,
         write_embedding_report,
     )
+    from interir.explain._plotting import require
+    from interir.explain.embedding import untrained_warning
 
     try:
-        config = EmbeddingConfig(feature=feature, stage=stage, crop=crop, seed=seed, perplexity=perplexity)
+        config = EmbeddingConfig(
+            feature=feature, stage=stage, crop=crop, seed=seed, perplexity=perplexity
+        )
         require("sklearn.manifold", "interir embed")  # fail before the slow part
         require("matplotlib.figure", "interir embed")
         items = load_suite(datasets, limit=limit)
@@ -137,25 +161,22 @@ def embed_command(
     typer.echo(f"{len(items)} images, {len(set(labels))} combinations")
 
     specs = [("InterIR", model)]
-    if not no_baseline and baseline_model:
+    if not no_baseline:
         specs.append(("DeepSN-Net baseline", baseline_model))
     results = []
     for title, spec in specs:
         note = untrained_warning(spec)
         if note:
             typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the untrained-weights warning was printed above
-            try:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the untrained-weights warning was printed above
                 net = _load(spec, device)
-            except (FileNotFoundError, ValueError, RuntimeError) as exc:
-                _fail(str(exc))
-        with typer.progressbar(length=len(items), label=f"embedding with {spec}") as bar:
-            try:
-                features = embed_suite(net, items, config, progress=lambda done, total: bar.update(1))
-            except (TypeError, ValueError) as exc:
-                _fail(str(exc))
-        result = analyse_embedding(f"{title} ({spec})", features, labels, config, spec=spec)
+            with typer.progressbar(length=len(items), label=f"embedding with {spec}") as bar:
+                features = embed_suite(net, items, config, progress=lambda *_: bar.update(1))
+            result = analyse_embedding(f"{title} ({spec})", features, labels, config, spec=spec)
+        except (FileNotFoundError, ValueError, TypeError, RuntimeError) as exc:
+            _fail(str(exc))
         if note:
             result.notes.append(note)
         results.append(result)

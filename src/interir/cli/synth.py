@@ -15,7 +15,9 @@ from interir.cli.app import app
 def synth_command(
     clean_dir: Path = typer.Argument(..., help="Folder of clean images (PNG/JPEG/TIFF/BMP)."),
     out_dir: Path = typer.Argument(..., help="Output folder (created)."),
-    seed: int = typer.Option(..., "--seed", help="Base seed (the canonical CBSD68-MDIR uses 2025)."),
+    seed: int = typer.Option(
+        ..., "--seed", help="Base seed (the canonical CBSD68-MDIR uses 2025)."
+    ),
     combinations: str = typer.Option(
         "all",
         "--combinations",

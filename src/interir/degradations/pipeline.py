@@ -158,7 +158,10 @@ class DegradationParams:
 
     def to(self, device) -> "DegradationParams":
         return DegradationParams(
-            list(self.combination), self.haze.to(device), self.rain.to(device), self.noise.to(device)
+            list(self.combination),
+            self.haze.to(device),
+            self.rain.to(device),
+            self.noise.to(device),
         )
 
     def select(self, idx: Sequence[int] | torch.Tensor) -> "DegradationParams":

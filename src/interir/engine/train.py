@@ -17,7 +17,9 @@ optional gradient clipping and EMA, mixed precision on CUDA. It writes a run fol
       replicas.json        under torchrun: digest of every replica's weights at the end
 
 Exact resume: every random draw is a fixed function of ``(train.seed, position)`` -- the patch
-order (one permutation per epoch), each patch's crop and flips, each step's degradations -- and
+order (one permutation per epoch), each patch's crop and flips, each step's degradations (drawn
+for the whole global batch; each process keeps its slice, so 1 and N processes see the same
+batches) -- and
 the optimizer, scheduler, scaler, EMA and global RNG states are checkpointed; so a run stopped
 after ``k`` steps and resumed gives the same weights as an uninterrupted run (same machine,
 same number of processes and threads).
@@ -748,8 +750,8 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
         elapsed_before = float(extra.get("elapsed_s", 0.0))
         rng_state = extra.get("rng")
         if extra.get("world_size", di.world_size) != di.world_size:
-            log.warning("resuming with %d processes where the checkpoint used %s: the data stream continues, "
-                        "but per-process degradations differ from an uninterrupted run",
+            log.warning("resuming with %d processes where the checkpoint used %s: same data and degradations, "
+                        "but gradient sums are reduced in another order (results differ by rounding)",
                         di.world_size, extra.get("world_size"))
         _compare_saved_config(run_dir, cfg)
 
@@ -865,9 +867,14 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
                 target = batch["target"].to(device, non_blocking=True)
             else:
                 target = batch.to(device, non_blocking=True)
-                degrade_gen.manual_seed(derive_seed(t_cfg.seed, "degrade", step, di.rank))
+                # Parameters are drawn for the whole global batch and each process keeps its slice,
+                # so N processes see exactly the batch a single process would.
+                degrade_gen.manual_seed(derive_seed(t_cfg.seed, "degrade", step))
                 with torch.no_grad():
-                    inputs, _ = pipeline(target, degrade_gen)
+                    dparams = pipeline.sample(t_cfg.batch_size, degrade_gen, device)
+                    if di.distributed:
+                        dparams = dparams.select(list(range(di.rank * per_rank, (di.rank + 1) * per_rank)))
+                    inputs = pipeline.apply(target, dparams)
             with autocast() if autocast is not None else contextlib.nullcontext():
                 pred = train_model(inputs)
             loss, parts = criterion(pred, target, return_parts=True)
@@ -947,9 +954,9 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
 
         del data_iter
         elapsed = elapsed_before + train_time
+        # Validate at the end of the schedule only: a run interrupted and resumed then logs exactly
+        # what an uninterrupted one does (same rows, same best checkpoint).
         if reason == "completed" and last_val_step != step:
-            run_validation(step)
-        elif reason != "completed" and val_pairs and last_val_step != step and reason != "signal":
             run_validation(step)
         if last_saved_step != step:
             save_last(step, elapsed)

@@ -37,15 +37,25 @@ __all__ = [
 
 #: Which step of the ISN iteration each InterIR block belongs to, and what it computes.
 _ROLES: dict[str, tuple[str, str]] = {
-    "resm.aux_block": ("image", "E_a(I): with the multiplier it feeds the heads that estimate the split variable Z and dS"),
-    "resm.prior_block1": ("image", "E_1(I): inner block of the prior term E_2(E_1(I) + Lambda + Z) of the residual F"),
+    "resm.aux_block": (
+        "image", "E_a(I): with the multiplier it feeds the heads that estimate the split variable "
+        "Z and dS"),
+    "resm.prior_block1": (
+        "image", "E_1(I): inner block of the prior term E_2(E_1(I) + Lambda + Z) of the residual F"),
     "resm.prior_block2": ("image", "E_2: outer block of the prior term of the residual F"),
-    "resm.jacobian_block1": ("image", "E_3(F): inner block of the Jacobian term E_4((1 - dS) * E_3(F)) of J^T F"),
+    "resm.jacobian_block1": (
+        "image", "E_3(F): inner block of the Jacobian term E_4((1 - dS) * E_3(F)) of J^T F"),
     "resm.jacobian_block2": ("image", "E_4: outer block of the Jacobian term of J^T F"),
-    "dmum.row_block": ("degradation", "block on [I P_w, D] whose two halves give the new row factor P_h = N(M1 M2^T)"),
-    "dmum.col_block": ("degradation", "block on [P_h I, D] whose two halves give the new column factor P_w = N(N1^T N2)"),
-    "mum.transform_block": ("multiplier", "E_Lambda(I): the learned K I term of the update sigma (K I - Z)"),
-    "mum.aux_block": ("multiplier", "E_a'(I): with the multiplier it feeds the head that estimates Z"),
+    "dmum.row_block": (
+        "degradation", "block on [I P_w, D] whose two halves give the new row factor "
+        "P_h = N(M1 M2^T)"),
+    "dmum.col_block": (
+        "degradation", "block on [P_h I, D] whose two halves give the new column factor "
+        "P_w = N(N1^T N2)"),
+    "mum.transform_block": (
+        "multiplier", "E_Lambda(I): the learned K I term of the update sigma (K I - Z)"),
+    "mum.aux_block": (
+        "multiplier", "E_a'(I): with the multiplier it feeds the head that estimates Z"),
 }
 
 _STEP_NAMES = {
@@ -222,7 +232,7 @@ def _integer_factors(feature: int, full: int) -> set[int]:
 def upsample_mask(
     mask: torch.Tensor, size: tuple[int, int], factor: int | None = None
 ) -> tuple[torch.Tensor, int | None]:
-    """Bring a ``(..., h, w)`` mask (bool or float) to the input size ``(H, W)`` by nearest neighbour.
+    """Bring a ``(..., h, w)`` mask (bool or float) to the input size ``(H, W)``, nearest neighbour.
 
     When the feature map is the padded input downsampled by an integer factor ``f``
     (``h = ceil(H / f)`` and ``w = ceil(W / f)``, as in InterIR), each feature pixel is repeated

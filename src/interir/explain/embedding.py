@@ -79,7 +79,9 @@ class EmbeddingConfig:
 
     def __post_init__(self) -> None:
         if self.feature not in ("multiplier", "image", "both"):
-            raise ValueError(f"feature must be 'multiplier', 'image' or 'both', got {self.feature!r}")
+            raise ValueError(
+                f"feature must be 'multiplier', 'image' or 'both', got {self.feature!r}"
+            )
         if self.stage < 1:
             raise ValueError(f"stage is 1-based, got {self.stage}")
         if self.crop is not None and self.crop < 1:
@@ -163,7 +165,9 @@ def _stage_module(model: nn.Module, stage: int) -> nn.Module:
         )
     total = len(stages) + 1
     if stage > total:
-        raise ValueError(f"stage {stage} does not exist: this model has {total} stages (1..{total})")
+        raise ValueError(
+            f"stage {stage} does not exist: this model has {total} stages (1..{total})"
+        )
     return stages[stage - 1] if stage < total else final
 
 
@@ -228,7 +232,10 @@ def centre_crop(image: torch.Tensor, size: int | None) -> torch.Tensor:
 
 
 def embed_suite(
-    model: nn.Module, items: Sequence[SuiteItem], config: EmbeddingConfig = EmbeddingConfig(), progress=None
+    model: nn.Module,
+    items: Sequence[SuiteItem],
+    config: EmbeddingConfig = EmbeddingConfig(),
+    progress=None,
 ) -> np.ndarray:
     """Embed every image of a suite, one image at a time (images may differ in size).
 
@@ -246,7 +253,8 @@ def embed_suite(
     rows = []
     for i, item in enumerate(items):
         image = centre_crop(read_image(item.path).image, config.crop)
-        rows.append(degradation_embedding(model, image.unsqueeze(0), config.feature, config.stage)[0].numpy())
+        embedding = degradation_embedding(model, image.unsqueeze(0), config.feature, config.stage)
+        rows.append(embedding[0].numpy())
         if progress is not None:
             progress(i + 1, len(items))
     return np.stack(rows)
@@ -343,14 +351,17 @@ def analyse_embedding(
     if len(labels) != n:
         raise ValueError(f"{len(labels)} labels for {n} embeddings")
     if n < 4:
-        raise ValueError(f"t-SNE needs at least 4 images, got {n}; pass a larger suite or a higher --limit")
+        raise ValueError(
+            f"t-SNE needs at least 4 images, got {n}; pass a larger suite or a higher --limit"
+        )
     notes: list[str] = []
     z = _standardise(features)
     perplexity = float(min(config.perplexity, max(1.0, (n - 1) / 3)))
     if perplexity < config.perplexity:
         notes.append(f"perplexity lowered to {perplexity:.1f} for {n} images")
     tsne = manifold.TSNE(
-        n_components=2, perplexity=perplexity, init="pca", random_state=config.seed, learning_rate="auto"
+        n_components=2, perplexity=perplexity, init="pca", random_state=config.seed,
+        learning_rate="auto",
     )
     coords = tsne.fit_transform(z)
 
@@ -371,11 +382,14 @@ def analyse_embedding(
         neighbors = int(max(1, min(config.neighbors, smallest_train)))
         splitter = selection.StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)
         scores = selection.cross_val_score(
-            neighbours.KNeighborsClassifier(n_neighbors=neighbors), z, np.asarray(labels), cv=splitter
+            neighbours.KNeighborsClassifier(n_neighbors=neighbors), z, np.asarray(labels),
+            cv=splitter,
         )
         knn, knn_std = float(scores.mean()), float(scores.std())
         if folds < config.folds:
-            notes.append(f"{folds}-fold cross-validation: the smallest combination has {min(counts)} images")
+            notes.append(
+                f"{folds}-fold cross-validation: the smallest combination has {min(counts)} images"
+            )
     else:
         notes.append("k-NN accuracy needs at least 2 combinations with 2 or more images each")
     return EmbeddingResult(
@@ -399,9 +413,13 @@ def analyse_embedding(
 def _score_line(result: EmbeddingResult) -> str:
     parts = []
     if result.silhouette_features is not None:
-        parts.append(f"silhouette {result.silhouette_features:.2f} (t-SNE {result.silhouette_tsne:.2f})")
+        parts.append(
+            f"silhouette {result.silhouette_features:.2f} (t-SNE {result.silhouette_tsne:.2f})"
+        )
     if result.knn_accuracy is not None:
-        parts.append(f"{result.neighbors}-NN acc. {result.knn_accuracy:.0%} (chance {result.chance:.0%})")
+        parts.append(
+            f"{result.neighbors}-NN acc. {result.knn_accuracy:.0%} (chance {result.chance:.0%})"
+        )
     return "\n".join(parts)
 
 
@@ -435,14 +453,18 @@ def write_embedding_report(
         for combo in classes:
             idx = [j for j, label in enumerate(result.labels) if label == combo]
             if idx:
-                ax.scatter(result.coords[idx, 0], result.coords[idx, 1], s=18, color=color_of[combo],
-                           label=combo, alpha=0.85, edgecolors="none")
+                ax.scatter(result.coords[idx, 0], result.coords[idx, 1], s=18,
+                           color=color_of[combo], label=combo, alpha=0.85, edgecolors="none")
         ax.set_title(f"{result.name}\n{_score_line(result)}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     handles, names = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="center right", fontsize=8, title="degradation", frameon=False)
-    feature = {"multiplier": "multiplier $\\Lambda$", "image": "image features $I$", "both": "$\\Lambda$ and $I$"}
+    feature = {
+        "multiplier": "multiplier $\\Lambda$",
+        "image": "image features $I$",
+        "both": "$\\Lambda$ and $I$",
+    }
     fig.suptitle(
         f"t-SNE of degradation embeddings ({feature[config.feature]} after stage {config.stage}, "
         "channel mean + std)", fontsize=10,
@@ -451,7 +473,9 @@ def write_embedding_report(
     figure = save_figure(fig, out / "embedding.png")
 
     scores = {
-        "settings": {**asdict(config), "pooling": "per-channel spatial mean and std", "standardised": True},
+        "settings": {
+            **asdict(config), "pooling": "per-channel spatial mean and std", "standardised": True,
+        },
         "models": {r.name: r.summary() for r in results},
     }
     scores_path = out / "embedding.json"
@@ -463,7 +487,8 @@ def write_embedding_report(
         for result in results:
             for j, label in enumerate(result.labels):
                 image = str(items[j].path) if items is not None and j < len(items) else str(j)
-                writer.writerow([result.name, image, label, f"{result.coords[j, 0]:.5f}", f"{result.coords[j, 1]:.5f}"])
+                x, y = result.coords[j]
+                writer.writerow([result.name, image, label, f"{x:.5f}", f"{y:.5f}"])
     return {"figure": figure, "scores": scores_path, "points": points}
 
 

@@ -52,8 +52,11 @@ CAPTIONS = {
         "The degradation step. DMUM refits the Kronecker factors of the degradation operator "
         "&#119979;(X) = P<sub>h</sub> X P<sub>w</sub>, applied to each feature channel at 1/s of "
         "the image resolution: P<sub>h</sub> (H'&times;H') mixes rows, P<sub>w</sub> "
-        "(W'&times;W') mixes columns. Shown is the mean over the C feature channels after each "
-        "stage (red positive, blue negative, one colour scale per factor). Mass on the diagonal "
+        "(W'&times;W') mixes columns. Shown is, after each stage, the mean over the C feature "
+        "channels of |P| (the sign of a channel's factor follows the arbitrary sign of the learned "
+        "features that built it, so signed means cancel; <code>--factors signed</code> shows the "
+        "signed mean in red/blue), one colour scale per factor, clipped at the 99.5th percentile. "
+        "Mass on the diagonal "
         "means a local, near-identity operator; mass off the diagonal means the operator mixes "
         "distant rows or columns (a global effect such as a veil). The final stage reuses the "
         "last factors."
@@ -134,7 +137,8 @@ def _psnr_figure(exp: Explanation, path: Path) -> Path:
     finite = [v if v is not None and math.isfinite(v) else np.nan for v in values]
     ax.plot(stages, finite, marker="o", color="tab:blue", label="stage estimate")
     if exp.input_psnr is not None and math.isfinite(exp.input_psnr):
-        ax.axhline(exp.input_psnr, color="gray", linestyle="--", label=f"input ({exp.input_psnr:.2f} dB)")
+        ax.axhline(exp.input_psnr, color="gray", linestyle="--",
+                   label=f"input ({exp.input_psnr:.2f} dB)")
     ax.set_xticks(stages)
     ax.set_xticklabels(["init"] + [str(s) for s in stages[1:]])
     ax.set_xlabel("stage (unrolled ISN iteration)")
@@ -149,34 +153,48 @@ def _psnr_figure(exp: Explanation, path: Path) -> Path:
 def _robust_scale(factors: list[torch.Tensor]) -> float:
     """99.5th percentile of |entries| over the stages: a few outliers must not wash out the maps."""
     values = torch.cat([f.abs().flatten() for f in factors]).double()
-    if values.numel() > 2_000_000:
-        values = values[torch.randperm(values.numel(), generator=torch.Generator().manual_seed(0))[:2_000_000]]
-    scale = float(torch.quantile(values, 0.995)) if values.numel() else 0.0
-    return scale if scale > 0 else float(values.max()) if values.numel() and float(values.max()) > 0 else 1.0
+    if values.numel() == 0:
+        return 1.0
+    if values.numel() > 2_000_000:  # torch.quantile refuses very large inputs
+        keep = torch.randperm(values.numel(), generator=torch.Generator().manual_seed(0))
+        values = values[keep[:2_000_000]]
+    scale = float(torch.quantile(values, 0.995))
+    if scale <= 0:
+        scale = float(values.max())
+    return scale if scale > 0 else 1.0
 
 
 def _factors_figure(exp: Explanation, path: Path) -> Path:
     n = exp.stages
     blocks, cols = _grid(n, 8)
     fig = new_figure(1.8 * cols + 1.2, 3.7 * blocks, _PURPOSE)
-    grid = fig.add_gridspec(2 * blocks, cols + 1, width_ratios=[1.0] * cols + [0.07], wspace=0.15, hspace=0.35)
+    grid = fig.add_gridspec(
+        2 * blocks, cols + 1, width_ratios=[1.0] * cols + [0.07], wspace=0.15, hspace=0.35
+    )
     rows = (("P_h", "h", exp.p_h), ("P_w", "w", exp.p_w))
     scales = {key: _robust_scale(factors) for key, _, factors in rows}
+    signed = exp.factor_reduction == "signed"
+    reduction = "channel mean" if signed else "channel mean of |P|"
     for k in range(n):
         block, col = divmod(k, cols)
         for row, (key, sub, factors) in enumerate(rows):
             ax = fig.add_subplot(grid[2 * block + row, col])
-            image = ax.imshow(
-                factors[k].numpy(), cmap="RdBu_r", vmin=-scales[key], vmax=scales[key], interpolation="nearest"
-            )
+            if signed:
+                limits = dict(cmap="RdBu_r", vmin=-scales[key], vmax=scales[key])
+            else:
+                limits = dict(cmap="viridis", vmin=0.0, vmax=scales[key])
+            image = ax.imshow(factors[k].numpy(), interpolation="nearest", **limits)
             ax.set_title(f"$P_{sub}$, {exp.stage_label(k)}", fontsize=8)
             hide_axes(ax)
             if col == 0 or k == 0:
                 cax = fig.add_subplot(grid[2 * block + row, cols])
                 fig.colorbar(image, cax=cax)
                 cax.tick_params(labelsize=7)
-                cax.set_ylabel(f"$P_{sub}$ (channel mean)", fontsize=8)
-    fig.suptitle("Degradation step: Kronecker factors of the degradation operator per stage", fontsize=11)
+                label = f"$P_{sub}$" if signed else f"$|P_{sub}|$"
+                cax.set_ylabel(f"{label} ({reduction})", fontsize=8)
+    fig.suptitle(
+        "Degradation step: Kronecker factors of the degradation operator per stage", fontsize=11
+    )
     return save_figure(fig, path)
 
 
@@ -196,7 +214,8 @@ def _updates_figure(exp: Explanation, path: Path) -> Path:
     ax.plot(stages, exp.image_update, marker="o", label="image step: RMS change of the estimate")
     ax.plot(stages, exp.p_h_change, marker="^", label="degradation step: rel. change of $P_h$")
     ax.plot(stages, exp.p_w_change, marker="v", label="degradation step: rel. change of $P_w$")
-    positive = [v for v in [*exp.image_update, *exp.p_h_change, *exp.p_w_change] if math.isfinite(v) and v > 0]
+    values = [*exp.image_update, *exp.p_h_change, *exp.p_w_change]
+    positive = [v for v in values if math.isfinite(v) and v > 0]
     if positive and max(positive) / min(positive) > 100:
         ax.set_yscale("log")
     ax.set_xlabel("stage")
@@ -219,7 +238,9 @@ def _conv_figure(exp: Explanation, conv: ConvExplanation, path: Path) -> Path:
 
     ax = fig.add_subplot(grid[0, 0])
     ax.imshow(gray, cmap="gray", vmin=0, vmax=1)
-    overlay = ax.imshow(conv.activation.numpy(), cmap="magma", vmin=0, vmax=1, alpha=0.65, interpolation="nearest")
+    overlay = ax.imshow(
+        conv.activation.numpy(), cmap="magma", vmin=0, vmax=1, alpha=0.65, interpolation="nearest"
+    )
     fig.colorbar(overlay, ax=ax, fraction=0.046, pad=0.02)
     ax.set_title(f"active channels\n({conv.active_fraction:.0%} of mask on)", fontsize=8)
     hide_axes(ax)
@@ -232,7 +253,7 @@ def _conv_figure(exp: Explanation, conv: ConvExplanation, path: Path) -> Path:
         layer[..., 3] = conv.masks[i].numpy().astype(np.float32) * 0.55
         ax.imshow(layer, interpolation="nearest")
         on = float(conv.masks[i].float().mean())
-        ax.set_title(f"mask of channel {channel}\n({on:.0%} on)", fontsize=8)
+        ax.set_title(f"mask of channel {channel}\n(red = on, {on:.0%} of pixels)", fontsize=8)
         hide_axes(ax)
 
     spread = max(float((conv.attention - 1).abs().max()), 1e-3)
@@ -241,7 +262,9 @@ def _conv_figure(exp: Explanation, conv: ConvExplanation, path: Path) -> Path:
         att = conv.attention[channel].numpy()
         ax.imshow(att, cmap="RdBu_r", vmin=1 - spread, vmax=1 + spread, interpolation="nearest")
         for (r, c), value in np.ndenumerate(att):
-            ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7)
+            dark = abs(value - 1) > 0.6 * spread
+            ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black")
         ax.set_title(f"attention A, channel {channel}", fontsize=8)
         hide_axes(ax)
     ax = fig.add_subplot(grid[1, 0])
@@ -255,14 +278,17 @@ def _conv_figure(exp: Explanation, conv: ConvExplanation, path: Path) -> Path:
 
 
 def _stage_table(exp: Explanation) -> str:
-    head = ["stage", "PSNR (dB)", "image update (RMS)", "P_h change", "P_w change", "&Lambda; (RMS)", "&Lambda; update (RMS)"]
-    rows = []
-    init_psnr = _fmt(exp.initial_psnr) if exp.stage_psnr is not None else "&ndash;"
-    rows.append(["init", init_psnr, "&ndash;", "&ndash;", "&ndash;", _fmt(exp.initial_multiplier_energy, 4), "&ndash;"])
+    head = [
+        "stage", "PSNR (dB)", "image update (RMS)", "P<sub>h</sub> change", "P<sub>w</sub> change",
+        "&Lambda; (RMS)", "&Lambda; update (RMS)",
+    ]
+    dash = "&ndash;"
+    init_psnr = _fmt(exp.initial_psnr) if exp.stage_psnr is not None else dash
+    rows = [["init", init_psnr, dash, dash, dash, _fmt(exp.initial_multiplier_energy, 4), dash]]
     for k in range(exp.stages):
         rows.append([
             exp.stage_label(k),
-            _fmt(exp.stage_psnr[k]) if exp.stage_psnr is not None else "&ndash;",
+            _fmt(exp.stage_psnr[k]) if exp.stage_psnr is not None else dash,
             _fmt(exp.image_update[k], 4),
             _fmt(exp.p_h_change[k], 4),
             _fmt(exp.p_w_change[k], 4),
@@ -275,20 +301,60 @@ def _stage_table(exp: Explanation) -> str:
 
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em;
+       color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.92em; color: #444; max-width: 60em; line-height: 1.4; }
-table { border-collapse: collapse; font-size: 0.9em; } td, th { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+table { border-collapse: collapse; font-size: 0.9em; }
+td, th { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 code { background: #f4f4f4; padding: 0 0.2em; }
 """
 
 
 def _figure_html(src: str, caption: str, alt: str) -> str:
     return (
-        f'<figure><a href="{html.escape(src)}"><img src="{html.escape(src)}" alt="{html.escape(alt)}"></a>'
+        f'<figure><a href="{html.escape(src)}">'
+        f'<img src="{html.escape(src)}" alt="{html.escape(alt)}"></a>'
         f"<figcaption>{caption}</figcaption></figure>"
     )
+
+
+def _conv_section(exp: Explanation, out: Path) -> str:
+    parts = []
+    for i, conv in enumerate(exp.convs):
+        name = f"conv_{i + 1:02d}.png"
+        _conv_figure(exp, conv, out / name)
+        channels, h, w = conv.feature_mask.shape
+        stage = conv.stage if conv.stage else "&ndash;"
+        resize = f", upsampled &times;{conv.scale}" if conv.scale else ", resized"
+        resize += " (nearest)"
+        detail = (
+            f"<p><code>{html.escape(conv.name)}</code>: stage {stage}, "
+            f"{html.escape(conv.step_name)}; {html.escape(conv.description)}. "
+            f"{channels} input channels at {h}&times;{w}{resize}; "
+            f"{conv.active_fraction:.1%} of the mask is on; the per-sample kernel departs from "
+            f"the shared one by {conv.relative_deviation:.3f} (relative Frobenius norm).</p>"
+        )
+        caption = CAPTIONS["conv"] if i == 0 else ""
+        parts.append(detail + _figure_html(name, caption, conv.name))
+    if parts:
+        body = "".join(parts)
+    elif exp.available_convs:
+        body = "<p>No convolution was selected (pass conv names, or <code>all</code>).</p>"
+    else:
+        body = (
+            "<p>This model has no explainable convolutions (a <code>deepsn</code> variant or "
+            "<code>conv=standard</code> ablation uses plain convolutions), so there are no masks "
+            "to show.</p>"
+        )
+    if exp.available_convs:
+        body += (
+            f"<details><summary>All {len(exp.available_convs)} explainable convolutions of this "
+            "model</summary><pre>" + html.escape("\n".join(exp.available_convs))
+            + "</pre></details>"
+        )
+    return "<h2>Explainable convolutions: which regions activate the kernels</h2>" + body
 
 
 def write_report(explanation: Explanation, out_dir: str | Path) -> Path:
@@ -302,19 +368,20 @@ def write_report(explanation: Explanation, out_dir: str | Path) -> Path:
         The path of ``index.html``; every link in it is relative, so the folder can be moved.
 
     Raises:
-        interir.explain.MissingExtraError: matplotlib is not installed (``pip install "interir[viz]"``).
+        interir.explain.MissingExtraError: matplotlib is not installed
+            (``pip install "interir[viz]"``).
     """
     from interir.utils.io import write_image
 
     exp = explanation
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     new_figure(1, 1, _PURPOSE)  # fail early, before writing anything, when matplotlib is missing
+    out.mkdir(parents=True, exist_ok=True)
 
     stages_dir = out / "stages"
     stages_dir.mkdir(exist_ok=True)
     write_image(stages_dir / "input.png", exp.input)
-    write_image(stages_dir / "initial.png", exp.initial_image)
+    write_image(stages_dir / "initial.png", exp.initial_image.clamp(0, 1))
     for k, img in enumerate(exp.stage_images):
         write_image(stages_dir / f"stage_{k + 1:02d}.png", img.clamp(0, 1))
     if exp.target is not None:
@@ -322,30 +389,32 @@ def write_report(explanation: Explanation, out_dir: str | Path) -> Path:
 
     sections: list[str] = []
     _trajectory_figure(exp, out / "trajectory.png")
-    links = " ".join(
-        f'<a href="stages/stage_{k + 1:02d}.png">{k + 1}</a>' for k in range(exp.stages)
-    )
+    links = [
+        '<a href="stages/input.png">input</a>',
+        '<a href="stages/initial.png">init</a>',
+        *(f'<a href="stages/stage_{k + 1:02d}.png">stage {k + 1}</a>' for k in range(exp.stages)),
+    ]
+    if exp.target is not None:
+        links.append('<a href="stages/target.png">target</a>')
     sections.append(
         "<h2>Image step: the unfolding trajectory</h2>"
         + _figure_html("trajectory.png", CAPTIONS["trajectory"], "image estimate after each stage")
-        + f"<p>Full-size estimates: <a href=\"stages/input.png\">input</a>, "
-        f"<a href=\"stages/initial.png\">init</a>, stages {links}"
-        + (", <a href=\"stages/target.png\">target</a>" if exp.target is not None else "")
-        + ".</p>"
+        + "<p>Full-size images: " + ", ".join(links) + ".</p>"
     )
     if exp.stage_psnr is not None:
         _psnr_figure(exp, out / "psnr.png")
         sections.append(_figure_html("psnr.png", CAPTIONS["psnr"], "PSNR against stage"))
+
     _factors_figure(exp, out / "factors.png")
+    rows, cols = exp.p_h[0].shape[0], exp.p_w[0].shape[0]
     size_note = (
-        f"P<sub>h</sub> is {exp.p_h[0].shape[0]}&times;{exp.p_h[0].shape[0]}, "
-        f"P<sub>w</sub> {exp.p_w[0].shape[0]}&times;{exp.p_w[0].shape[0]} for this "
+        f"P<sub>h</sub> is {rows}&times;{rows}, P<sub>w</sub> {cols}&times;{cols} for this "
         f"{exp.input.shape[-2]}&times;{exp.input.shape[-1]} image"
         + (f" (s = {exp.downsample})." if exp.downsample else ".")
     )
     sections.append(
         "<h2>Degradation step: P<sub>h</sub> and P<sub>w</sub></h2>"
-        + _figure_html("factors.png", CAPTIONS["factors"] + " " + size_note, "degradation factors per stage")
+        + _figure_html("factors.png", CAPTIONS["factors"] + " " + size_note, "factors per stage")
     )
     _updates_figure(exp, out / "updates.png")
     sections.append(
@@ -353,51 +422,23 @@ def write_report(explanation: Explanation, out_dir: str | Path) -> Path:
         + _figure_html("updates.png", CAPTIONS["updates"], "update sizes per stage")
         + _stage_table(exp)
     )
-
-    conv_parts = []
-    for i, conv in enumerate(exp.convs):
-        name = f"conv_{i + 1:02d}.png"
-        _conv_figure(exp, conv, out / name)
-        detail = (
-            f"<p><code>{html.escape(conv.name)}</code>: stage {conv.stage if conv.stage else '&ndash;'}, "
-            f"{html.escape(conv.step_name)}; {html.escape(conv.description)}. "
-            f"{conv.feature_mask.shape[0]} input channels at {conv.feature_mask.shape[1]}&times;"
-            f"{conv.feature_mask.shape[2]}"
-            + (f", upsampled &times;{conv.scale} (nearest)" if conv.scale else ", resized (nearest)")
-            + f"; {conv.active_fraction:.1%} of the mask is on; the per-sample kernel departs from "
-            f"the shared one by {conv.relative_deviation:.3f} (relative Frobenius norm).</p>"
-        )
-        conv_parts.append(detail + _figure_html(name, CAPTIONS["conv"] if i == 0 else "", conv.name))
-    if conv_parts:
-        conv_html = "".join(conv_parts)
-    elif exp.available_convs:
-        conv_html = "<p>No convolution was selected (pass conv names, or <code>all</code>).</p>"
-    else:
-        conv_html = (
-            "<p>This model has no explainable convolutions (a <code>deepsn</code> variant or "
-            "<code>conv=standard</code> ablation uses plain convolutions), so there are no masks "
-            "to show.</p>"
-        )
-    available = ""
-    if exp.available_convs:
-        available = (
-            f"<details><summary>All {len(exp.available_convs)} explainable convolutions of this "
-            "model</summary><pre>" + html.escape("\n".join(exp.available_convs)) + "</pre></details>"
-        )
-    sections.append("<h2>Explainable convolutions: which regions activate the kernels</h2>" + conv_html + available)
+    sections.append(_conv_section(exp, out))
 
     (out / "explanation.json").write_text(json.dumps(exp.to_dict(), indent=2) + "\n")
     height, width = exp.input.shape[-2:]
-    summary = f"Model <code>{html.escape(exp.model_name)}</code>, {exp.stages} stages, image {height}&times;{width}."
+    summary = (
+        f"Model <code>{html.escape(exp.model_name)}</code>, {exp.stages} stages, "
+        f"image {height}&times;{width}."
+    )
     if exp.stage_psnr is not None:
         summary += (
             f" PSNR: input {_fmt(exp.input_psnr)} dB &rarr; output {_fmt(exp.stage_psnr[-1])} dB."
         )
     page = (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>InterIR explanation</title><style>{_STYLE}</style></head><body>"
         "<h1>What each stage of the unfolded network did</h1>"
-        f"<p>{summary} Numbers: <a href=\"explanation.json\">explanation.json</a>.</p>"
+        f'<p>{summary} Numbers: <a href="explanation.json">explanation.json</a>.</p>'
         + "".join(sections)
         + "</body></html>\n"
     )

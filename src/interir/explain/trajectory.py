@@ -54,7 +54,8 @@ class Explanation:
         input_psnr / initial_psnr: PSNR of ``D`` and of the initial estimate, or ``None``.
         image_update: RMS (in [0, 1] units) of the change each stage made to the image estimate
             (stage 1 against the initial estimate).
-        p_h / p_w: the factors after each stage, averaged over the ``C`` feature channels.
+        p_h / p_w: the factors after each stage, averaged over the ``C`` feature channels
+            (mean of absolute values, or the signed mean; see ``factor_reduction``).
         p_h_change / p_w_change: ``||P^k - P^(k-1)|| / ||P^(k-1)||`` over all channels; ``nan``
             for a stage that made no degradation step (the final stage).
         multiplier_energy: RMS of ``Lambda^k`` after each stage.
@@ -64,6 +65,7 @@ class Explanation:
         convs: explanations of the chosen explainable convolutions.
         available_convs: names of all explainable convolutions of the model.
         downsample: the factor ``s`` between the image and the unfolding's feature maps.
+        factor_reduction: ``"abs"`` or ``"signed"``, how ``p_h``/``p_w`` were averaged.
     """
 
     model_name: str
@@ -85,6 +87,7 @@ class Explanation:
     convs: list[ConvExplanation] = field(default_factory=list)
     available_convs: list[str] = field(default_factory=list)
     downsample: int | None = None
+    factor_reduction: str = "abs"
 
     @property
     def stages(self) -> int:
@@ -127,6 +130,7 @@ class Explanation:
             "p_h_relative_change": clean(self.p_h_change),
             "p_w_relative_change": clean(self.p_w_change),
             "factor_sizes": {"p_h": list(self.p_h[0].shape), "p_w": list(self.p_w[0].shape)},
+            "factor_reduction": self.factor_reduction,
             "multiplier_rms": clean(self.multiplier_energy),
             "multiplier_update_rms": clean(self.multiplier_update),
             "initial_multiplier_rms": clean(self.initial_multiplier_energy),
@@ -137,13 +141,19 @@ class Explanation:
 
 def _as_single(image: torch.Tensor, what: str) -> torch.Tensor:
     if not isinstance(image, torch.Tensor):
-        raise TypeError(f"{what} must be a torch.Tensor (read files with interir.utils.io.read_image)")
+        raise TypeError(
+            f"{what} must be a torch.Tensor (read files with interir.utils.io.read_image)"
+        )
     if image.dim() == 4:
         if image.shape[0] != 1:
-            raise ValueError(f"{what}: explain one image at a time, got a batch of {image.shape[0]}")
+            raise ValueError(
+                f"{what}: explain one image at a time, got a batch of {image.shape[0]}"
+            )
         image = image[0]
     if image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError(f"{what} must have shape (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
+        raise ValueError(
+            f"{what} must have shape (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}"
+        )
     return image.float()
 
 
@@ -154,6 +164,7 @@ def explain_image(
     target: torch.Tensor | None = None,
     conv_names: list[str] | None = None,
     channels: int = 4,
+    factor_reduction: str = "abs",
 ) -> Explanation:
     """Run ``model`` on one image and record what each stage and the chosen convolutions did.
 
@@ -166,6 +177,10 @@ def explain_image(
             :func:`~interir.explain.convs.default_conv_names`, ``["all"]`` takes every one,
             ``[]`` none. Models without explainable convs (``deepsn``) give no conv explanations.
         channels: how many channels' masks to keep per conv at input resolution.
+        factor_reduction: how ``P_h``/``P_w`` are averaged over the ``C`` channels for display:
+            ``"abs"`` (default) the mean of absolute values, where each channel's operator puts
+            its weight whatever the (arbitrary) sign of the learned features that built it;
+            ``"signed"`` the plain mean, in which channels of opposite sign cancel.
 
     Returns:
         An :class:`Explanation`; its last stage image equals ``model(image)``.
@@ -183,6 +198,8 @@ def explain_image(
                 f"target shape {tuple(target.shape)} differs from the image's {tuple(x.shape)}; "
                 "pass the clean image of the same scene at the same size"
             )
+    if factor_reduction not in ("abs", "signed"):
+        raise ValueError(f"factor_reduction must be 'abs' or 'signed', got {factor_reduction!r}")
     names = resolve_conv_names(model, conv_names)
     convs = explainable_convs(model)
     device = next(model.parameters()).device
@@ -260,13 +277,15 @@ def explain_image(
         input_psnr=input_psnr,
         initial_psnr=initial_psnr,
         image_update=image_update,
-        p_h=[p.mean(0) for p in p_h_full],
-        p_w=[p.mean(0) for p in p_w_full],
+        p_h=[(p.abs() if factor_reduction == "abs" else p).mean(0) for p in p_h_full],
+        p_w=[(p.abs() if factor_reduction == "abs" else p).mean(0) for p in p_w_full],
+        factor_reduction=factor_reduction,
         p_h_change=changes(p_h_full, ph0),
         p_w_change=changes(p_w_full, pw0),
         multiplier_energy=[_rms(m) for m in lam],
         multiplier_update=[
-            math.nan if b is None or torch.equal(a, b) else _rms(a - b) for a, b in zip(lam, [lam0, *lam[:-1]])
+            math.nan if b is None or torch.equal(a, b) else _rms(a - b)
+            for a, b in zip(lam, [lam0, *lam[:-1]])
         ],
         initial_multiplier_energy=math.nan if lam0 is None else _rms(lam0),
         convs=explained,

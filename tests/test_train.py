@@ -1,0 +1,172 @@
+"""Training engine: exact resume, run folder, time budget, paired data, validation, schedule."""
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from interir.config import load_config
+from interir.engine.checkpoint import CheckpointError, load_model, load_training_state
+from interir.engine.train import _StreamSampler, build_val_pairs, lr_factor, train
+
+DATA = Path(__file__).parent / "data"
+
+
+def _cfg(tmp_path, name="run", *overrides):
+    base = {
+        "model": {"name": "interir-tiny", "overrides": {"width": 8, "stages": 2}},
+        "data": {
+            "train_roots": [str(DATA)],
+            "patch_size": 32,
+            "val": {"kind": "synthetic", "roots": [str(DATA)], "limit": 2, "crop": 32},
+        },
+        "optim": {"grad_clip": 0.5},
+        "train": {"iterations": 8, "batch_size": 2, "threads": 1, "ema_decay": 0.9, "log_every": 2,
+                  "val_every": 3, "ckpt_every": 0, "device": "cpu"},
+        "output": {"dir": str(tmp_path / "runs"), "name": name, "tensorboard": "off"},
+    }
+    return load_config(None, list(overrides), base=base)
+
+
+def _weights(run_dir, kind="last"):
+    folder = Path(run_dir) / "checkpoints" / kind
+    return load_file(folder / "model.safetensors"), load_file(folder / "model_ema.safetensors")
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    straight = train(_cfg(tmp_path, "straight"))
+    assert straight.reason == "completed" and straight.step == 8
+
+    first = train(_cfg(tmp_path, "split"), max_steps=4)
+    assert first.reason == "max_steps" and first.step == 4
+    assert load_training_state(first.run_dir / "checkpoints" / "last")["step"] == 4
+    second = train(_cfg(tmp_path, "split"), resume=True)
+    assert second.reason == "completed" and second.step == 8
+
+    (w1, e1), (w2, e2) = _weights(straight.run_dir), _weights(second.run_dir)
+    assert w1.keys() == w2.keys()
+    for k in w1:
+        assert torch.equal(w1[k], w2[k]), k
+        assert torch.equal(e1[k], e2[k]), k
+    # the optimizer state and the schedule agree too
+    s1 = load_training_state(straight.run_dir / "checkpoints" / "last")
+    s2 = load_training_state(second.run_dir / "checkpoints" / "last")
+    assert s1["scheduler"]["last_epoch"] == s2["scheduler"]["last_epoch"] == 8
+    for k, v in s1["optimizer"]["state"].items():
+        assert torch.equal(v["exp_avg"], s2["optimizer"]["state"][k]["exp_avg"])
+    # the metric logs match as well (rows of the interrupted session are not duplicated)
+    rows = lambda r: [(x["kind"], x["step"], x.get("loss"), x.get("psnr"))  # noqa: E731
+                      for x in map(json.loads, (r / "metrics.jsonl").read_text().splitlines())]
+    assert rows(straight.run_dir) == rows(second.run_dir)
+    assert straight.best == second.best
+
+
+def test_run_folder_contents(tmp_path):
+    res = train(_cfg(tmp_path, "r", "train.iterations=4", "train.val_every=2"))
+    d = res.run_dir
+    for name in ("config.yaml", "run.json", "train.log", "metrics.csv", "metrics.jsonl", "summary.json"):
+        assert (d / name).is_file(), name
+    info = json.loads((d / "run.json").read_text())
+    assert info["seed"] == 0 and info["interir_version"]
+    assert "commit" in info["git"] and info["sessions"][0]["environment"]["torch"] == torch.__version__
+    assert load_config(d / "config.yaml") == _cfg(tmp_path, "r", "train.iterations=4", "train.val_every=2")
+    with open(d / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    val_rows = [r for r in rows if r["kind"] == "val"]
+    assert [int(r["step"]) for r in train_rows] == [2, 4]
+    assert all(float(r["images_per_s"]) > 0 and float(r["loss"]) > 0 for r in train_rows)
+    assert [int(r["step"]) for r in val_rows] == [2, 4]
+    assert all(5 < float(r["psnr"]) < 60 and 0 < float(r["ssim"]) <= 1 for r in val_rows)
+    # best checkpoint = best validation PSNR, and it loads for inference (EMA weights)
+    best_psnr = max(float(r["psnr"]) for r in val_rows)
+    assert res.best["psnr"] == pytest.approx(best_psnr, abs=1e-4)
+    model = load_model(d)
+    assert model.checkpoint_meta["step"] == res.best["step"]
+    assert "step 4/4" in (d / "train.log").read_text()
+
+
+def test_existing_run_folder_needs_resume_or_overwrite(tmp_path):
+    train(_cfg(tmp_path, "x", "train.iterations=2", "train.val_every=0", "data.val.kind=none"))
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(_cfg(tmp_path, "x", "train.iterations=2"))
+    res = train(_cfg(tmp_path, "x", "train.iterations=2", "data.val.kind=none"), overwrite=True)
+    assert res.step == 2
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(_cfg(tmp_path, "fresh", "train.iterations=2"), resume=True)
+
+
+def test_resume_with_another_architecture_fails(tmp_path):
+    train(_cfg(tmp_path, "a", "train.iterations=4", "data.val.kind=none"), max_steps=2)
+    with pytest.raises(CheckpointError, match="width: checkpoint 8 vs model 12"):
+        train(_cfg(tmp_path, "a", "train.iterations=4", "data.val.kind=none", "model.overrides.width=12"),
+              resume=True)
+
+
+def test_time_budget_stops_cleanly_with_a_checkpoint(tmp_path):
+    res = train(_cfg(tmp_path, "t", "train.iterations=1000", "train.max_minutes=0.0001", "data.val.kind=none"))
+    assert res.reason == "time_budget" and 1 <= res.step < 1000
+    assert load_training_state(res.run_dir / "checkpoints" / "last")["step"] == res.step
+    summary = json.loads((res.run_dir / "summary.json").read_text())
+    assert summary["reason"] == "time_budget"
+
+
+def test_paired_training_and_paired_validation(tmp_path):
+    from interir.utils.io import read_image, write_image
+
+    root = tmp_path / "pairs"
+    (root / "input").mkdir(parents=True)
+    (root / "target").mkdir()
+    for f in sorted(DATA.glob("*.png"))[:2]:
+        clean = read_image(f).image[:, :40, :48]
+        write_image(root / "target" / f.name, clean)
+        write_image(root / "input" / f.name, (clean * 0.7 + 0.2).clamp(0, 1))
+    cfg = _cfg(tmp_path, "p", "data.train_roots=[]", f"data.paired_roots=[{root}]", "train.iterations=2",
+               "data.val.kind=paired", f"data.val.roots=[{root}]", "train.val_every=0")
+    res = train(cfg)
+    assert res.step == 2 and res.best is not None and res.best["psnr"] > 5
+
+
+def test_validation_pairs_are_fixed_and_cover_combinations(tmp_path):
+    cfg = _cfg(tmp_path, "v", "data.val.limit=7", "data.val.crop=24")
+    a, b = build_val_pairs(cfg), build_val_pairs(cfg)
+    assert len(a) == 7
+    assert len({p["name"].split("/")[0] for p in a}) == 7  # one per combination
+    assert all(p["input"].shape == (3, 24, 24) for p in a)
+    assert all(torch.equal(x["input"], y["input"]) for x, y in zip(a, b))
+    only = build_val_pairs(_cfg(tmp_path, "v", "data.val.include=[coffee.png]", "data.val.limit=3"))
+    assert {p["name"].split("/")[1] for p in only} == {"coffee"}
+
+
+def test_lr_schedule_is_cosine_from_lr_to_lr_final():
+    lr, lr_final, n = 2e-4, 1e-6, 100
+    rate = lambda s: lr * lr_factor(s, n, lr, lr_final)  # noqa: E731
+    assert rate(0) == pytest.approx(lr)
+    assert rate(n) == pytest.approx(lr_final)
+    assert rate(n // 2) == pytest.approx((lr + lr_final) / 2)
+    assert rate(25) == pytest.approx(lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi / 4)))
+    assert lr * lr_factor(0, n, lr, lr_final, warmup=10) == pytest.approx(lr / 10)
+    assert lr * lr_factor(10, n, lr, lr_final, warmup=10) == pytest.approx(lr)
+
+
+def test_stream_sampler_epochs_and_rank_split():
+    def take(sampler, k):
+        it = iter(sampler)
+        return [next(it) for _ in range(k)]
+
+    one = take(_StreamSampler(n=5, seed=3, global_batch=4, rank=0, per_rank=4, start_step=0), 20)
+    # every epoch (5 consecutive positions) is a permutation; seeds are distinct
+    for e in range(4):
+        assert sorted(i for i, _ in one[5 * e: 5 * e + 5]) == list(range(5))
+    assert len({s for _, s in one}) == 20
+    # two ranks with 2 each see exactly the single-process stream, batch by batch
+    r0 = take(_StreamSampler(5, 3, 4, 0, 2, 0), 10)
+    r1 = take(_StreamSampler(5, 3, 4, 1, 2, 0), 10)
+    merged = [x for s in range(5) for x in r0[2 * s: 2 * s + 2] + r1[2 * s: 2 * s + 2]]
+    assert merged == one
+    # resuming at step 3 continues the stream
+    assert take(_StreamSampler(5, 3, 4, 0, 4, 3), 8) == one[12:20]
