@@ -52,12 +52,13 @@ def test_overrides_merge_and_coerce():
     cfg = load_config(
         REPO / "configs" / "cpu-tiny.yaml",
         ["optim.lr=1e-4", "train.batch_size=4", "model.overrides.width=8", "data.combinations=[rain,noise+haze]",
-         "train.ema_decay=null", "output.name=x"],
+         "train.ema_decay=null", "output.name=x", "output.tensorboard=off"],
     )
     assert cfg.optim.lr == 1e-4 and cfg.train.batch_size == 4
     assert cfg.model.overrides == {"width": 8}
     assert cfg.data.combinations == ["rain", "haze+noise"]  # canonical order
     assert cfg.train.ema_decay is None and cfg.output.name == "x"
+    assert cfg.output.tensorboard == "off"  # YAML reads bare off as False
 
 
 def test_yaml_round_trip(tmp_path):

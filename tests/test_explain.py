@@ -28,6 +28,15 @@ from interir.models.explainable_conv import ExplainableConv2d, explainable_convs
 H, W = 37, 45  # odd sizes: the unfolding pads to a multiple of s = 4 and crops back
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models: a second intra-op thread only adds contention (10x slower on a busy 2-core box).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _tiny(name: str = "interir-tiny", **overrides):
     return create_model(name, width=8, head_expansion=1, **overrides).eval()
 
@@ -78,7 +87,9 @@ def test_stage_numbers_match_a_manual_trace(tiny_explanation):
         lam = trace.multipliers[k][0]
         rms = float(lam.double().pow(2).mean().sqrt())
         assert exp.multiplier_energy[k] == pytest.approx(rms, rel=1e-6)
-        assert torch.allclose(exp.p_h[k], trace.p_h[k][0].mean(0))
+        assert torch.allclose(exp.p_h[k], trace.p_h[k][0].abs().mean(0))  # default: mean |P|
+    signed = explain_image(model, noisy, conv_names=[], factor_reduction="signed")
+    assert torch.allclose(signed.p_w[1], trace.p_w[1][0].mean(0))
     lam1, lam2 = trace.multipliers[0][0], trace.multipliers[1][0]
     rms = float((lam2 - lam1).double().pow(2).mean().sqrt())
     assert exp.multiplier_update[1] == pytest.approx(rms, rel=1e-6)

@@ -273,6 +273,12 @@ class OutputSection(_Section):
     name: str | None = None
     tensorboard: Literal["auto", "on", "off"] = "auto"
 
+    @field_validator("tensorboard", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, v: Any) -> Any:
+        # YAML reads a bare on/off as a boolean
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
 
 class TrainConfig(_Section):
     """The whole training configuration (see ``configs/*.yaml`` and ``docs/training.md``)."""

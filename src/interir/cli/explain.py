@@ -136,7 +136,7 @@ def embed_command(
     seed: Annotated[int, typer.Option("--seed", help="t-SNE random state.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
 ) -> None:
-    """Figure 6 of the paper: t-SNE of degradation embeddings, InterIR beside the deepsn baseline."""
+    """The paper's Figure 6: t-SNE of degradation embeddings, InterIR beside the deepsn baseline."""
     from interir.explain import (
         EmbeddingConfig,
         MissingExtraError,

@@ -706,6 +706,8 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
          stop_flag: _StopFlag, session_start: float) -> TrainResult:
     t_cfg, o_cfg, device = cfg.train, cfg.optim, di.device
     seed_everything(t_cfg.seed, deterministic=t_cfg.deterministic)
+    if device.type == "cuda" and not t_cfg.deterministic:
+        torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick the fastest kernels
     from interir.registry import create_model
 
     model = create_model(cfg.model.name, **cfg.model.overrides)

@@ -41,7 +41,8 @@ _ROLES: dict[str, tuple[str, str]] = {
         "image", "E_a(I): with the multiplier it feeds the heads that estimate the split variable "
         "Z and dS"),
     "resm.prior_block1": (
-        "image", "E_1(I): inner block of the prior term E_2(E_1(I) + Lambda + Z) of the residual F"),
+        "image", "E_1(I): inner block of the prior term E_2(E_1(I) + Lambda + Z) of the "
+        "residual F"),
     "resm.prior_block2": ("image", "E_2: outer block of the prior term of the residual F"),
     "resm.jacobian_block1": (
         "image", "E_3(F): inner block of the Jacobian term E_4((1 - dS) * E_3(F)) of J^T F"),
