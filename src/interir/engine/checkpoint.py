@@ -516,7 +516,9 @@ def _describe_arch(name: str | None, config: dict[str, Any] | None) -> str:
     return f"{name!r} ({fields})"
 
 
-def load_weights_into(model: nn.Module, checkpoint: Checkpoint | str | os.PathLike, *, use_ema: bool = False) -> None:
+def load_weights_into(
+    model: nn.Module, checkpoint: Checkpoint | str | os.PathLike, *, use_ema: bool = False
+) -> None:
     """Load a checkpoint's weights into an existing model, checking that the architectures match.
 
     Args:
@@ -531,7 +533,9 @@ def load_weights_into(model: nn.Module, checkpoint: Checkpoint | str | os.PathLi
     if not isinstance(checkpoint, Checkpoint):
         checkpoint = load_checkpoint(checkpoint, map_location="cpu")
     target = unwrap_model(model)
-    state = checkpoint.ema_state_dict if (use_ema and checkpoint.ema_state_dict is not None) else checkpoint.state_dict
+    state = checkpoint.state_dict
+    if use_ema and checkpoint.ema_state_dict is not None:
+        state = checkpoint.ema_state_dict
     own = target.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -577,7 +581,9 @@ def load_weights_into(model: nn.Module, checkpoint: Checkpoint | str | os.PathLi
             v.copy_(state[k].to(device=v.device, dtype=v.dtype))
 
 
-def load_training_state(spec: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_training_state(
+    spec: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """Read ``training_state.pt`` of a checkpoint folder with ``torch.load(weights_only=True)``.
 
     Returns:

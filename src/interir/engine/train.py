@@ -44,7 +44,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -429,7 +429,8 @@ class _MetricsLog:
         row = {"kind": kind, "step": step, **values, "time": round(time.time(), 3)}
         self._jsonl.write(json.dumps(row) + "\n")
         self._jsonl.flush()
-        self._csv.writerow({k: (f"{v:.6g}" if isinstance(v, float) and k not in ("time", "elapsed_s") else v)
+        exact = ("time", "elapsed_s")
+        self._csv.writerow({k: (f"{v:.6g}" if isinstance(v, float) and k not in exact else v)
                             for k, v in row.items()})
         self._csv_file.flush()
         if self._tb is not None:
@@ -572,7 +573,7 @@ def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool | str, overwr
     """Check the run folder (rank 0); return an error message or None."""
     last = ckpt._recover_dir(run_dir / "checkpoints" / "last")
     if resume:
-        src = Path(resume) if isinstance(resume, (str, os.PathLike)) and not isinstance(resume, bool) else last
+        src = last if resume is True else Path(resume)
         if not (ckpt._recover_dir(src) / ckpt.STATE_FILE).is_file():
             return (f"nothing to resume: '{src}' holds no {ckpt.STATE_FILE}. Fix: check output.dir/"
                     f"output.name (run folder '{run_dir}'), or start a new run without --resume")
@@ -723,7 +724,8 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
                         weight_decay=o_cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda s: lr_factor(s, t_cfg.iterations, o_cfg.lr, o_cfg.lr_final, o_cfg.schedule, o_cfg.warmup_iters),
+        lambda s: lr_factor(s, t_cfg.iterations, o_cfg.lr, o_cfg.lr_final, o_cfg.schedule,
+                            o_cfg.warmup_iters),
     )
     autocast, scaler, amp_mode = _amp(cfg, device)
     ema = ModelEMA(model, t_cfg.ema_decay) if t_cfg.ema_decay else None
@@ -745,9 +747,11 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
         extra = state.get("extra", {})
         if ema is not None:
             if checkpoint.ema_state_dict is not None:
-                ema.load_state_dict(checkpoint.ema_state_dict, updates=int(extra.get("ema_updates", start_step)))
+                ema.load_state_dict(checkpoint.ema_state_dict,
+                                    updates=int(extra.get("ema_updates", start_step)))
             else:
-                log.warning("the checkpoint has no EMA weights; the average restarts from the current weights")
+                log.warning("the checkpoint has no EMA weights; the average restarts from the "
+                            "current weights")
         best = extra.get("best")
         elapsed_before = float(extra.get("elapsed_s", 0.0))
         rng_state = extra.get("rng")
@@ -793,7 +797,9 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
     if rng_state is not None:
         restore_rng_state(rng_state)
 
-    metrics = _MetricsLog(run_dir, cfg.output.tensorboard, start_step if resume else None) if di.is_main else None
+    metrics = None
+    if di.is_main:
+        metrics = _MetricsLog(run_dir, cfg.output.tensorboard, start_step if resume else None)
     log.info(
         "run %s: %s (%.3f M params) on %s x%d%s, %s %d images, patch %d, batch %d (%d per process), "
         "%d iterations%s, amp %s",
@@ -825,7 +831,8 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
         improved = best is None or res["psnr"] > best["psnr"]
         log.info("validation step %d: PSNR %.3f dB  SSIM %.4f  (%d images, %.1fs)%s", step, res["psnr"],
                  res["ssim"], res["val_images"], res["seconds"], "  [best]" if improved else "")
-        metrics.write("val", step, {"psnr": res["psnr"], "ssim": res["ssim"], "val_images": res["val_images"]})
+        metrics.write("val", step, {"psnr": res["psnr"], "ssim": res["ssim"],
+                                    "val_images": res["val_images"]})
         if improved:
             best = {"step": step, "psnr": res["psnr"], "ssim": res["ssim"]}
             ckpt.save_checkpoint(run_dir / "checkpoints" / "best", model,
@@ -928,7 +935,8 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
                     progress.update(step, loss=f"{mean[0]:.4f}", lr=f"{lr_now:.2e}", ips=f"{ips:.1f}")
                     if progress.bar is None:
                         log.info("step %d/%d  loss %.4f (l1 %.4f fft %.3f)  lr %.2e  %.1f img/s  eta %s",
-                                 step, t_cfg.iterations, mean[0], mean[1], mean[2], lr_now, ips, _format_eta(eta))
+                                 step, t_cfg.iterations, mean[0], mean[1], mean[2], lr_now, ips,
+                                 _format_eta(eta))
                 loss_sum.zero_()
                 interval_steps = 0
                 t_interval = time.perf_counter()
@@ -944,7 +952,9 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
             local_stop = None
             if stop_flag.requested:
                 local_stop = "signal"
-            elif budget_s is not None and (time.time() - session_start) + train_time / max(1, step - start_step) >= budget_s:
+            elif budget_s is not None and (
+                time.time() - session_start + train_time / max(1, step - start_step) >= budget_s
+            ):
                 local_stop = "time_budget"
             elif max_steps is not None and step - start_step >= max_steps:
                 local_stop = "max_steps"
@@ -969,8 +979,8 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
         digests = check_replicas(model)
         same = len(set(digests)) == 1
         if di.is_main:
-            ckpt.atomic_write_text(run_dir / "replicas.json", json.dumps(
-                {"step": step, "world_size": di.world_size, "identical": same, "sha256": digests}, indent=2) + "\n")
+            report = {"step": step, "world_size": di.world_size, "identical": same, "sha256": digests}
+            ckpt.atomic_write_text(run_dir / "replicas.json", json.dumps(report, indent=2) + "\n")
         if not same:
             raise RuntimeError(f"the {di.world_size} replicas' weights differ after step {step}: {digests}")
         log.info("replica check: all %d processes hold identical weights", di.world_size)
@@ -1025,5 +1035,6 @@ def _compare_saved_config(run_dir: Path, cfg: TrainConfig) -> None:
     a, b = flat(saved), flat(now)
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if changed:
-        log.warning("resuming with changed settings (the optimizer/schedule state comes from the checkpoint): %s",
+        log.warning("resuming with changed settings (optimizer and schedule state come from the "
+                    "checkpoint): %s",
                     ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in changed))

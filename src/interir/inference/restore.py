@@ -1,0 +1,533 @@
+"""Restore images of any size, from tensors or from files and folders (no ground truth needed).
+
+- :func:`restore_tensor` runs a model on a ``(3, H, W)`` or ``(B, 3, H, W)`` tensor under
+  ``torch.inference_mode``: images smaller than the model's minimum are padded, large ones are
+  split into overlapping tiles blended with a raised-cosine window (:mod:`.tiling`), and on an
+  out-of-memory error the tile is halved and the image retried. The result is clamped to [0, 1].
+- :func:`restore_file` / :func:`restore_paths` read images with :func:`interir.utils.io.read_image`
+  (JPEG, 8/16-bit PNG, TIFF, grayscale, RGBA, EXIF orientation) and write the result with the
+  input's size, bit depth, grayscale-ness and alpha channel. A file that cannot be read or
+  restored is reported with its reason and the batch goes on; an existing output is never
+  replaced unless ``overwrite=True``.
+
+InterIR estimates its Kronecker degradation factors from the whole input, so a tiled restoration
+is not bit-identical to an untiled one: each tile gets its own factors. The automatic tile size
+keeps the factors' working resolution at 128 x 128 (512 px tiles for ``downsample=4``), where the
+difference is small (see ``docs/inference.md`` for measured figures) and where the cost per
+megapixel stops growing with the image size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from interir.inference.tiling import tiled_apply
+from interir.utils.device import empty_cache, is_out_of_memory, module_device, resolve_device
+from interir.utils.io import ImageReadError, list_images, read_image, write_image
+
+__all__ = [
+    "auto_tile_size",
+    "auto_overlap",
+    "size_multiple",
+    "minimum_size",
+    "restore_tensor",
+    "restore_file",
+    "restore_paths",
+    "plan_outputs",
+    "RestoreReport",
+    "OutputExistsError",
+    "OUTPUT_FORMATS",
+    "load_restoration_model",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``output_format`` values accepted by :func:`restore_paths` (``"same"`` keeps the input's).
+OUTPUT_FORMATS = ("same", "png", "jpg", "tif", "webp", "bmp")
+
+#: Working resolution (pixels per side after the model's down-sampling) of an automatic tile.
+AUTO_WORKING_SIZE = 128
+#: Automatic tile side for models without a down-sampling factor (e.g. NAFNet).
+AUTO_TILE_FALLBACK = 512
+
+
+# ----------------------------------------------------------------------------------------------
+# model properties
+
+
+def size_multiple(model: nn.Module) -> int:
+    """The factor the model pads its input to internally (InterIR: ``downsample``; NAFNet: 2^levels)."""
+    config = getattr(model, "config", None)
+    value = getattr(config, "downsample", None) or getattr(model, "multiple", None) or 1
+    return max(1, int(value))
+
+
+def minimum_size(model: nn.Module) -> int:
+    """Smallest height and width the model accepts (``model.min_size``, else 1)."""
+    return max(1, int(getattr(model, "min_size", 1) or 1))
+
+
+def auto_tile_size(model: nn.Module) -> int:
+    """Default largest tile side: 128 x the model's down-sampling factor (512 when it has none).
+
+    For InterIR that bounds the Kronecker factors at 128 x 128 per tile, so the multiply-adds of
+    their matrix products per pixel stay constant whatever the image size.
+    """
+    config = getattr(model, "config", None)
+    downsample = getattr(config, "downsample", None)
+    if downsample:
+        return AUTO_WORKING_SIZE * int(downsample)
+    return AUTO_TILE_FALLBACK
+
+
+def auto_overlap(tile: int, multiple: int = 1) -> int:
+    """Default overlap for a tile side: 1/8 of it, between 16 and 64 pixels, a multiple of ``multiple``."""
+    overlap = min(64, max(16, tile // 8))
+    overlap = -(-overlap // multiple) * multiple
+    return min(overlap, max(0, tile // 2))
+
+
+@contextlib.contextmanager
+def _explanations_off(model: nn.Module) -> Iterator[None]:
+    """Stop explainable convs from keeping their last mask/attention (memory) during inference."""
+    switched = []
+    for module in model.modules():
+        if getattr(module, "store_explanation", False) is True:
+            module.store_explanation = False
+            switched.append(module)
+    try:
+        yield
+    finally:
+        for module in switched:
+            module.store_explanation = True
+
+
+# ----------------------------------------------------------------------------------------------
+# tensors
+
+
+def _run_model(model: nn.Module, x: torch.Tensor, device: torch.device, min_size: int) -> torch.Tensor:
+    """One forward pass on ``x`` (any device), padded up to ``min_size``; result on ``x``'s device."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = max(0, min_size - height), max(0, min_size - width)
+    inp = x.to(device, torch.float32, non_blocking=True)
+    if pad_h or pad_w:
+        inp = F.pad(inp, (0, pad_w, 0, pad_h), mode="replicate")
+    out = model(inp)
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    return out[..., :height, :width].to(x.device, torch.float32)
+
+
+def _restore_one(
+    model: nn.Module,
+    x: torch.Tensor,
+    tile: int,
+    overlap: int,
+    device: torch.device,
+    min_tile: int,
+    progress: Callable[[int, int], None] | None,
+) -> torch.Tensor:
+    """Restore one ``(1, 3, H, W)`` image; ``tile == 0`` means the whole image at once."""
+    height, width = x.shape[-2:]
+    multiple = size_multiple(model)
+    min_size = minimum_size(model)
+    current = tile
+    while True:
+        try:
+            if current <= 0 or (height <= current and width <= current):
+                out = _run_model(model, x, device, min_size)
+                if progress is not None:
+                    progress(1, 1)
+                return out
+            ov = min(overlap, max(0, current // 2))
+            return tiled_apply(
+                lambda t: _run_model(model, t, device, min_size), x, current, ov, multiple, progress
+            )
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are retried
+            if not is_out_of_memory(exc):
+                raise
+            empty_cache(device)
+            largest = max(height, width) if current <= 0 else min(current, max(height, width))
+            smaller = max(multiple, (largest // 2) // multiple * multiple)
+            if smaller < min_tile or smaller >= largest:
+                raise RuntimeError(
+                    f"out of memory on {device} even with {largest} px tiles for a {height}x{width} "
+                    f"image. Fix: free memory on the device, pass a smaller tile, or run with "
+                    f"--device cpu"
+                ) from exc
+            log.warning("out of memory on %s with %s; retrying with %d px tiles", device,
+                        "the whole image" if current <= 0 else f"{current} px tiles", smaller)
+            current = smaller
+
+
+def restore_tensor(
+    model: nn.Module,
+    image: torch.Tensor,
+    tile: int | None = None,
+    overlap: int | None = None,
+    device: str | torch.device | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    min_tile: int | None = None,
+) -> torch.Tensor:
+    """Restore an image tensor of any size.
+
+    Args:
+        model: a restoration network mapping ``(B, 3, H, W)`` in [0, 1] to the same shape.
+        image: ``(3, H, W)`` or ``(B, 3, H, W)`` float tensor in [0, 1], on any device.
+        tile: largest tile side in pixels. ``None`` (default) picks :func:`auto_tile_size`
+            (512 for ``interir-small``); images no larger than a tile run whole. ``0`` never
+            tiles.
+        overlap: smallest overlap between tiles in pixels; ``None`` picks :func:`auto_overlap`
+            (64 for 512 px tiles).
+        device: where the model runs (``"auto"``, ``"cpu"``, ``"cuda"``, ...); ``None`` keeps the
+            model's current device. The model is moved there in place.
+        progress: called as ``progress(done, total)`` after each tile of each image.
+        min_tile: smallest tile the out-of-memory retry may shrink to (default ``4 * multiple``,
+            at least 32).
+
+    Returns:
+        The restored image, same shape as ``image``, float32 in [0, 1], on ``image``'s device.
+        Batch samples are restored one at a time (per-sample results do not depend on the batch).
+    """
+    squeeze = image.dim() == 3
+    x = image.unsqueeze(0) if squeeze else image
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(
+            f"expected an RGB image (3, H, W) or batch (B, 3, H, W), got shape {tuple(image.shape)}; "
+            "replicate grayscale with image.expand(3, -1, -1)"
+        )
+    if not x.is_floating_point():
+        raise ValueError(f"expected float values in [0, 1], got dtype {x.dtype}; divide 8-bit data by 255")
+    if tile is not None and tile < 0:
+        raise ValueError(f"tile must be >= 0 (0 = never tile), got {tile}")
+    if overlap is not None and overlap < 0:
+        raise ValueError(f"overlap must be >= 0, got {overlap}")
+    run_device = module_device(model) if device is None else resolve_device(device)
+    if module_device(model) != run_device:
+        model.to(run_device)
+    multiple = size_multiple(model)
+    tile_size = auto_tile_size(model) if tile is None else int(tile)
+    if tile_size > 0:
+        tile_size = max(multiple, tile_size // multiple * multiple)
+    ov = auto_overlap(tile_size, multiple) if overlap is None else int(overlap)
+    if tile_size > 0 and ov >= tile_size:
+        raise ValueError(f"overlap ({ov}) must be smaller than the tile ({tile_size}); lower --overlap")
+    floor = min_tile if min_tile is not None else max(32, 4 * multiple)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), _explanations_off(model):
+            outputs = [
+                _restore_one(model, x[b : b + 1], tile_size, ov, run_device, floor, progress)
+                for b in range(x.shape[0])
+            ]
+    finally:
+        model.train(was_training)
+    out = torch.cat(outputs, 0).clamp_(0.0, 1.0)
+    return out[0] if squeeze else out
+
+
+# ----------------------------------------------------------------------------------------------
+# files
+
+
+@dataclass
+class RestoreReport:
+    """What :func:`restore_paths` did.
+
+    Attributes:
+        written: ``(input, output)`` pairs written.
+        skipped: ``(input, output)`` pairs not written because the output already existed.
+        failed: ``(input, reason)`` pairs that could not be read, restored or written.
+        notes: ``(input, note)`` pairs for changes of format forced by the input (e.g. a 16-bit
+            TIFF written as 16-bit PNG).
+        seconds: wall-clock seconds per written input.
+    """
+
+    written: list[tuple[Path, Path]] = field(default_factory=list)
+    skipped: list[tuple[Path, Path]] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    notes: list[tuple[Path, str]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed."""
+        return not self.failed
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.written)} written, {len(self.skipped)} skipped (output exists; pass "
+            f"--overwrite to replace), {len(self.failed)} failed"
+            if self.skipped
+            else f"{len(self.written)} written, {len(self.failed)} failed"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "written": [[str(a), str(b)] for a, b in self.written],
+            "skipped": [[str(a), str(b)] for a, b in self.skipped],
+            "failed": [[str(a), r] for a, r in self.failed],
+            "notes": [[str(a), n] for a, n in self.notes],
+            "seconds": dict(self.seconds),
+        }
+
+
+def _extension_for(src: Path, output_format: str) -> str:
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"unknown output format {output_format!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+    return src.suffix if output_format == "same" else "." + output_format
+
+
+class OutputExistsError(FileExistsError):
+    """The output file exists and overwriting was not asked for (``path`` is the output)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+        self.path = Path(path)
+
+
+def _output_settings(
+    dst: Path, bit_depth: int, has_alpha: bool, exact_format: bool
+) -> tuple[Path, int, bool, str | None]:
+    """Output path, bit depth, whether to keep alpha, and a note when something had to change.
+
+    With ``exact_format`` the extension of ``dst`` is kept (16 bits become 8 and alpha is dropped
+    where the format cannot hold them); otherwise the format changes to PNG instead.
+    """
+    ext = dst.suffix.lower()
+    holds_16 = ext == ".png"
+    holds_alpha = ext in (".png", ".tif", ".tiff", ".webp")
+    notes = []
+    if bit_depth == 16 and not holds_16:
+        if not exact_format:
+            return dst.with_suffix(".png"), 16, has_alpha, (
+                f"16-bit input written as 16-bit PNG ({ext} holds 8 bits only)"
+            )
+        bit_depth = 8
+        notes.append(f"16-bit input written as 8-bit {ext} as asked")
+    if has_alpha and not holds_alpha:
+        if not exact_format:
+            return dst.with_suffix(".png"), bit_depth, True, f"input with alpha written as PNG ({ext} has no alpha)"
+        has_alpha = False
+        notes.append(f"alpha channel dropped: {ext} has none")
+    return dst, bit_depth, has_alpha, "; ".join(notes) or None
+
+
+def plan_outputs(
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    output_format: str = "same",
+    recursive: bool = False,
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """Expand files and folders into ``(input, output)`` pairs under ``out_dir``.
+
+    A file ``a/x.jpg`` goes to ``out_dir/x.jpg``; a folder's images keep their path relative to
+    the folder (sub-folders only with ``recursive``). Missing inputs, empty folders and two inputs
+    that would write the same output are returned as ``(path, reason)`` failures.
+    """
+    out_dir = Path(out_dir)
+    pairs: list[tuple[Path, Path]] = []
+    failed: list[tuple[Path, str]] = []
+    claimed: dict[Path, Path] = {}
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            try:
+                files = list_images(path, recursive=recursive)
+            except OSError as exc:
+                failed.append((path, f"cannot list folder: {exc}"))
+                continue
+            if not files:
+                failed.append((path, "folder holds no images (.png, .jpg, .tif, .bmp, .webp)"))
+            candidates = [(f, f.relative_to(path)) for f in files]
+        elif path.exists():
+            candidates = [(path, Path(path.name))]
+        else:
+            failed.append((path, "no such file or folder"))
+            continue
+        for src, rel in candidates:
+            dst = (out_dir / rel).with_suffix(_extension_for(src, output_format))
+            key = Path(os.path.normcase(os.path.abspath(dst.with_suffix(dst.suffix.lower()))))
+            if key in claimed:
+                failed.append(
+                    (src, f"its output {dst} would also be written from {claimed[key]}; rename one "
+                     "of them or restore them into separate folders")
+                )
+                continue
+            claimed[key] = src
+            pairs.append((src, dst))
+    return pairs, failed
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def restore_file(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    model: nn.Module,
+    *,
+    overwrite: bool = False,
+    tile: int | None = None,
+    overlap: int | None = None,
+    device: str | torch.device | None = None,
+    quality: int = 95,
+    exact_format: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Path, str | None]:
+    """Restore one image file.
+
+    The output keeps the input's size, bit depth (a 16-bit input gives a 16-bit PNG), grayscale-ness
+    and alpha channel (copied unchanged). EXIF orientation is applied on reading, so the output is
+    upright and carries no orientation tag.
+
+    Args:
+        src: input image.
+        dst: output path; its extension picks the format. Unless ``exact_format``, it changes to
+            ``.png`` when the format cannot hold the input's 16 bits or alpha.
+        model, tile, overlap, device, progress: as in :func:`restore_tensor`.
+        overwrite: replace an existing output.
+        quality: JPEG quality of a ``.jpg`` output.
+        exact_format: keep ``dst``'s format even if that loses 16 bits (written as 8) or alpha.
+
+    Returns:
+        ``(path written, note)``; the note says what changed about the format, else ``None``.
+
+    Raises:
+        ImageReadError: ``src`` cannot be read.
+        OutputExistsError: the output exists and ``overwrite`` is False.
+    """
+    src, dst = Path(src), Path(dst)
+    loaded = read_image(src)
+    dst, bit_depth, keep_alpha, note = _output_settings(
+        dst, loaded.bit_depth, loaded.alpha is not None, exact_format
+    )
+    if dst.exists() and not overwrite:
+        raise OutputExistsError(dst)
+    restored = restore_tensor(model, loaded.image, tile=tile, overlap=overlap, device=device, progress=progress)
+    write_image(
+        dst, restored, bit_depth=bit_depth, alpha=loaded.alpha if keep_alpha else None,
+        grayscale=loaded.was_grayscale, quality=quality,
+    )
+    return dst, note
+
+
+def restore_paths(
+    inputs: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    model: nn.Module,
+    *,
+    overwrite: bool = False,
+    tile: int | None = None,
+    overlap: int | None = None,
+    device: str | torch.device | None = None,
+    output_format: str = "same",
+    recursive: bool = False,
+    quality: int = 95,
+    on_result: Callable[[str, Path, object], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RestoreReport:
+    """Restore image files and folders into ``out_dir``; failures are reported, not raised.
+
+    Args:
+        inputs: image files and/or folders of images.
+        out_dir: output folder (created when missing).
+        model: the restoration network.
+        overwrite: replace outputs that already exist (otherwise they are skipped).
+        tile, overlap, device: as in :func:`restore_tensor`.
+        output_format: ``"same"`` keeps each input's format; or one of ``png``, ``jpg``, ``tif``,
+            ``webp``, ``bmp``. 16-bit inputs always give 16-bit PNG unless a format is named
+            (which writes 8-bit).
+        recursive: also restore images in sub-folders of folder inputs (mirrored under
+            ``out_dir``).
+        quality: JPEG quality.
+        on_result: called as ``on_result(status, input, detail)`` with status ``"written"``
+            (detail: output path), ``"skipped"`` (output path) or ``"failed"`` (reason), as each
+            input finishes.
+        progress: called as ``progress(done, total)`` after each tile of the current image.
+
+    Returns:
+        A :class:`RestoreReport`.
+    """
+    if device is not None:
+        run_device = resolve_device(device)
+        model.to(run_device)
+    report = RestoreReport()
+    pairs, failed = plan_outputs(list(inputs), out_dir, output_format, recursive)
+
+    def emit(status: str, src: Path, detail: object) -> None:
+        if on_result is not None:
+            on_result(status, src, detail)
+
+    for src, reason in failed:
+        report.failed.append((src, reason))
+        emit("failed", src, reason)
+    for src, dst in pairs:
+        start = time.perf_counter()
+        try:
+            if _same_file(src, dst) and not overwrite:
+                raise FileExistsError("output would replace the input file; choose another output folder")
+            # A quick check first, so an existing output costs no reading or restoring.
+            if dst.exists() and not overwrite:
+                report.skipped.append((src, dst))
+                emit("skipped", src, dst)
+                continue
+            try:
+                written, note = restore_file(
+                    src, dst, model, overwrite=overwrite, tile=tile, overlap=overlap, quality=quality,
+                    exact_format=output_format != "same", progress=progress,
+                )
+            except OutputExistsError as exc:
+                report.skipped.append((src, exc.path))
+                emit("skipped", src, exc.path)
+                continue
+        except ImageReadError as exc:
+            report.failed.append((src, exc.reason))
+            emit("failed", src, exc.reason)
+            continue
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
+            reason = f"{type(exc).__name__}: {exc}"
+            report.failed.append((src, reason))
+            emit("failed", src, reason)
+            continue
+        report.written.append((src, written))
+        report.seconds[str(src)] = time.perf_counter() - start
+        if note:
+            report.notes.append((src, note))
+        emit("written", src, written)
+    return report
+
+
+# ----------------------------------------------------------------------------------------------
+# models
+
+
+def load_restoration_model(spec: str | os.PathLike = "default", device: str | torch.device | None = "auto") -> nn.Module:
+    """Load a model for inference: a checkpoint path, a registered name or ``"default"``.
+
+    Thin wrapper over :func:`interir.engine.checkpoint.load_model` that also resolves
+    ``device="auto"``. Returns the model in eval mode on the device.
+    """
+    from interir.engine.checkpoint import load_model
+
+    run_device = resolve_device(device)
+    return load_model(spec, map_location=run_device).eval()

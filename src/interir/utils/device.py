@@ -1,0 +1,139 @@
+"""Device choice, out-of-memory detection and memory measurement helpers.
+
+These are small, dependency-free utilities shared by inference, profiling and the CLI:
+
+- :func:`resolve_device` turns ``"auto" | "cpu" | "cuda" | "cuda:1" | "mps"`` into a
+  :class:`torch.device`, failing with a fix when the device is not available;
+- :func:`is_out_of_memory` recognises CUDA (and CPU allocator) out-of-memory errors, so callers can
+  shrink their work and retry;
+- :func:`current_rss_bytes` / :func:`peak_rss_bytes` read the process's resident memory (Linux
+  ``/proc`` and ``getrusage``), the only reliable CPU peak measure when run in a fresh process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+__all__ = [
+    "resolve_device",
+    "module_device",
+    "is_out_of_memory",
+    "empty_cache",
+    "synchronize",
+    "current_rss_bytes",
+    "peak_rss_bytes",
+]
+
+#: The error type torch raises when the CUDA caching allocator runs out of memory.
+OutOfMemoryError: type[BaseException] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """Pick the device to run on.
+
+    Args:
+        spec: ``"auto"`` (or ``None``) for CUDA when available, else Apple ``mps`` when available,
+            else the CPU; or an explicit ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or
+            :class:`torch.device`.
+
+    Returns:
+        The device.
+
+    Raises:
+        ValueError: the device string is malformed, or names a device this machine lacks (the
+            message says which devices are available).
+    """
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() == "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec.strip().lower() if isinstance(spec, str) else spec)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {spec!r} was asked for but CUDA is not available (torch {torch.__version__} "
+                f"{'is a CPU-only build' if torch.version.cuda is None else 'sees no GPU'}); "
+                "use --device cpu or --device auto"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {spec!r} does not exist: this machine has {torch.cuda.device_count()} CUDA "
+                f"device(s), cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {spec!r} was asked for but MPS is not available; use --device cpu")
+    elif device.type != "cpu":
+        raise ValueError(f"unsupported device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter (or buffer); the CPU for a module with neither."""
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA out-of-memory errors and the CPU allocator's "can't allocate memory" error."""
+    if isinstance(exc, OutOfMemoryError) or isinstance(exc, MemoryError):
+        return True
+    if isinstance(exc, RuntimeError):
+        text = str(exc)
+        return "out of memory" in text.lower() or "can't allocate memory" in text
+    return False
+
+
+def empty_cache(device: torch.device) -> None:
+    """Release cached allocator blocks on ``device`` (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and hasattr(torch, "mps"):
+        torch.mps.empty_cache()
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels on ``device`` (needed before reading a wall-clock time on a GPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps" and hasattr(torch, "mps"):
+        torch.mps.synchronize()
+
+
+def current_rss_bytes() -> int:
+    """Resident set size of this process now, in bytes (Linux ``/proc/self/statm``).
+
+    Falls back to :func:`peak_rss_bytes` where ``/proc`` is not available.
+    """
+    try:
+        with open("/proc/self/statm") as fh:
+            resident_pages = int(fh.read().split()[1])
+        return resident_pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return peak_rss_bytes()
+
+
+def peak_rss_bytes() -> int:
+    """Largest resident set size this process has had so far, in bytes (``getrusage``).
+
+    This is a high-water mark of the whole process, so a meaningful peak for one workload needs
+    a fresh process (:mod:`interir.profiling` runs one per measurement).
+    """
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports kibibytes, macOS bytes.
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
