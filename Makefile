@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/interir demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/model_speed.py

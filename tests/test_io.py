@@ -213,3 +213,17 @@ def test_fixture_photos_readable():
         img = read_image(f)
         assert 0.0 <= float(img.image.min()) and float(img.image.max()) <= 1.0
         assert float(img.image.std()) > 0.05
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    """Atomic writes go through mkstemp (owner-only); the final file must have open()'s mode."""
+    import os
+
+    from interir.utils.io import write_image
+
+    umask = os.umask(0o022)
+    try:
+        out = write_image(tmp_path / "x.png", torch.zeros(3, 4, 4))
+    finally:
+        os.umask(umask)
+    assert oct(out.stat().st_mode & 0o777) == oct(0o644)

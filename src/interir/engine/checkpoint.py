@@ -48,6 +48,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from interir.utils.files import atomic_write_bytes, atomic_write_text, fsync_dir
+
 __all__ = [
     "CHECKPOINT_FORMAT",
     "FORMAT_VERSION",
@@ -129,45 +131,6 @@ def model_description(model: nn.Module) -> dict[str, Any]:
     return {"model_name": str(name), "config": _config_to_dict(getattr(model, "config", None))}
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temporary file in the same folder, fsync it, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """:func:`atomic_write_bytes` for UTF-8 text."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def _write_dir_atomically(target: Path, fill) -> None:
     """Fill a temporary sibling folder with ``fill(tmp_dir)``, then swap it in as ``target``.
 
@@ -183,7 +146,7 @@ def _write_dir_atomically(target: Path, fill) -> None:
         for p in tmp.iterdir():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -191,11 +154,11 @@ def _write_dir_atomically(target: Path, fill) -> None:
         old = parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
         os.replace(target, old)
         os.replace(tmp, target)
-        _fsync_dir(parent)
+        fsync_dir(parent)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, target)
-        _fsync_dir(parent)
+        fsync_dir(parent)
 
 
 def _recover_dir(target: Path) -> Path:

@@ -21,12 +21,13 @@ BMP 8-bit), rounds to the nearest integer level and replaces the target atomical
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from interir.utils.files import atomic_open
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -334,50 +335,42 @@ def write_image(
     arr = image_to_uint(torch.cat(planes, 0), bit_depth)  # (H, W, C)
     channels = arr.shape[2]
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if ext == ".png" and bit_depth == 16:
-                try:
-                    import png  # pypng
-                except ImportError as exc:  # pragma: no cover
-                    raise ImportError(
-                        'writing 16-bit PNG needs pypng: pip install "interir[io16]"'
-                    ) from exc
-                writer = png.Writer(
-                    width=arr.shape[1],
-                    height=arr.shape[0],
-                    greyscale=channels in (1, 2),
-                    alpha=channels in (2, 4),
-                    bitdepth=16,
-                )
-                writer.write(fh, arr.reshape(arr.shape[0], -1).tolist())
-            else:
-                from PIL import Image
+    with atomic_open(path) as fh:
+        if ext == ".png" and bit_depth == 16:
+            try:
+                import png  # pypng
+            except ImportError as exc:  # pragma: no cover
+                raise ImportError(
+                    'writing 16-bit PNG needs pypng: pip install "interir[io16]"'
+                ) from exc
+            writer = png.Writer(
+                width=arr.shape[1],
+                height=arr.shape[0],
+                greyscale=channels in (1, 2),
+                alpha=channels in (2, 4),
+                bitdepth=16,
+            )
+            writer.write(fh, arr.reshape(arr.shape[0], -1).tolist())
+        else:
+            from PIL import Image
 
-                mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
-                pil = Image.fromarray(arr[:, :, 0] if channels == 1 else arr, mode=mode)
-                if ext == ".png":
-                    pil.save(fh, format="PNG")
-                elif ext in (".jpg", ".jpeg"):
-                    pil.save(fh, format="JPEG", quality=quality)
-                elif ext in (".tif", ".tiff"):
-                    pil.save(fh, format="TIFF")
-                elif ext == ".bmp":
-                    pil.save(fh, format="BMP")
-                elif ext == ".webp":
-                    pil.save(fh, format="WEBP", lossless=True)
-                else:
-                    raise ValueError(
-                        f"unknown image extension '{path.suffix}' for {path}; "
-                        f"use one of {', '.join(IMAGE_EXTENSIONS)}"
-                    )
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+            mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+            pil = Image.fromarray(arr[:, :, 0] if channels == 1 else arr, mode=mode)
+            if ext == ".png":
+                pil.save(fh, format="PNG")
+            elif ext in (".jpg", ".jpeg"):
+                pil.save(fh, format="JPEG", quality=quality)
+            elif ext in (".tif", ".tiff"):
+                pil.save(fh, format="TIFF")
+            elif ext == ".bmp":
+                pil.save(fh, format="BMP")
+            elif ext == ".webp":
+                pil.save(fh, format="WEBP", lossless=True)
+            else:
+                raise ValueError(
+                    f"unknown image extension '{path.suffix}' for {path}; "
+                    f"use one of {', '.join(IMAGE_EXTENSIONS)}"
+                )
     return path
 
 

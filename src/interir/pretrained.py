@@ -1,0 +1,111 @@
+"""The embedded default model: weights shipped inside the package, verified by sha256 on load.
+
+``src/interir/weights/`` holds, per shipped model ``<name>``:
+
+- ``<name>.safetensors`` — weights; the model name and config are in the safetensors header, so
+  :func:`interir.engine.checkpoint.load_model` can rebuild the network from the file alone;
+- ``<name>.json`` — the human-readable description written beside it;
+- ``registry.json`` — ``{name: {"file", "sha256", "card", "source_run", ...}}``, the checksums
+  that :func:`load_pretrained` checks before loading;
+- ``MODEL_CARD.md`` — how the model was trained and how it scores.
+
+:func:`ship_pretrained` turns a training run into those files (used once per release, see
+``scripts/ship_default.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+REGISTRY_FILE = WEIGHTS_DIR / "registry.json"
+
+
+class PretrainedError(ValueError):
+    """The shipped weights are missing or do not match their recorded checksum."""
+
+
+def _registry() -> dict[str, Any]:
+    if not REGISTRY_FILE.is_file():
+        return {}
+    return json.loads(REGISTRY_FILE.read_text())
+
+
+def list_pretrained() -> list[str]:
+    """Names of the models shipped inside the package (``"default"`` once trained)."""
+    return sorted(_registry())
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pretrained_path(name: str = "default") -> Path:
+    """Path of a shipped model's weights after checking they exist and match their sha256."""
+    entries = _registry()
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none"
+        raise PretrainedError(
+            f"no shipped pretrained model named {name!r} (shipped: {known}). "
+            "Train one with `interir train configs/cpu-small.yaml` and pass the run folder instead."
+        )
+    entry = entries[name]
+    path = WEIGHTS_DIR / entry["file"]
+    if not path.is_file():
+        raise PretrainedError(f"the weights file of {name!r} is missing: {path}; reinstall interir")
+    actual = sha256_of(path)
+    if actual != entry["sha256"]:
+        raise PretrainedError(
+            f"{path} is corrupt or was modified: sha256 {actual} does not match the recorded "
+            f"{entry['sha256']}; reinstall interir (or re-run scripts/ship_default.py)"
+        )
+    return path
+
+
+def load_pretrained(name: str = "default", map_location: str = "cpu") -> nn.Module:
+    """Load a shipped model, in eval mode, after verifying its checksum.
+
+    Args:
+        name: a name from :func:`list_pretrained`.
+        map_location: device for the weights.
+
+    Returns:
+        The network, mapping ``(B, 3, H, W)`` in [0, 1] to restored images of the same shape.
+    """
+    from interir.engine.checkpoint import load_model
+
+    model = load_model(str(pretrained_path(name)), map_location=map_location)
+    model.pretrained_name = name
+    return model
+
+
+def ship_pretrained(run: str | Path, name: str = "default", **info: Any) -> Path:
+    """Export a run's best (EMA) weights as the shipped model ``name`` and record its sha256.
+
+    Args:
+        run: a run folder, checkpoint folder or weights file accepted by ``load_model``.
+        name: the shipped name.
+        **info: extra fields for the registry entry (e.g. ``source_run``, ``steps``).
+
+    Returns:
+        The written weights path.
+    """
+    from interir.engine.checkpoint import load_model, save_checkpoint
+    from interir.utils.files import atomic_write_text
+
+    model = load_model(str(run))
+    path = save_checkpoint(WEIGHTS_DIR / f"{name}.safetensors", model)
+    entries = _registry()
+    entries[name] = {"file": path.name, "sha256": sha256_of(path), "card": "MODEL_CARD.md", **info}
+    atomic_write_text(REGISTRY_FILE, json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    return path
