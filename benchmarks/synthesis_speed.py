@@ -25,18 +25,9 @@ from pathlib import Path
 import torch
 
 from interir.degradations import COMBINATIONS, DegradationPipeline
+from interir.utils.env import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _sync(device: str) -> None:
@@ -103,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "rng_device": args.rng_device,
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,

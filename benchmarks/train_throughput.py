@@ -31,19 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from interir.utils.env import cpu_name
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 CONFIGS = {"interir-small": "configs/cpu-small.yaml", "interir-tiny": "configs/cpu-tiny.yaml"}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run_case(model: str, procs: int, threads: int, steps: int, log_every: int, out: Path,
@@ -121,7 +113,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     machine = {
-        "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
         "python": platform.python_version(), "platform": platform.platform(),
     }
     args.out.mkdir(parents=True, exist_ok=True)

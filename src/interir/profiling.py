@@ -84,17 +84,17 @@ def _fft_flops(shape, dims, per_point: float) -> int:
     return int(round(signals * per_point * n * math.log2(n)))
 
 
-def _fft_r2c_flop(input_shape, dim, normalization, onesided, *args, out_shape=None, **kwargs) -> int:
+def _fft_r2c_flop(input_shape, dim, normalization, onesided, *args, out_shape=None, **kw) -> int:
     """Real-to-complex FFT: ``2.5 N log2 N`` FLOPs per signal of ``N`` real points."""
     return _fft_flops(input_shape, dim, 2.5)
 
 
-def _fft_c2r_flop(input_shape, dim, normalization, last_dim_size, *args, out_shape=None, **kwargs) -> int:
+def _fft_c2r_flop(input_shape, dim, normalization, last_size, *args, out_shape=None, **kw) -> int:
     """Complex-to-real FFT: ``2.5 N log2 N`` FLOPs per signal of ``N`` real output points."""
     return _fft_flops(out_shape, dim, 2.5)
 
 
-def _fft_c2c_flop(input_shape, dim, normalization, forward, *args, out_shape=None, **kwargs) -> int:
+def _fft_c2c_flop(input_shape, dim, normalization, forward, *args, out_shape=None, **kw) -> int:
     """Complex FFT: ``5 N log2 N`` FLOPs per signal of ``N`` complex points."""
     return _fft_flops(input_shape, dim, 5.0)
 
@@ -119,7 +119,9 @@ def _as_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     if len(shape) == 3:
         return (1,) + shape
     if len(shape) != 4:
-        raise ValueError(f"input_shape must be (H, W), (C, H, W) or (B, C, H, W), got {input_shape}")
+        raise ValueError(
+            f"input_shape must be (H, W), (C, H, W) or (B, C, H, W), got {input_shape}"
+        )
     return shape
 
 
@@ -135,7 +137,9 @@ def _explanations_off(model: nn.Module) -> Iterator[None]:
             module.store_explanation = True
 
 
-def _flop_counts(model: nn.Module, shape: tuple[int, ...], fake: bool = True) -> dict[str, dict[Any, int]]:
+def _flop_counts(
+    model: nn.Module, shape: tuple[int, ...], fake: bool = True
+) -> dict[str, dict[Any, int]]:
     """Per-module FLOP counts of one forward pass, keyed by module path (root = "")."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -180,8 +184,10 @@ def _flop_counts_safe(model: nn.Module, shape: tuple[int, ...]) -> dict[str, dic
     try:
         return _flop_counts(model, shape, fake=True)
     except Exception as exc:  # noqa: BLE001 - a model that cannot run on fake tensors runs for real
-        warnings.warn(f"counting on fake tensors failed ({type(exc).__name__}: {exc}); running for real",
-                      stacklevel=3)
+        warnings.warn(
+            f"counting on fake tensors failed ({type(exc).__name__}: {exc}); running for real",
+            stacklevel=3,
+        )
         return _flop_counts(model, shape, fake=False)
 
 
@@ -250,7 +256,11 @@ def measure_latency(
 
 
 def _module_latency(
-    model: nn.Module, input_shape: Sequence[int], names: Sequence[str], runs: int, device: torch.device
+    model: nn.Module,
+    input_shape: Sequence[int],
+    names: Sequence[str],
+    runs: int,
+    device: torch.device,
 ) -> dict[str, float]:
     """Median seconds spent inside each named module per forward pass (hooks around forward)."""
     modules = dict(model.named_modules())
@@ -445,7 +455,7 @@ class ProfileReport:
     machine: str
     sizes: list[SizeProfile] = field(default_factory=list)
     runs: int = 0
-    depth: int = 2
+    depth: int = 1
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -463,9 +473,9 @@ class ProfileReport:
         lines = [
             f"### {self.model}: {self.params / 1e6:.2f} M parameters",
             "",
-            f"Device {self.device} ({self.machine}), {self.threads} threads, torch {self.torch_version}; "
-            f"latency is the median of {self.runs} runs; MACs count convolutions and matrix products "
-            "(FFTs by formula).",
+            f"Device {self.device} ({self.machine}), {self.threads} threads, "
+            f"torch {self.torch_version}; latency is the median of {self.runs} runs; MACs count "
+            "convolutions and matrix products (FFTs by formula).",
             "",
             "| input | GMACs | latency (ms) | ms / MP | peak memory (MB) | working memory (MB) |",
             "|---|---:|---:|---:|---:|---:|",
@@ -476,8 +486,9 @@ class ProfileReport:
 
         for s in self.sizes:
             lines.append(
-                f"| {s.batch}x3x{s.height}x{s.width} | {s.macs / 1e9:.2f} | {num(s.latency_ms, '.1f')} | "
-                f"{num(s.ms_per_megapixel, '.0f')} | {num(s.peak_memory_mb, '.0f')} | "
+                f"| {s.batch}x3x{s.height}x{s.width} | {s.macs / 1e9:.2f} | "
+                f"{num(s.latency_ms, '.1f')} | {num(s.ms_per_megapixel, '.0f')} | "
+                f"{num(s.peak_memory_mb, '.0f')} | "
                 f"{num(s.working_memory_mb, '.0f')} |"
                 + (f" {s.error}" if s.error else "")
             )
@@ -485,9 +496,9 @@ class ProfileReport:
             s = self.sizes[module_size_index]
             lines += [
                 "",
-                f"Per module at {s.height}x{s.width} (depth {self.depth}; nested rows are included in "
-                "their parents; module latencies come from a separate pass with timing hooks, "
-                "(total) included):",
+                f"Per module at {s.height}x{s.width} (depth {self.depth}; nested rows are "
+                "included in their parents; module latencies come from a separate pass with "
+                "timing hooks, (total) included):",
                 "",
                 "| module | type | params | GMACs | % MACs | latency (ms) |",
                 "|---|---|---:|---:|---:|---:|",
@@ -517,9 +528,14 @@ def parse_sizes(text: str | Sequence) -> list[tuple[int, int]]:
                 continue
             parts = item.split("x")
             try:
-                h, w = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+                h = int(parts[0])
+                w = h if len(parts) == 1 else int(parts[1])
+                if len(parts) > 2:
+                    raise ValueError(item)
             except (ValueError, IndexError):
-                raise ValueError(f"bad size {item!r}; use N or HxW, comma-separated, e.g. 256,512x768") from None
+                raise ValueError(
+                    f"bad size {item!r}; use N or HxW, comma-separated, e.g. 256,512x768"
+                ) from None
         if h < 1 or w < 1:
             raise ValueError(f"sizes must be positive, got {h}x{w}")
         sizes.append((int(h), int(w)))
@@ -541,7 +557,9 @@ def _module_levels(model: nn.Module) -> dict[str, int]:
             continue
         parts = name.split(".") if name else []
         prefixes = (".".join(parts[: i + 1]) for i in range(len(parts)))
-        levels[name] = sum(1 for prefix in prefixes if not isinstance(modules.get(prefix), _CONTAINERS))
+        levels[name] = sum(
+            1 for prefix in prefixes if not isinstance(modules.get(prefix), _CONTAINERS)
+        )
     return levels
 
 
@@ -554,7 +572,8 @@ def _module_rows(model: nn.Module, macs: dict[str, int], depth: int) -> list[Mod
         params = count_parameters(module)
         if name and params == 0 and macs.get(name, 0) == 0:
             continue
-        rows.append(ModuleRow(name, type(module).__name__, params, macs.get(name, 0), None, levels[name]))
+        kind = type(module).__name__
+        rows.append(ModuleRow(name, kind, params, macs.get(name, 0), None, levels[name]))
     return rows
 
 
@@ -564,7 +583,7 @@ def profile_model(
     runs: int = 5,
     warmup: int = 1,
     device: str | torch.device | None = "cpu",
-    depth: int = 2,
+    depth: int = 1,
     batch: int = 1,
     memory: bool = True,
     module_latency: bool = True,
@@ -627,9 +646,9 @@ def profile_model(
         report.sizes.append(entry)
     if run_device.type == "cpu" and memory:
         report.notes.append(
-            "peak memory is the peak resident set of a fresh process that loads the model and runs one "
-            "forward pass (torch runtime and weights included); working memory is the increase over the "
-            "resident size just before the forward pass."
+            "peak memory is the peak resident set of a fresh process that loads the model and "
+            "runs one forward pass (torch runtime and weights included); working memory is the "
+            "increase over the resident size just before the forward pass."
         )
     return report
 
@@ -639,7 +658,7 @@ def _main(argv: list[str]) -> int:
         result = _memory_worker(json.loads(argv[1]))
         print(json.dumps(result))
         return 0
-    print("usage: interir profile --help  (this module is the library behind `interir profile`)", file=sys.stderr)
+    print("usage: interir profile --help (this module is the library behind it)", file=sys.stderr)
     return 2
 
 

@@ -1,1 +1,95 @@
-"""`interir restore` (to be written)."""
+"""``interir restore``: restore image files and folders (no ground truth needed)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from interir.cli.app import app
+
+
+def _parse_tile(value: str) -> Optional[int]:
+    text = value.strip().lower()
+    if text == "auto":
+        return None
+    if text in ("0", "off", "none"):
+        return 0
+    try:
+        tile = int(text)
+    except ValueError:
+        raise typer.BadParameter("use auto, off (0) or a tile side in pixels, e.g. 512") from None
+    if tile < 16:
+        raise typer.BadParameter("tile must be at least 16 pixels (or 0/off for no tiling)")
+    return tile
+
+
+@app.command("restore")
+def restore_command(
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Image files and/or folders of images (PNG 8/16-bit, JPEG, TIFF, BMP, WebP; "
+             "grayscale and RGBA kept).", show_default=False)],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Output folder (created when missing).", show_default=False)],
+    model: Annotated[str, typer.Option(
+        "--model", "-m",
+        help="'default' (bundled weights), a checkpoint folder/run/.safetensors, or a registered "
+             "name (random weights, for testing).")] = "default",
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps.")] = "auto",
+    tile: Annotated[str, typer.Option(
+        "--tile",
+        help="Largest tile side in pixels for large images; 'auto' (128 x the model's down-sampling "
+             "factor, 512 for interir-small) or 'off' (whole image at once).")] = "auto",
+    overlap: Annotated[Optional[int], typer.Option(
+        "--overlap", min=0, help="Smallest overlap between tiles in pixels (default: tile/8, "
+                                 "16 to 64).")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace outputs that already exist (default: skip them).")] = False,
+    output_format: Annotated[str, typer.Option(
+        "--format", help="same | png | jpg | tif | webp | bmp. 'same' keeps each input's format "
+                         "(16-bit or alpha inputs go to PNG when their format cannot hold them).")] = "same",
+    recursive: Annotated[bool, typer.Option(
+        "--recursive", "-r", help="Also restore images in sub-folders of folder inputs.")] = False,
+    quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG quality.")] = 95,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=1, help="torch CPU threads (default: torch's choice; use fewer on a busy "
+                                 "machine).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures and the summary.")] = False,
+) -> None:
+    """Restore images hit by haze, rain and noise; each keeps its size, bit depth and alpha.
+
+    Unreadable files are reported and skipped; the exit code is 1 when any input failed.
+    """
+    from interir.inference import OUTPUT_FORMATS, load_restoration_model, restore_paths
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    if output_format not in OUTPUT_FORMATS:
+        raise typer.BadParameter(f"use one of {', '.join(OUTPUT_FORMATS)}", param_hint="--format")
+    tile_size = _parse_tile(tile)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        net = load_restoration_model(model, device=device)
+    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as err:
+        typer.echo(f"error: cannot load model {model!r}: {err}", err=True)
+        raise typer.Exit(code=2) from err
+
+    def on_result(status: str, src: Path, detail: object) -> None:
+        if status == "failed":
+            typer.echo(f"FAILED  {src}: {detail}", err=True)
+        elif not quiet:
+            typer.echo(f"{status:8s}{src} -> {detail}")
+
+    report = restore_paths(
+        inputs, output, net, overwrite=overwrite, tile=tile_size, overlap=overlap,
+        output_format=output_format, recursive=recursive, quality=quality, on_result=on_result,
+    )
+    for src, note in report.notes:
+        typer.echo(f"note    {src}: {note}")
+    typer.echo(report.summary())
+    if not report.ok:
+        raise typer.Exit(code=1)

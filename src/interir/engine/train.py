@@ -67,6 +67,7 @@ from interir.engine.distributed import (
 )
 from interir.engine.ema import ModelEMA
 from interir.losses import RestorationLoss
+from interir.utils.tensors import centre_crop
 from interir.utils.seed import capture_rng_state, derive_seed, restore_rng_state, seed_everything, seeded
 
 __all__ = ["train", "TrainResult", "build_val_pairs", "validate", "lr_factor", "RUN_FILES"]
@@ -249,15 +250,6 @@ def _training_dataset(cfg: TrainConfig) -> Dataset:
     return CleanPatchDataset(d.train_roots, d.patch_size, exclude=exclude or None, augment=d.augment)
 
 
-def _center_crop(x: torch.Tensor, size: int | None) -> torch.Tensor:
-    if size is None:
-        return x
-    h, w = x.shape[-2:]
-    ch, cw = min(size, h), min(size, w)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return x[..., top : top + ch, left : left + cw].contiguous()
-
-
 def build_val_pairs(cfg: TrainConfig) -> list[dict[str, Any]]:
     """The fixed validation pairs of ``cfg.data.val`` (empty for ``kind: none``).
 
@@ -296,8 +288,8 @@ def build_val_pairs(cfg: TrainConfig) -> list[dict[str, Any]]:
                 item = ds[i]
                 pairs.append({
                     "name": f"{Path(root).name}/{item['name']}",
-                    "input": _center_crop(item["input"], v.crop),
-                    "target": _center_crop(item["target"], v.crop),
+                    "input": centre_crop(item["input"], v.crop).contiguous(),
+                    "target": centre_crop(item["target"], v.crop).contiguous(),
                 })
         return pairs
 
@@ -330,7 +322,7 @@ def build_val_pairs(cfg: TrainConfig) -> list[dict[str, Any]]:
             continue
         seen.add((fi, ci))
         f, combo = files[fi], synth.combinations[ci]
-        clean = _center_crop(read_image(f).image, v.crop)
+        clean = centre_crop(read_image(f).image, v.crop).contiguous()
         degraded, _ = synth.degrade(clean, combo, f.stem)
         pairs.append({"name": f"{combo}/{f.stem}", "input": degraded, "target": quantize8(clean)})
     return pairs

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from interir.explain._plotting import new_figure, require, save_figure
+from interir.utils.tensors import centre_crop
 
 __all__ = [
     "EmbeddingConfig",
@@ -219,16 +220,6 @@ def degradation_embedding(
     if feature == "both":
         return torch.cat([_pool(captured["multiplier"]), _pool(captured["image"])], dim=1).cpu()
     return _pool(captured[feature]).cpu()
-
-
-def centre_crop(image: torch.Tensor, size: int | None) -> torch.Tensor:
-    """Centre-crop ``(..., H, W)`` to at most ``size x size`` (``None``: unchanged)."""
-    if size is None:
-        return image
-    height, width = image.shape[-2:]
-    h, w = min(size, height), min(size, width)
-    top, left = (height - h) // 2, (width - w) // 2
-    return image[..., top : top + h, left : left + w]
 
 
 def embed_suite(

@@ -1,12 +1,13 @@
 """Inference: restore tensors, files and folders of any size (tiling, padding, OOM retry).
 
 Public API:
-    restore_tensor(model, image, tile=None, overlap=None, device=None)   (3|B,3,H,W) -> same, [0, 1]
-    restore_file(src, dst, model, overwrite=False, ...)                  one file -> (path, note)
-    restore_paths(inputs, out_dir, model, overwrite=False, ...)          files/folders -> RestoreReport
-    load_restoration_model(spec="default", device="auto")                checkpoint / name / "default"
-    plan_tiles(height, width, tile, overlap, multiple)                   the tile grid
-    tiled_apply(fn, image, tile, overlap, multiple)                      blend any function over tiles
+    restore_tensor(model, image, tile=None, overlap=None, device=None)
+        (3, H, W) or (B, 3, H, W) in [0, 1] -> same shape, clamped to [0, 1]
+    restore_file(src, dst, model, overwrite=False, ...)       one file -> (path, note)
+    restore_paths(inputs, out_dir, model, overwrite=False, ...)  files/folders -> RestoreReport
+    load_restoration_model(spec="default", device="auto")     checkpoint / name / "default"
+    plan_tiles(height, width, tile, overlap, multiple)        the tile grid
+    tiled_apply(fn, image, tile, overlap, multiple)           blend any function over tiles
 """
 
 from interir.inference.restore import (

@@ -66,7 +66,7 @@ AUTO_TILE_FALLBACK = 512
 
 
 def size_multiple(model: nn.Module) -> int:
-    """The factor the model pads its input to internally (InterIR: ``downsample``; NAFNet: 2^levels)."""
+    """The factor the model pads its input to (InterIR: ``downsample``; NAFNet: 2^levels)."""
     config = getattr(model, "config", None)
     value = getattr(config, "downsample", None) or getattr(model, "multiple", None) or 1
     return max(1, int(value))
@@ -91,7 +91,7 @@ def auto_tile_size(model: nn.Module) -> int:
 
 
 def auto_overlap(tile: int, multiple: int = 1) -> int:
-    """Default overlap for a tile side: 1/8 of it, between 16 and 64 pixels, a multiple of ``multiple``."""
+    """Default overlap for a tile side: 1/8 of it, 16 to 64 pixels, a multiple of ``multiple``."""
     overlap = min(64, max(16, tile // 8))
     overlap = -(-overlap // multiple) * multiple
     return min(overlap, max(0, tile // 2))
@@ -116,7 +116,9 @@ def _explanations_off(model: nn.Module) -> Iterator[None]:
 # tensors
 
 
-def _run_model(model: nn.Module, x: torch.Tensor, device: torch.device, min_size: int) -> torch.Tensor:
+def _run_model(
+    model: nn.Module, x: torch.Tensor, device: torch.device, min_size: int
+) -> torch.Tensor:
     """One forward pass on ``x`` (any device), padded up to ``min_size``; result on ``x``'s device."""
     height, width = x.shape[-2:]
     pad_h, pad_w = max(0, min_size - height), max(0, min_size - width)
@@ -162,9 +164,9 @@ def _restore_one(
             smaller = max(multiple, (largest // 2) // multiple * multiple)
             if smaller < min_tile or smaller >= largest:
                 raise RuntimeError(
-                    f"out of memory on {device} even with {largest} px tiles for a {height}x{width} "
-                    f"image. Fix: free memory on the device, pass a smaller tile, or run with "
-                    f"--device cpu"
+                    f"out of memory on {device} even with {largest} px tiles for a "
+                    f"{height}x{width} image. Fix: free memory on the device, pass a smaller "
+                    "tile, or run with --device cpu"
                 ) from exc
             log.warning("out of memory on %s with %s; retrying with %d px tiles", device,
                         "the whole image" if current <= 0 else f"{current} px tiles", smaller)
@@ -204,11 +206,13 @@ def restore_tensor(
     x = image.unsqueeze(0) if squeeze else image
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(
-            f"expected an RGB image (3, H, W) or batch (B, 3, H, W), got shape {tuple(image.shape)}; "
-            "replicate grayscale with image.expand(3, -1, -1)"
+            "expected an RGB image (3, H, W) or batch (B, 3, H, W), got shape "
+            f"{tuple(image.shape)}; replicate grayscale with image.expand(3, -1, -1)"
         )
     if not x.is_floating_point():
-        raise ValueError(f"expected float values in [0, 1], got dtype {x.dtype}; divide 8-bit data by 255")
+        raise ValueError(
+            f"expected float values in [0, 1], got dtype {x.dtype}; divide 8-bit data by 255"
+        )
     if tile is not None and tile < 0:
         raise ValueError(f"tile must be >= 0 (0 = never tile), got {tile}")
     if overlap is not None and overlap < 0:
@@ -222,7 +226,9 @@ def restore_tensor(
         tile_size = max(multiple, tile_size // multiple * multiple)
     ov = auto_overlap(tile_size, multiple) if overlap is None else int(overlap)
     if tile_size > 0 and ov >= tile_size:
-        raise ValueError(f"overlap ({ov}) must be smaller than the tile ({tile_size}); lower --overlap")
+        raise ValueError(
+            f"overlap ({ov}) must be smaller than the tile ({tile_size}); lower --overlap"
+        )
     floor = min_tile if min_tile is not None else max(32, 4 * multiple)
 
     was_training = model.training
@@ -287,7 +293,9 @@ class RestoreReport:
 
 def _extension_for(src: Path, output_format: str) -> str:
     if output_format not in OUTPUT_FORMATS:
-        raise ValueError(f"unknown output format {output_format!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+        raise ValueError(
+            f"unknown output format {output_format!r}; use one of {', '.join(OUTPUT_FORMATS)}"
+        )
     return src.suffix if output_format == "same" else "." + output_format
 
 
@@ -320,7 +328,8 @@ def _output_settings(
         notes.append(f"16-bit input written as 8-bit {ext} as asked")
     if has_alpha and not holds_alpha:
         if not exact_format:
-            return dst.with_suffix(".png"), bit_depth, True, f"input with alpha written as PNG ({ext} has no alpha)"
+            note = f"input with alpha written as PNG ({ext} has no alpha)"
+            return dst.with_suffix(".png"), bit_depth, True, note
         has_alpha = False
         notes.append(f"alpha channel dropped: {ext} has none")
     return dst, bit_depth, has_alpha, "; ".join(notes) or None
@@ -421,7 +430,9 @@ def restore_file(
     )
     if dst.exists() and not overwrite:
         raise OutputExistsError(dst)
-    restored = restore_tensor(model, loaded.image, tile=tile, overlap=overlap, device=device, progress=progress)
+    restored = restore_tensor(
+        model, loaded.image, tile=tile, overlap=overlap, device=device, progress=progress
+    )
     write_image(
         dst, restored, bit_depth=bit_depth, alpha=loaded.alpha if keep_alpha else None,
         grayscale=loaded.was_grayscale, quality=quality,
@@ -483,7 +494,9 @@ def restore_paths(
         start = time.perf_counter()
         try:
             if _same_file(src, dst) and not overwrite:
-                raise FileExistsError("output would replace the input file; choose another output folder")
+                raise FileExistsError(
+                    "output would replace the input file; choose another output folder"
+                )
             # A quick check first, so an existing output costs no reading or restoring.
             if dst.exists() and not overwrite:
                 report.skipped.append((src, dst))
@@ -491,8 +504,8 @@ def restore_paths(
                 continue
             try:
                 written, note = restore_file(
-                    src, dst, model, overwrite=overwrite, tile=tile, overlap=overlap, quality=quality,
-                    exact_format=output_format != "same", progress=progress,
+                    src, dst, model, overwrite=overwrite, tile=tile, overlap=overlap,
+                    quality=quality, exact_format=output_format != "same", progress=progress,
                 )
             except OutputExistsError as exc:
                 report.skipped.append((src, exc.path))
@@ -521,7 +534,9 @@ def restore_paths(
 # models
 
 
-def load_restoration_model(spec: str | os.PathLike = "default", device: str | torch.device | None = "auto") -> nn.Module:
+def load_restoration_model(
+    spec: str | os.PathLike = "default", device: str | torch.device | None = "auto"
+) -> nn.Module:
     """Load a model for inference: a checkpoint path, a registered name or ``"default"``.
 
     Thin wrapper over :func:`interir.engine.checkpoint.load_model` that also resolves

@@ -31,7 +31,9 @@ def _ceil_to(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def axis_tiles(length: int, tile: int, overlap: int, multiple: int = 1) -> tuple[tuple[int, int], ...]:
+def axis_tiles(
+    length: int, tile: int, overlap: int, multiple: int = 1
+) -> tuple[tuple[int, int], ...]:
     """Tiles along one axis, as ``(start, size)`` pairs.
 
     Args:
@@ -106,7 +108,9 @@ class TileGrid:
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int = 1) -> TileGrid:
     """Plan a tile grid for an ``height x width`` image (see :func:`axis_tiles`)."""
-    return TileGrid(height, width, axis_tiles(height, tile, overlap, multiple), axis_tiles(width, tile, overlap, multiple))
+    rows = axis_tiles(height, tile, overlap, multiple)
+    cols = axis_tiles(width, tile, overlap, multiple)
+    return TileGrid(height, width, rows, cols)
 
 
 def _ramp(length: int, device, dtype) -> torch.Tensor:

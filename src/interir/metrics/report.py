@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from interir.degradations.pipeline import COMBINATIONS
 from interir.metrics.image import MetricSettings
 
 __all__ = [
@@ -33,15 +34,7 @@ __all__ = [
 INPUT_ROW = "Input"
 AVERAGE = "Average"
 # Canonical column order of the seven synthetic combinations (the paper's Table 1).
-COMBINATION_ORDER = (
-    "haze",
-    "rain",
-    "noise",
-    "haze+rain",
-    "haze+noise",
-    "rain+noise",
-    "haze+rain+noise",
-)
+COMBINATION_ORDER = COMBINATIONS
 CSV_FIELDS = (
     "model",
     "dataset",

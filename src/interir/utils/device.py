@@ -28,7 +28,9 @@ __all__ = [
 ]
 
 #: The error type torch raises when the CUDA caching allocator runs out of memory.
-OutOfMemoryError: type[BaseException] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+OutOfMemoryError: type[BaseException] = getattr(
+    torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError
+)
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
@@ -60,19 +62,23 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
-                f"device {spec!r} was asked for but CUDA is not available (torch {torch.__version__} "
+                f"device {spec!r} was asked for but CUDA is not available (torch "
+                f"{torch.__version__} "
                 f"{'is a CPU-only build' if torch.version.cuda is None else 'sees no GPU'}); "
                 "use --device cpu or --device auto"
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(
-                f"device {spec!r} does not exist: this machine has {torch.cuda.device_count()} CUDA "
-                f"device(s), cuda:0..cuda:{torch.cuda.device_count() - 1}"
+                f"device {spec!r} does not exist: this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s), "
+                f"cuda:0..cuda:{torch.cuda.device_count() - 1}"
             )
     elif device.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise ValueError(f"device {spec!r} was asked for but MPS is not available; use --device cpu")
+            raise ValueError(
+                f"device {spec!r} was asked for but MPS is not available; use --device cpu"
+            )
     elif device.type != "cpu":
         raise ValueError(f"unsupported device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
     return device

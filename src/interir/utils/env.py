@@ -54,6 +54,17 @@ def git_info(path: str | os.PathLike | None = None) -> dict[str, Any]:
     }
 
 
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo on Linux), for benchmark reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def environment_info() -> dict[str, Any]:
     """Versions and hardware: Python, platform, torch (+ CUDA devices), numpy, CPU count, threads.
 
