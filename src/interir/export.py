@@ -27,6 +27,7 @@ they stay size-dependent.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import time
 import types
@@ -340,12 +341,19 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     kwargs = {} if opset_version is None else {"opset_version": opset_version}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torchvision.*")
-        program = torch.onnx.export(
-            wrapped, (x,), dynamo=True, dynamic_shapes={"x": axes}, input_names=["image"],
-            output_names=["restored"], optimize=optimize, verbose=False, **kwargs,
-        )
+    # The exporter logs "torchvision is not installed. Skipping torchvision::nms" and similar.
+    registration_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration_log.level
+    registration_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            program = torch.onnx.export(
+                wrapped, (x,), dynamo=True, dynamic_shapes={"x": axes}, input_names=["image"],
+                output_names=["restored"], optimize=optimize, verbose=False, **kwargs,
+            )
+    finally:
+        registration_log.setLevel(level)
     if not keep_debug_metadata:
         _strip_node_metadata(program)
     program.save(str(path))

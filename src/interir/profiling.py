@@ -473,7 +473,7 @@ class ProfileReport:
         lines = [
             f"### {self.model}: {self.params / 1e6:.2f} M parameters",
             "",
-            f"Device {self.device} ({self.machine}), {self.threads} threads, "
+            f"Device {self.device} ({self.machine}), {self.threads} thread(s), "
             f"torch {self.torch_version}; latency is the median of {self.runs} runs; MACs count "
             "convolutions and matrix products (FFTs by formula).",
             "",

@@ -159,7 +159,6 @@ def _restore_one(
         except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are retried
             if not is_out_of_memory(exc):
                 raise
-            empty_cache(device)
             largest = max(height, width) if current <= 0 else min(current, max(height, width))
             smaller = max(multiple, (largest // 2) // multiple * multiple)
             if smaller < min_tile or smaller >= largest:
@@ -171,6 +170,9 @@ def _restore_one(
             log.warning("out of memory on %s with %s; retrying with %d px tiles", device,
                         "the whole image" if current <= 0 else f"{current} px tiles", smaller)
             current = smaller
+        # Outside the except block, so the failed attempt's tensors (held by the traceback) are
+        # released before the cache is emptied.
+        empty_cache(device)
 
 
 def restore_tensor(
@@ -241,7 +243,11 @@ def restore_tensor(
             ]
     finally:
         model.train(was_training)
-    out = torch.cat(outputs, 0).clamp_(0.0, 1.0)
+    # Out of inference mode, so the caller gets an ordinary tensor (one copy either way).
+    if len(outputs) == 1:
+        out = outputs[0].clamp(0.0, 1.0)
+    else:
+        out = torch.cat(outputs, 0).clamp_(0.0, 1.0)
     return out[0] if squeeze else out
 
 

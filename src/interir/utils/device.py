@@ -7,7 +7,7 @@ These are small, dependency-free utilities shared by inference, profiling and th
 - :func:`is_out_of_memory` recognises CUDA (and CPU allocator) out-of-memory errors, so callers can
   shrink their work and retry;
 - :func:`current_rss_bytes` / :func:`peak_rss_bytes` read the process's resident memory (Linux
-  ``/proc`` and ``getrusage``), the only reliable CPU peak measure when run in a fresh process.
+  ``/proc``, else ``getrusage``), the only reliable CPU peak measure when run in a fresh process.
 """
 
 from __future__ import annotations
@@ -133,11 +133,22 @@ def current_rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    """Largest resident set size this process has had so far, in bytes (``getrusage``).
+    """Largest resident set size this process has had so far, in bytes.
 
-    This is a high-water mark of the whole process, so a meaningful peak for one workload needs
-    a fresh process (:mod:`interir.profiling` runs one per measurement).
+    On Linux this is ``VmHWM`` from ``/proc/self/status``: the high-water mark of the current
+    address space, which starts afresh when a process is exec'd. ``getrusage``'s ``ru_maxrss``
+    is the fallback elsewhere, but on Linux it is *preserved across exec*, so a child process
+    started from a large parent would report the parent's peak. Either way it is a high-water
+    mark of the whole process, so a meaningful peak for one workload needs a fresh process
+    (:mod:`interir.profiling` runs one per measurement).
     """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
