@@ -21,7 +21,6 @@ before the forward pass ("working memory"). On CUDA it is ``torch.cuda.max_memor
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -39,6 +38,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
+from interir.models.explainable_conv import explanations_disabled
 from interir.utils.device import (
     current_rss_bytes,
     module_device,
@@ -125,18 +125,6 @@ def _as_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
-@contextlib.contextmanager
-def _explanations_off(model: nn.Module) -> Iterator[None]:
-    switched = [m for m in model.modules() if getattr(m, "store_explanation", False) is True]
-    for module in switched:
-        module.store_explanation = False
-    try:
-        yield
-    finally:
-        for module in switched:
-            module.store_explanation = True
-
-
 def _flop_counts(
     model: nn.Module, shape: tuple[int, ...], fake: bool = True
 ) -> dict[str, dict[Any, int]]:
@@ -149,7 +137,7 @@ def _flop_counts(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), _explanations_off(model):
+        with torch.no_grad(), explanations_disabled(model):
             if fake:
                 from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -242,7 +230,7 @@ def measure_latency(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), _explanations_off(model):
+        with torch.inference_mode(), explanations_disabled(model):
             for i in range(warmup + runs):
                 synchronize(run_device)
                 start = time.perf_counter()
@@ -286,7 +274,7 @@ def _module_latency(
         handles.append(modules[name].register_forward_hook(post(name)))
     x = torch.rand(_as_shape(input_shape), device=device)
     try:
-        with torch.inference_mode(), _explanations_off(model):
+        with torch.inference_mode(), explanations_disabled(model):
             for _ in range(runs):
                 current.clear()
                 model(x)
@@ -307,7 +295,7 @@ def _memory_worker(spec: dict) -> dict:
     model = torch.load(spec["model_path"], map_location="cpu", weights_only=False)
     model.eval()
     mode = spec.get("mode", "forward")
-    with torch.inference_mode(), _explanations_off(model):
+    with torch.inference_mode(), explanations_disabled(model):
         if mode == "forward":
             x = torch.rand(tuple(spec["shape"]))
             before = current_rss_bytes()
@@ -377,7 +365,7 @@ def measure_peak_memory(
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(run_device)
         before = torch.cuda.memory_allocated(run_device)
-        with torch.inference_mode(), _explanations_off(model):
+        with torch.inference_mode(), explanations_disabled(model):
             model(x)
         torch.cuda.synchronize(run_device)
         peak = torch.cuda.max_memory_allocated(run_device)

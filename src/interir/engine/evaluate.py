@@ -269,24 +269,17 @@ def resolve_model(spec: str, device: str | torch.device = "cpu") -> tuple[str, n
 
 
 def restore(model: ModelLike, image: torch.Tensor, tile: int | None = None) -> torch.Tensor:
-    """Run ``model`` on one batch ``(B, 3, H, W)`` in [0, 1]; tiled when ``tile`` is given.
+    """Run ``model`` on one batch ``(B, 3, H, W)`` in [0, 1]; tiled only when ``tile`` is given.
 
-    Networks go through :func:`interir.inference.restore_tensor` when it is available (size
-    padding, tiling); classical methods always see the whole image (DCP estimates a global
-    airlight).
+    Networks go through :func:`interir.inference.restore_tensor` (size padding, clamping); scores
+    are of the whole image unless ``tile`` asks for tiles. Classical methods always see the whole
+    image (DCP estimates a global airlight).
     """
     from interir.classical import ClassicalMethod
+    from interir.inference import restore_tensor
 
     if isinstance(model, nn.Module) and not isinstance(model, ClassicalMethod):
-        try:
-            from interir.inference import restore_tensor
-        except ImportError:
-            restore_tensor = None
-        if restore_tensor is not None:
-            return restore_tensor(model, image, tile=tile)
-        if tile:
-            raise RuntimeError("tiled evaluation needs interir.inference.restore_tensor, which is "
-                               "not available; evaluate without --tile")
+        return restore_tensor(model, image, tile=tile or 0)
     return model(image)
 
 

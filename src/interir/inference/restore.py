@@ -19,7 +19,6 @@ megapixel stops growing with the image size.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from interir.inference.tiling import tiled_apply
+from interir.models.explainable_conv import explanations_disabled
 from interir.utils.device import empty_cache, is_out_of_memory, module_device, resolve_device
 from interir.utils.io import ImageReadError, list_images, read_image, write_image
 
@@ -95,21 +95,6 @@ def auto_overlap(tile: int, multiple: int = 1) -> int:
     overlap = min(64, max(16, tile // 8))
     overlap = -(-overlap // multiple) * multiple
     return min(overlap, max(0, tile // 2))
-
-
-@contextlib.contextmanager
-def _explanations_off(model: nn.Module) -> Iterator[None]:
-    """Stop explainable convs from keeping their last mask/attention (memory) during inference."""
-    switched = []
-    for module in model.modules():
-        if getattr(module, "store_explanation", False) is True:
-            module.store_explanation = False
-            switched.append(module)
-    try:
-        yield
-    finally:
-        for module in switched:
-            module.store_explanation = True
 
 
 # ----------------------------------------------------------------------------------------------
@@ -236,7 +221,7 @@ def restore_tensor(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), _explanations_off(model):
+        with torch.inference_mode(), explanations_disabled(model):
             outputs = [
                 _restore_one(model, x[b : b + 1], tile_size, ov, run_device, floor, progress)
                 for b in range(x.shape[0])

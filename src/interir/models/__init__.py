@@ -1,11 +1,16 @@
 """Networks: InterIR (unfolding), its building blocks, the explainable convolution, baselines."""
 
 from interir.models.epblock import EPBlock
-from interir.models.explainable_conv import ExplainableConv2d, convert_to_explainable, explainable_convs
+from interir.models.explainable_conv import (
+    ExplainableConv2d,
+    convert_to_explainable,
+    explainable_convs,
+    explanations_disabled,
+)
 from interir.models.kronecker import KroneckerOperator, frobenius_normalize
 from interir.models.unfolding import DMUM, MUM, RESM, InterIR, InterIRConfig, IPBlock, UnfoldingTrace
 
 __all__ = [
-    "EPBlock", "ExplainableConv2d", "convert_to_explainable", "explainable_convs", "KroneckerOperator",
+    "EPBlock", "ExplainableConv2d", "convert_to_explainable", "explainable_convs", "explanations_disabled", "KroneckerOperator",
     "frobenius_normalize", "InterIR", "InterIRConfig", "IPBlock", "RESM", "DMUM", "MUM", "UnfoldingTrace",
 ]

@@ -20,7 +20,8 @@ the input exceeds a learned threshold:
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -209,3 +210,19 @@ def convert_to_explainable(
 def explainable_convs(module: nn.Module) -> dict[str, ExplainableConv2d]:
     """All explainable convolutions of ``module`` by qualified name, in registration order."""
     return {name: m for name, m in module.named_modules() if isinstance(m, ExplainableConv2d)}
+
+
+@contextlib.contextmanager
+def explanations_disabled(module: nn.Module) -> Iterator[None]:
+    """Within the block, explainable convs of ``module`` do not keep their last mask/attention.
+
+    Used for inference, profiling and export, where keeping a mask per layer only costs memory.
+    """
+    switched = [m for m in module.modules() if isinstance(m, ExplainableConv2d) and m.store_explanation]
+    for conv in switched:
+        conv.store_explanation = False
+    try:
+        yield
+    finally:
+        for conv in switched:
+            conv.store_explanation = True
