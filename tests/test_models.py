@@ -7,9 +7,7 @@ import interir
 from interir.models import InterIR, KroneckerOperator
 from interir.models.unfolding import InterIRConfig
 
-# The paper-size models take several seconds per forward on 2 cores; they get the cheap checks only.
-PAPER_SIZE = {"interir", "deepsn", "nafnet"}
-SMALL_MODELS = [name for name in interir.list_models() if name not in PAPER_SIZE]
+ALL_MODELS = interir.list_models()
 
 
 def test_registry_lists_required_names():
@@ -45,7 +43,7 @@ def test_paper_size_budget():
     assert deepsn.config.width == model.config.width and deepsn.config.stages == model.config.stages
 
 
-@pytest.mark.parametrize("name", SMALL_MODELS)
+@pytest.mark.parametrize("name", ALL_MODELS)
 def test_odd_sizes_and_gradients(name):
     model = interir.create_model(name)
     x = torch.rand(2, 3, 37, 53)
