@@ -133,7 +133,9 @@ def test_classical_model_specs_and_labels(suite):
     with pytest.raises(FileNotFoundError):
         resolve_model("no-such-model-or-path")
     report = evaluate(["DCP=classical-dcp"], [suite], EvalOptions(limit=1))
-    assert len(report.results) == 1 and report.table.rows == [INPUT_ROW, "DCP"]
+    # The limit applies per combination, so a quick look still fills every column.
+    assert len(report.results) == 2 and report.table.rows == [INPUT_ROW, "DCP"]
+    assert sorted(r.combination for r in report.results) == ["haze", "noise"]
 
 
 def test_cli_eval_writes_reports(suite, paired, tmp_path):
@@ -196,4 +198,4 @@ def test_networks_go_through_restore_tensor_classical_do_not(monkeypatch, suite)
 
     evaluate({"id": nn.Identity(), "dcp": create_classical("classical-dcp")}, [suite],
              EvalOptions(tile=64, limit=1))
-    assert calls == [("Identity", (1, 3, 32, 40), 64)]
+    assert calls == [("Identity", (1, 3, 32, 40), 64)] * 2  # one image per combination

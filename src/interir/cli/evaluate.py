@@ -43,7 +43,7 @@ def eval_command(
         "--tile", min=16,
         help="Restore large images in tiles of this size (networks only).")] = None,
     limit: Annotated[Optional[int], typer.Option(
-        "--limit", min=1, help="At most N images per dataset (quick looks).")] = None,
+        "--limit", min=1, help="At most N images per dataset and per combination (quick looks).")] = None,
     title: Annotated[str, typer.Option("--title", help="Heading of the summary table.")] =
         "Evaluation",
 ) -> None:

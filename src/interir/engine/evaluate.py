@@ -294,7 +294,8 @@ class EvalOptions:
         tile: tile size for large images (networks only), ``None`` = whole image.
         save_images_to: folder for the restored images (``<model>/<dataset>/[<combination>/]
             <name>.png``), ``None`` = do not save.
-        limit: at most this many images per dataset (quick looks), ``None`` = all.
+        limit: at most this many images per dataset and, for synthetic suites, per combination
+            (quick looks), ``None`` = all.
         log_every: log progress every N images.
         title: heading of the summary table.
     """
@@ -384,12 +385,14 @@ def evaluate(
     results: list[ImageResult] = []
     seconds = {label: 0.0 for label in named}
     for ds in opened:
-        total = len(ds) if opts.limit is None else min(len(ds), opts.limit)
-        log.info("evaluating %d model(s) on %s (%s, %d images)", len(named), ds.name, ds.kind,
-                 total)
+        log.info("evaluating %d model(s) on %s (%s, %d images%s)", len(named), ds.name, ds.kind,
+                 len(ds), "" if opts.limit is None else f", at most {opts.limit} per column")
+        seen: dict[str | None, int] = {}
         for i, item in enumerate(ds):
-            if opts.limit is not None and i >= opts.limit:
-                break
+            # Count per combination so a limited look at a suite still fills every column.
+            seen[item.combination] = seen.get(item.combination, 0) + 1
+            if opts.limit is not None and seen[item.combination] > opts.limit:
+                continue
             if item.input.shape != item.target.shape:
                 raise ValueError(
                     f"{ds.name}/{item.combination}/{item.name}: input "
@@ -419,12 +422,12 @@ def evaluate(
                         folder = folder / _safe(item.combination)
                     write_image(folder / f"{item.name}.png", out[0].clamp(0, 1).float().cpu())
             if opts.log_every and (i + 1) % opts.log_every == 0:
-                log.info("  %s: %d/%d images", ds.name, i + 1, total)
+                log.info("  %s: %d/%d images", ds.name, i + 1, len(ds))
 
     notes = [
         "",
         "Datasets: " + "; ".join(
-            f"`{d.name}` ({d.kind}, {min(len(d), opts.limit) if opts.limit else len(d)} images, "
+            f"`{d.name}` ({d.kind}, {len(d)} images{'' if not opts.limit else f', at most {opts.limit} per column'}, "
             f"{d.root})" for d in opened) + ".",
     ]
     n_images = len({(r.dataset, r.combination, r.name) for r in results})
