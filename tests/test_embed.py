@@ -26,15 +26,6 @@ from interir.utils.io import write_image
 COMBOS = ("haze", "noise", "haze+noise")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: a second intra-op thread only adds contention (10x slower on a busy 2-core box).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _tiny(name: str = "interir-tiny"):
     return create_model(name, width=8, head_expansion=1).eval()
 

@@ -28,15 +28,6 @@ from interir.models.explainable_conv import ExplainableConv2d, explainable_convs
 H, W = 37, 45  # odd sizes: the unfolding pads to a multiple of s = 4 and crops back
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: a second intra-op thread only adds contention (10x slower on a busy 2-core box).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _tiny(name: str = "interir-tiny", **overrides):
     return create_model(name, width=8, head_expansion=1, **overrides).eval()
 
