@@ -83,6 +83,8 @@ def test_yaml_round_trip(tmp_path):
         ("data.combinations=[snow]", ["'data.combinations'", "invalid combination 'snow'"]),
         ("optim.lr_final=1", ["lr_final", "larger than optim.lr"]),
         ("train.device=gpu", ["'train.device'", "invalid device 'gpu'"]),
+        ("data.haze_depth=radial", ["'data.haze_depth'", "'centre'", "'mixed'"]),
+        ("data.haze_airlight=[0.9,0.5]", ["haze_airlight", "low <= high"]),
     ],
 )
 def test_errors_name_the_key_and_the_valid_choices(override, expected):

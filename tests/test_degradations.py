@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from interir.degradations import (
+    patch_depth,
     COMBINATIONS,
     DegradationParams,
     DegradationPipeline,
@@ -172,6 +173,28 @@ def test_pseudo_depth_range_is_resolution_independent():
         assert 15.9 < float(d.max()) <= 16.0 and float(d.min()) >= 8.7
     d = rescale_depth(torch.tensor([[[[1.0, 3.0], [5.0, 9.0]]]]))
     assert d.flatten().tolist() == [8.0, 10.0, 12.0, 16.0]
+
+
+def test_patch_depth_modes():
+    g = torch.Generator().manual_seed(0)
+    assert patch_depth(4, 64, 64, g, "centre") is None
+    assert torch.equal(g.get_state(), torch.Generator().manual_seed(0).get_state())  # drew nothing
+    crop = patch_depth(64, 64, 48, torch.Generator().manual_seed(1), "crop")
+    assert crop.shape == (64, 1, 64, 48) and crop.dtype == torch.float32
+    assert float(crop.min()) >= 8.7 and float(crop.max()) <= 16.0
+    # a window of a 2-8x larger image spans far less depth than the patch's own pseudo-depth
+    own = pseudo_depth(64, 48)
+    own_span = float(own.max() - own.min())
+    spans = (crop.amax(dim=(1, 2, 3)) - crop.amin(dim=(1, 2, 3)))
+    assert float(spans.max()) < own_span and float(spans.mean()) < 0.5 * own_span
+    # the windows differ from patch to patch and are not centred on the patch
+    assert float(crop.std(dim=0).mean()) > 0.3
+    mixed = patch_depth(64, 32, 32, torch.Generator().manual_seed(2), "mixed")
+    assert float(mixed.min()) >= 6.0 - 1e-5 and float(mixed.max()) <= 16.0 + 1e-5
+    again = patch_depth(64, 32, 32, torch.Generator().manual_seed(2), "mixed")
+    assert torch.equal(mixed, again)
+    with pytest.raises(ValueError, match="must be one of"):
+        patch_depth(1, 8, 8, g, "radial")
 
 
 def test_haze_with_depth_map():

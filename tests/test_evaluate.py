@@ -199,3 +199,78 @@ def test_networks_go_through_restore_tensor_classical_do_not(monkeypatch, suite)
     evaluate({"id": nn.Identity(), "dcp": create_classical("classical-dcp")}, [suite],
              EvalOptions(tile=64, limit=1))
     assert calls == [("Identity", (1, 3, 32, 40), 64)] * 2  # one image per combination
+
+
+def _result(model, dataset, combination, name, inp, out):
+    from interir.metrics.report import ImageResult
+
+    return ImageResult(model, dataset, combination, name, None, inp, 0.5, out, 0.6)
+
+
+def _tables():
+    from interir.metrics.report import summarize
+
+    rgb = MetricSettings()
+    y = MetricSettings(y_channel=True)
+    synth_a = summarize([_result("ours", "mdir", "haze", "1", 15.0, 20.0),
+                         _result("ours", "mdir", "noise", "1", 23.0, 22.0),
+                         _result("nlm", "mdir", "haze", "1", 15.0, 15.5),
+                         _result("nlm", "mdir", "noise", "1", 23.0, 28.0)], rgb, title="MDIR")
+    synth_b = summarize([_result("base", "mdir", "haze", "1", 15.0, 18.0),
+                         _result("base", "mdir", "noise", "1", 23.0, 24.0)], rgb, title="MDIR b")
+    real = summarize([_result("ours", "Rain100H", "", "1", 13.0, 16.0),
+                      _result("nlm", "Rain100H", "", "1", 13.0, 13.0)], y, title="real")
+    return synth_a, synth_b, real
+
+
+def test_combine_tables_merges_runs_and_lists_shortfalls():
+    from interir.metrics.report import combine_tables
+
+    synth_a, synth_b, real = _tables()
+    combined = combine_tables([synth_a, real, synth_b], title="All")
+    assert combined.rows == [INPUT_ROW, "ours", "nlm", "base"]
+    assert combined.columns == ["haze (RGB)", "noise (RGB)", "Average [1] (RGB)",
+                                "Rain100H (Y)", "Average [2] (Y)"]
+    assert combined.cells["base"]["Average [1] (RGB)"].psnr == pytest.approx(21.0)
+    assert "Rain100H (Y)" not in combined.cells["base"]
+    misses = combined.shortfalls("ours", [INPUT_ROW, "nlm"])
+    assert [(m.column, m.rival) for m in misses] == [("noise (RGB)", INPUT_ROW), ("noise (RGB)", "nlm")]
+    text = combined.to_markdown(check="ours", rivals=[INPUT_ROW, "nlm"])
+    assert "| ours | **20.00/0.6000** | 22.00/0.6000 |" in text
+    assert "nlm on noise (RGB) (22.00 vs 28.00)" in text
+    assert "base beats Input on the PSNR of every column" in combined.to_markdown("base", [INPUT_ROW])
+
+
+def test_combine_tables_refuses_ambiguous_input():
+    from interir.metrics.report import combine_tables, summarize
+
+    synth_a, _, _ = _tables()
+    with pytest.raises(ValueError, match="scored twice"):
+        combine_tables([synth_a, synth_a])
+    other_images = summarize([_result("x", "mdir", "haze", "1", 14.0, 20.0),
+                              _result("x", "mdir", "noise", "1", 23.0, 20.0)], MetricSettings())
+    with pytest.raises(ValueError, match="Input rows disagree"):
+        combine_tables([synth_a, other_images])
+    with pytest.raises(ValueError, match="nothing to combine"):
+        combine_tables([])
+
+
+def test_cli_report(tmp_path):
+    import interir.cli.report  # noqa: F401  (registers the command)
+    import interir.cli.models  # noqa: F401
+    from interir.cli.app import app
+
+    synth_a, _, real = _tables()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "summary.json").write_text(synth_a.to_json())
+    (tmp_path / "real.json").write_text(real.to_json())
+    out = tmp_path / "table.md"
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "a"), str(tmp_path / "real.json"),
+                                      "--check", "ours", "--rivals", "Input,nlm", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "does not beat" in out.read_text()
+    assert json.loads(out.with_suffix(".json").read_text())["rows"][0]["method"] == INPUT_ROW
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "a"), "--check", "theirs"])
+    assert bad.exit_code == 1 and "no row 'theirs'" in bad.output
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "missing")])
+    assert bad.exit_code == 1 and "not found" in bad.output

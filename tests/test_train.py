@@ -37,14 +37,16 @@ def _weights(run_dir, kind="last"):
     return load_file(folder / "model.safetensors"), load_file(folder / "model_ema.safetensors")
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
-    straight = train(_cfg(tmp_path, "straight"))
+@pytest.mark.parametrize("haze_depth", ["centre", "mixed"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, haze_depth):
+    extra = [f"data.haze_depth={haze_depth}", "data.haze_airlight=[0.7,1.0]"]
+    straight = train(_cfg(tmp_path, "straight", *extra))
     assert straight.reason == "completed" and straight.step == 8
 
-    first = train(_cfg(tmp_path, "split"), max_steps=4)
+    first = train(_cfg(tmp_path, "split", *extra), max_steps=4)
     assert first.reason == "max_steps" and first.step == 4
     assert load_training_state(first.run_dir / "checkpoints" / "last")["step"] == 4
-    second = train(_cfg(tmp_path, "split"), resume=True)
+    second = train(_cfg(tmp_path, "split", *extra), resume=True)
     assert second.reason == "completed" and second.step == 8
 
     (w1, e1), (w2, e2) = _weights(straight.run_dir), _weights(second.run_dir)

@@ -138,6 +138,12 @@ class DataSection(_Section):
         max_levels: upper ends of the level ranges (default haze 150, rain 300, noise 50).
         degrade_rng: where the per-image rain/noise fields are drawn (``"cpu"``: identical on
             every machine; ``"same"``: on the training device, faster on GPU).
+        haze_depth: depth used to haze a training patch: ``"centre"`` its own centre-distance
+            pseudo-depth (the original recipe), ``"crop"`` a window of a larger image's
+            pseudo-depth (the test sets' statistics), ``"mixed"`` half crops, half smooth random
+            fields (see :func:`interir.degradations.patch_depth`).
+        haze_airlight: range of the gray airlight A drawn per image (default [0.5, 0.9], the
+            CBSD68-MDIR recipe; RESIDE's SOTS uses [0.7, 1.0]).
         num_workers: data-loader worker processes (0: load in the training process).
         val: validation settings.
     """
@@ -150,11 +156,21 @@ class DataSection(_Section):
     combinations: list[str] | None = None
     max_levels: dict[str, float] | None = None
     degrade_rng: Literal["cpu", "same"] = "cpu"
+    haze_depth: Literal["centre", "crop", "mixed"] = "centre"
+    haze_airlight: tuple[float, float] = (0.5, 0.9)
     num_workers: int = Field(default=0, ge=0)
     val: ValSection = Field(default_factory=ValSection)
 
     _combos = field_validator("combinations")(_check_combinations)
     _levels = field_validator("max_levels")(_check_levels)
+
+    @field_validator("haze_airlight")
+    @classmethod
+    def _check_airlight(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"haze_airlight must be [low, high] with 0 <= low <= high <= 1, got {list(value)}")
+        return value
 
     @model_validator(mode="after")
     def _check_sources(self) -> "DataSection":

@@ -29,6 +29,8 @@ __all__ = [
     "rescale_depth",
     "sample_haze_params",
     "PSEUDO_DEPTH_REFERENCE",
+    "PATCH_DEPTH_MODES",
+    "patch_depth",
 ]
 
 #: Reference longer side (pixels) at which the centre-distance recipe is evaluated.
@@ -120,6 +122,87 @@ def rescale_depth(depth: torch.Tensor, near: float = 8.0, far: float = 16.0) -> 
     hi = flat.max(dim=1).values.view(-1, 1, 1, 1)
     span = (hi - lo).clamp_min(1e-12)
     return near + (far - near) * (depth - lo) / span
+
+
+#: How training patches get their haze depth (see :func:`patch_depth`).
+PATCH_DEPTH_MODES = ("centre", "crop", "mixed")
+
+
+def _crop_of_pseudo_depth(
+    n: int, height: int, width: int, generator: torch.Generator, reference: int
+) -> torch.Tensor:
+    """``(n, 1, H, W)``: each a window of the pseudo-depth of a larger, randomly sized image."""
+    gdev = generator.device
+    u = torch.rand(n, 4, generator=generator, device=gdev, dtype=torch.float64).cpu()
+    longest = max(height, width)
+    # A virtual source image 2-8x the patch's size, landscape or portrait with aspect 0.6-1.
+    big = longest * (2.0 + 6.0 * u[:, 0])
+    small = torch.maximum(big * (0.6 + 0.4 * u[:, 1]), torch.full_like(big, float(longest)))
+    portrait = u[:, 2] < 0.5
+    full_h = torch.where(portrait, big, small)
+    full_w = torch.where(portrait, small, big)
+    # Window offsets: reuse the last uniform for y, and its fractional double for x.
+    oy = (full_h - height) * u[:, 3]
+    ox = (full_w - width) * torch.frac(u[:, 3] * 997.0)
+    ys = oy[:, None] + torch.arange(height, dtype=torch.float64)[None] - (full_h[:, None] - 1) / 2.0
+    xs = ox[:, None] + torch.arange(width, dtype=torch.float64)[None] - (full_w[:, None] - 1) / 2.0
+    r = torch.sqrt(ys[:, :, None] ** 2 + xs[:, None, :] ** 2)
+    d = reference**0.5 - 0.04 * reference * r / torch.maximum(full_h, full_w)[:, None, None]
+    return d.clamp_min(0.0)[:, None]
+
+
+def _smooth_random_depth(n: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """``(n, 1, H, W)``: a smooth random field (a 3x3 grid of values plus a ramp), in the
+    pseudo-depth's units, with a random near/far range inside [6, 16]."""
+    gdev = generator.device
+    grid = torch.rand(n, 1, 3, 3, generator=generator, device=gdev, dtype=torch.float64).cpu()
+    u = torch.rand(n, 4, generator=generator, device=gdev, dtype=torch.float64).cpu()
+    field = torch.nn.functional.interpolate(grid, size=(height, width), mode="bicubic", align_corners=True)
+    ys = torch.linspace(-1.0, 1.0, height, dtype=torch.float64).view(1, 1, height, 1)
+    xs = torch.linspace(-1.0, 1.0, width, dtype=torch.float64).view(1, 1, 1, width)
+    field = field + (2 * u[:, 0] - 1).view(-1, 1, 1, 1) * ys + (2 * u[:, 1] - 1).view(-1, 1, 1, 1) * xs
+    near = 6.0 + 6.0 * u[:, 2]
+    far = torch.minimum(near + 1.0 + 7.0 * u[:, 3], torch.full_like(near, 16.0))
+    out = torch.cat([rescale_depth(field[i : i + 1], float(near[i]), float(far[i])) for i in range(n)])
+    return out
+
+
+def patch_depth(
+    batch: int,
+    height: int,
+    width: int,
+    generator: torch.Generator,
+    mode: str = "centre",
+    reference: int = PSEUDO_DEPTH_REFERENCE,
+) -> torch.Tensor | None:
+    """Depth maps for hazing ``height x width`` training patches.
+
+    The test sets are hazed with the pseudo-depth of the *whole* image, so a 64-pixel window of
+    a 481-pixel test image sees almost constant haze; hazing a patch with its own pseudo-depth
+    (``"centre"``) instead puts the whole centre-to-corner range inside every patch.
+
+    Args:
+        batch: number of patches B.
+        height, width: patch size.
+        generator: seeded generator; ``"centre"`` draws nothing from it.
+        mode: ``"centre"`` -- ``None``, i.e. each patch's own pseudo-depth (the original recipe);
+            ``"crop"`` -- a random window of the pseudo-depth of a virtual image 2-8x larger
+            (the test sets' statistics); ``"mixed"`` -- half ``"crop"``, half a smooth random
+            field (scene-like depth that is not centred, for real haze such as SOTS).
+
+    Returns:
+        ``None`` or a ``(B, 1, H, W)`` float32 CPU tensor in the pseudo-depth's units (0-16).
+    """
+    if mode not in PATCH_DEPTH_MODES:
+        raise ValueError(f"haze depth mode must be one of {PATCH_DEPTH_MODES}, got {mode!r}")
+    if mode == "centre":
+        return None
+    depth = _crop_of_pseudo_depth(batch, height, width, generator, reference)
+    if mode == "mixed":
+        smooth = _smooth_random_depth(batch, height, width, generator)
+        pick = torch.rand(batch, generator=generator, device=generator.device).cpu() < 0.5
+        depth = torch.where(pick.view(-1, 1, 1, 1), smooth, depth)
+    return depth.float()
 
 
 class Haze(nn.Module):

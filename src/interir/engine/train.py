@@ -761,14 +761,15 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
         })
 
     # --- data ---------------------------------------------------------------------------------
-    from interir.degradations import COMBINATIONS, DegradationPipeline
+    from interir.degradations import COMBINATIONS, DegradationPipeline, HazeSampling, patch_depth
 
     dataset = _training_dataset(cfg)
     paired = bool(cfg.data.paired_roots)
     pipeline = None
     if not paired:
         pipeline = DegradationPipeline(
-            cfg.data.combinations or COMBINATIONS, cfg.data.max_levels, rng_device=cfg.data.degrade_rng
+            cfg.data.combinations or COMBINATIONS, cfg.data.max_levels, rng_device=cfg.data.degrade_rng,
+            haze_sampling=HazeSampling(airlight=tuple(cfg.data.haze_airlight)),
         )
     gen_device = device if cfg.data.degrade_rng == "same" else torch.device("cpu")
     degrade_gen = torch.Generator(device=gen_device)
@@ -873,9 +874,14 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
                 degrade_gen.manual_seed(derive_seed(t_cfg.seed, "degrade", step))
                 with torch.no_grad():
                     dparams = pipeline.sample(t_cfg.batch_size, degrade_gen, device)
+                    depth = patch_depth(
+                        t_cfg.batch_size, target.shape[-2], target.shape[-1], degrade_gen, cfg.data.haze_depth
+                    )
                     if di.distributed:
-                        dparams = dparams.select(list(range(di.rank * per_rank, (di.rank + 1) * per_rank)))
-                    inputs = pipeline.apply(target, dparams)
+                        mine = list(range(di.rank * per_rank, (di.rank + 1) * per_rank))
+                        dparams = dparams.select(mine)
+                        depth = depth[mine] if depth is not None else None
+                    inputs = pipeline.apply(target, dparams, None if depth is None else depth.to(device))
             with autocast() if autocast is not None else contextlib.nullcontext():
                 pred = train_model(inputs)
             loss, parts = criterion(pred, target, return_parts=True)

@@ -29,6 +29,9 @@ __all__ = [
     "INPUT_ROW",
     "AVERAGE",
     "COMBINATION_ORDER",
+    "CombinedTable",
+    "Shortfall",
+    "combine_tables",
 ]
 
 INPUT_ROW = "Input"
@@ -363,3 +366,151 @@ def read_csv(path: str | Path) -> list[ImageResult]:
                 output_psnr=float(row["output_psnr"]), output_ssim=float(row["output_ssim"]),
             ))
     return out
+
+
+# ------------------------------------------------------------------------------ combined tables
+@dataclass
+class Shortfall:
+    """A column where ``method`` does not beat ``rival`` on PSNR (ties count as not beating)."""
+
+    column: str
+    rival: str
+    method_psnr: float
+    rival_psnr: float
+
+
+@dataclass
+class CombinedTable:
+    """Several summary tables side by side: one row per method, every table's columns.
+
+    Built by :func:`combine_tables`. A column keeps the metric convention of its source table
+    (``(RGB)`` or ``(Y)`` in its label); each source table also contributes its own ``Average``.
+    """
+
+    title: str
+    columns: list[str]
+    rows: list[str]
+    cells: dict[str, dict[str, Cell]]
+    sources: list[str]
+
+    def shortfalls(self, method: str, rivals: list[str]) -> list[Shortfall]:
+        """Columns (averages excluded) where ``method`` has a PSNR not above a rival's."""
+        out = []
+        mine = self.cells.get(method, {})
+        for col in self.columns:
+            if col.startswith(AVERAGE) or col not in mine:
+                continue
+            for rival in rivals:
+                theirs = self.cells.get(rival, {}).get(col)
+                if theirs is not None and not mine[col].psnr > theirs.psnr:
+                    out.append(Shortfall(col, rival, mine[col].psnr, theirs.psnr))
+        return out
+
+    def to_markdown(self, check: str | None = None, rivals: list[str] | None = None) -> str:
+        """GitHub Markdown; the best PSNR of each column in bold; with ``check``, a line saying
+        where that method fails to beat each of ``rivals`` (default: every other row)."""
+        lines = [f"## {self.title}", "", "Cells: PSNR (dB) / SSIM, mean over the images of the column.", ""]
+        lines += [f"- [{i + 1}] {s}" for i, s in enumerate(self.sources)]
+        lines.append("")
+        lines.append("| Method | " + " | ".join(self.columns) + " |")
+        lines.append("|" + "|".join([":---"] + [":---:"] * len(self.columns)) + "|")
+        best: dict[str, str] = {}
+        for col in self.columns:
+            scored = [(self.cells[r][col].psnr, r) for r in self.rows
+                      if r != INPUT_ROW and col in self.cells.get(r, {})]
+            if len(scored) > 1:
+                best[col] = max(scored)[1]
+        for row in self.rows:
+            out = [row]
+            for col in self.columns:
+                cell = self.cells.get(row, {}).get(col)
+                text = "–" if cell is None else cell.format()
+                out.append(f"**{text}**" if best.get(col) == row else text)
+            lines.append("| " + " | ".join(out) + " |")
+        if check is not None:
+            rivals = rivals if rivals is not None else [r for r in self.rows if r != check]
+            misses = self.shortfalls(check, rivals)
+            lines.append("")
+            if not misses:
+                lines.append(f"{check} beats {', '.join(rivals)} on the PSNR of every column.")
+            else:
+                lines.append(f"{check} does not beat, on PSNR: " + "; ".join(
+                    f"{m.rival} on {m.column} ({m.method_psnr:.2f} vs {m.rival_psnr:.2f})" for m in misses) + ".")
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict:
+        return {
+            "title": self.title,
+            "sources": list(self.sources),
+            "columns": list(self.columns),
+            "rows": [{"method": r, "cells": {c: v.to_dict() for c, v in self.cells.get(r, {}).items()}}
+                     for r in self.rows],
+        }
+
+
+def _convention(settings: MetricSettings) -> str:
+    return "Y" if settings.y_channel else "RGB"
+
+
+def combine_tables(tables: list[SummaryTable], title: str = "Comparison") -> CombinedTable:
+    """Put summary tables side by side, one row per method (``Input`` first, then the methods in
+    order of first appearance).
+
+    Tables with the same columns and metric convention (say two ``interir eval`` runs of
+    different models on CBSD68-MDIR) are merged into one part; different parts (a synthetic
+    suite on RGB, real benchmarks on Y) sit side by side. Every column is labelled with its
+    convention, ``"noise (RGB)"``, and each part ends with ``"Average [k] (RGB)"``, the mean of
+    its columns.
+
+    Raises:
+        ValueError: no tables; a method scored twice on one column; ``Input`` rows that disagree
+            (the tables were made from different data).
+    """
+    if not tables:
+        raise ValueError("nothing to combine: give one or more summary tables")
+    parts: list[tuple[str, tuple[str, ...], list[SummaryTable]]] = []
+    for table in tables:
+        key = (_convention(table.settings), tuple(table.columns))
+        for tag, cols, members in parts:
+            if (tag, cols) == key:
+                members.append(table)
+                break
+        else:
+            parts.append((key[0], key[1], [table]))
+    columns: list[str] = []
+    rows: list[str] = []
+    cells: dict[str, dict[str, Cell]] = {}
+    sources = []
+    for k, (tag, cols, members) in enumerate(parts, start=1):
+        sources.append(f"{members[0].title}: {members[0].settings.describe()}")
+        labels = {c: f"{c} ({tag})" for c in cols}
+        clash = [lab for lab in labels.values() if lab in columns]
+        if clash:
+            raise ValueError(f"columns {clash} appear in tables with different column sets; "
+                             "evaluate those datasets together or keep them in separate tables")
+        average = f"{AVERAGE} [{k}] ({tag})"
+        columns += [*labels.values(), average]
+        for table in members:
+            for row in table.rows:
+                if row not in rows:
+                    rows.append(row)
+                dest = cells.setdefault(row, {})
+                for c, cell in table.cells.get(row, {}).items():
+                    label = labels[c]
+                    if label in dest:
+                        if row != INPUT_ROW:
+                            raise ValueError(f"{row!r} is scored twice on {label!r}; give each run's "
+                                             "models distinct labels (-m LABEL=SPEC)")
+                        if abs(dest[label].psnr - cell.psnr) > 1e-4 or dest[label].n != cell.n:
+                            raise ValueError(f"the Input rows disagree on {label!r} "
+                                             f"({dest[label].psnr:.4f} vs {cell.psnr:.4f} dB): the tables "
+                                             "were made from different images or settings")
+                    dest[label] = cell
+        for row in rows:
+            row_cells = cells.get(row, {})
+            if all(labels[c] in row_cells for c in cols):
+                row_cells[average] = _mean_cell([row_cells[labels[c]] for c in cols])
+    if INPUT_ROW in rows:
+        rows.remove(INPUT_ROW)
+        rows.insert(0, INPUT_ROW)
+    return CombinedTable(title=title, columns=columns, rows=rows, cells=cells, sources=sources)

@@ -2,7 +2,7 @@
 
 Paper size (``interir``, ``deepsn``): width 92, 15 stages, working resolution 1/8, heads x16; see
 the README for the measured parameter and multiply-add counts. ``interir-small`` and
-``interir-tiny`` are the same code at CPU-trainable sizes. Ablations of the paper's Table 4 are the
+``interir-base`` (the shipped default) and ``interir-tiny`` are the same code at CPU-trainable sizes. Ablations of the paper's Table 4 are the
 ``conv``/``resm``/``dmum_mum`` overrides of any InterIR variant, e.g.
 ``create_model("interir-small", conv="standard")``.
 """
@@ -15,6 +15,11 @@ from interir.registry import register_model
 
 PAPER = InterIRConfig(width=92, stages=15, downsample=8, head_expansion=16)
 SMALL = InterIRConfig(width=32, stages=5, downsample=4, head_expansion=4)
+# [ours] The shipped default's size. Width 48 = 3 * 4**2 as in DeepSN-Net (s = 4, C = 48): the
+# working channels hold as many numbers as the 4x4x3 pixels they stand for, so the residual that Up
+# returns can reach every pixel pattern. interir-small (C = 32 < 48) cannot: a third of white noise
+# lies outside what its Up can subtract, which caps its denoising gain near 4.8 dB.
+BASE = InterIRConfig(width=48, stages=4, downsample=4, head_expansion=2)
 TINY = InterIRConfig(width=16, stages=3, downsample=4, head_expansion=2)
 DEEPSN_SWITCHES = dict(conv="standard", resm="deepsn", dmum_mum="deepsn")
 
@@ -29,6 +34,9 @@ def _nafnet(config: NAFNetConfig) -> NAFNet:
 
 register_model("interir", PAPER, "InterIR at the paper's size (~27 M parameters)")(_interir)
 register_model("interir-small", SMALL, "InterIR for CPU training (width 32, 5 stages)")(_interir)
+register_model(
+    "interir-base", BASE, "InterIR for CPU training, full-rank working space (width 48 at 1/4, 4 stages); the default"
+)(_interir)
 register_model("interir-tiny", TINY, "InterIR for tests and quick experiments (width 16, 3 stages)")(_interir)
 register_model(
     "deepsn", InterIRConfig(**{**PAPER.__dict__, **DEEPSN_SWITCHES}),
