@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Regenerate the README's result tables: one `interir eval` per method on CBSD68-MDIR (RGB) and on
+# Rain100H + SOTS-indoor-40 (Y), then one combined table (results/comparison.md).
+#
+#   scripts/reproduce_results.sh                      # every method below
+#   scripts/reproduce_results.sh default classical    # only these (the others' reports are reused)
+#   scripts/reproduce_results.sh --report             # only rebuild results/comparison.md
+#
+# Methods and the runs they read (train them first, see README "Training"):
+#   default              the embedded model (configs/cpu-default.yaml)
+#   classical            classical-dcp, classical-nlm, classical-dcp+nlm (no learning)
+#   interir-small        runs/default-small          (configs/cpu-small.yaml)
+#   deepsn-small         runs/deepsn-small           (same config, model.name=deepsn-small)
+#   interir-small-xconv  runs/interir-small-xconv    (same config, model.name=interir-small-xconv)
+#   nafnet-small         runs/nafnet-small           (same config, model.name=nafnet-small)
+# One thread per evaluation (OMP_NUM_THREADS=1) keeps the timings comparable; set THREADS to change.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+DATA=${DATA:-../shared/data}
+SUITE=results/cbsd68-mdir
+export OMP_NUM_THREADS=${THREADS:-1}
+
+ALL=(default classical interir-small deepsn-small interir-small-xconv nafnet-small)
+methods=("$@")
+report_only=0
+if [[ ${#methods[@]} -eq 1 && ${methods[0]} == --report ]]; then report_only=1; methods=(); fi
+[[ ${#methods[@]} -eq 0 && $report_only -eq 0 ]] && methods=("${ALL[@]}")
+
+models_of() {
+  case "$1" in
+    default) echo "-m default" ;;
+    classical) echo "-m classical-dcp -m classical-nlm -m classical-dcp+nlm" ;;
+    interir-small) echo "-m interir-small=runs/default-small" ;;
+    deepsn-small|interir-small-xconv|nafnet-small) echo "-m $1=runs/$1" ;;
+    *) echo "unknown method '$1'; choose from: ${ALL[*]}" >&2; exit 2 ;;
+  esac
+}
+
+if [[ ! -f $SUITE/manifest.json ]]; then
+  "$BIN/interir" synth "$DATA/eval/CBSD68/clean" "$SUITE" --seed 2025 --quiet
+fi
+for method in "${methods[@]}"; do
+  models=$(models_of "$method")
+  # shellcheck disable=SC2086
+  "$BIN/interir" eval "$SUITE" $models --device cpu --title "CBSD68-MDIR (seed 2025)" \
+      --out "results/eval/$method/mdir" > /dev/null
+  # shellcheck disable=SC2086
+  "$BIN/interir" eval "$DATA/eval/Rain100H" "$DATA/eval/SOTS_indoor_40" $models --device cpu --y-channel \
+      --title "Rain100H and SOTS-indoor (40-image subset)" --out "results/eval/$method/real" > /dev/null
+  echo "scored $method: results/eval/$method/{mdir,real}"
+done
+
+reports=()
+for method in "${ALL[@]}"; do
+  for part in mdir real; do
+    [[ -f results/eval/$method/$part/summary.json ]] && reports+=("results/eval/$method/$part")
+  done
+done
+check=()
+if [[ -f results/eval/default/mdir/summary.json && -f results/eval/classical/mdir/summary.json ]]; then
+  check=(--check default --rivals Input,classical-dcp,classical-nlm)
+fi
+"$BIN/interir" report "${reports[@]}" --title "All methods (same test images)" "${check[@]}" \
+    -o results/comparison.md > /dev/null
+echo "wrote results/comparison.md"
