@@ -153,3 +153,19 @@ def test_default_size_has_a_full_rank_working_space():
     assert torch.linalg.matrix_rank(up) == 3 * s * s
     small = interir.create_model("interir-small")
     assert torch.linalg.matrix_rank(small.up[0].weight.detach().flatten(1)) < 3 * small.config.downsample**2
+
+
+def test_refinement_starts_as_identity_and_is_trainable():
+    torch.manual_seed(0)
+    with_refine = interir.create_model("interir-tiny", refine_blocks=2, refine_width=8)
+    plain = interir.create_model("interir-tiny")
+    plain.load_state_dict({k: v for k, v in with_refine.state_dict().items() if not k.startswith("refine.")})
+    x = torch.rand(2, 3, 20, 28)
+    torch.testing.assert_close(with_refine(x), plain(x))  # a fresh refinement adds nothing
+    out, stages = with_refine(x, return_stages=True)
+    torch.testing.assert_close(stages[-1], out)
+    (with_refine(x) - x).abs().mean().backward()
+    assert with_refine.refine.outro.weight.grad.abs().sum() > 0
+    assert interir.create_model("interir-base").config.refine_blocks > 0
+    with pytest.raises(ValueError, match="refine_blocks"):
+        interir.create_model("interir-tiny", refine_blocks=-1)

@@ -19,7 +19,9 @@ SMALL = InterIRConfig(width=32, stages=5, downsample=4, head_expansion=4)
 # working channels hold as many numbers as the 4x4x3 pixels they stand for, so the residual that Up
 # returns can reach every pixel pattern. interir-small (C = 32 < 48) cannot: a third of white noise
 # lies outside what its Up can subtract, which caps its denoising gain near 4.8 dB.
-BASE = InterIRConfig(width=48, stages=4, downsample=4, head_expansion=2)
+# Plus two EPBlocks at full resolution (width 16) after the output: without them the network learns
+# denoising several times more slowly (benchmarks/results/noise_probe.md).
+BASE = InterIRConfig(width=48, stages=4, downsample=4, head_expansion=2, refine_blocks=2, refine_width=16)
 TINY = InterIRConfig(width=16, stages=3, downsample=4, head_expansion=2)
 DEEPSN_SWITCHES = dict(conv="standard", resm="deepsn", dmum_mum="deepsn")
 
@@ -35,7 +37,7 @@ def _nafnet(config: NAFNetConfig) -> NAFNet:
 register_model("interir", PAPER, "InterIR at the paper's size (~27 M parameters)")(_interir)
 register_model("interir-small", SMALL, "InterIR for CPU training (width 32, 5 stages)")(_interir)
 register_model(
-    "interir-base", BASE, "InterIR for CPU training, full-rank working space (width 48 at 1/4, 4 stages); the default"
+    "interir-base", BASE, "InterIR for CPU training: width 48 at 1/4, 4 stages, full-resolution refinement; the default"
 )(_interir)
 register_model("interir-tiny", TINY, "InterIR for tests and quick experiments (width 16, 3 stages)")(_interir)
 register_model(

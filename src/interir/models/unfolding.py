@@ -54,6 +54,12 @@ class InterIRConfig:
         weight_hidden: hidden width of the small weight networks of the InterIR forms, as a
             fraction of ``C`` ([ours]).
         checkpoint_stages: recompute each stage in the backward pass to save memory in training.
+        refine_blocks: [ours] EPBlocks of a full-resolution refinement after the output,
+            ``out = y + Refine(y)`` with ``y = Up(I^N) + D`` (0, the paper's network: none). The
+            unfolding runs at ``1/s`` resolution and only Up's last 3x3 conv sees full-resolution
+            pixels; at CPU budgets that makes the network learn denoising very slowly
+            (benchmarks/results/noise_probe.md), and a small refinement removes the gap.
+        refine_width: channels of the refinement.
     """
 
     width: int = 92
@@ -68,9 +74,13 @@ class InterIRConfig:
     step_size_init: float = 0.01
     weight_hidden: float = 0.5
     checkpoint_stages: bool = False
+    refine_blocks: int = 0
+    refine_width: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("width", "stages", "downsample", "head_expansion", "dw_expansion", "ffn_expansion"):
+        if int(self.refine_blocks) < 0:
+            raise ValueError(f"refine_blocks must be 0 or more, got {self.refine_blocks!r}")
+        for name in ("width", "stages", "downsample", "head_expansion", "dw_expansion", "ffn_expansion", "refine_width"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         choices = {"conv": ("explainable", "standard"), "resm": ("interir", "deepsn"), "dmum_mum": ("interir", "deepsn")}
@@ -290,6 +300,26 @@ class UnfoldingTrace:
     multipliers: list[torch.Tensor] = field(default_factory=list)
 
 
+class FullResolutionRefinement(nn.Module):
+    """[ours] ``(B, 3, H, W) -> (B, 3, H, W)`` correction at full resolution: 3x3 conv to
+    ``refine_width`` channels, ``refine_blocks`` EPBlocks (same conv switch as the network), 3x3 conv
+    back to 3 channels. The last conv starts at zero, so a fresh refinement adds nothing."""
+
+    def __init__(self, config: InterIRConfig) -> None:
+        super().__init__()
+        w = config.refine_width
+        self.intro = nn.Conv2d(3, w, 3, padding=1)
+        self.blocks = nn.Sequential(*(
+            EPBlock(w, config.explainable, config.dw_expansion, config.ffn_expansion) for _ in range(config.refine_blocks)
+        ))
+        self.outro = nn.Conv2d(w, 3, 3, padding=1)
+        nn.init.zeros_(self.outro.weight)
+        nn.init.zeros_(self.outro.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outro(self.blocks(self.intro(x)))
+
+
 class InterIR(nn.Module):
     """The full network: pad, Down, Init, N-1 IPBlocks, final RESM, Up, global residual, crop.
 
@@ -308,6 +338,7 @@ class InterIR(nn.Module):
         self.up = nn.Sequential(
             nn.Conv2d(c, 3 * s * s, 1, bias=False), nn.PixelShuffle(s), nn.Conv2d(3, 3, 3, padding=1, bias=False)
         )
+        self.refine = FullResolutionRefinement(config) if config.refine_blocks > 0 else None
 
     @property
     def min_size(self) -> int:
@@ -339,6 +370,8 @@ class InterIR(nn.Module):
             record(image, multiplier, p_h, p_w)
         image = self.final_resm(image, multiplier, degraded, KroneckerOperator(p_h, p_w))
         output = crop_to(self.up(image) + padded, size)
+        if self.refine is not None:
+            output = output + self.refine(output)
         if trace is not None:
             trace.images.append(output)
             trace.multipliers.append(multiplier)
