@@ -52,7 +52,7 @@ for method in "${methods[@]}"; do
 done
 
 reports=()
-for method in "${ALL[@]}"; do
+for method in default interir-small interir-small-xconv deepsn-small nafnet-small classical; do
   for part in mdir real; do
     [[ -f results/eval/$method/$part/summary.json ]] && reports+=("results/eval/$method/$part")
   done
