@@ -104,11 +104,17 @@ def pseudo_depth(
     ys = torch.arange(height, device=device, dtype=torch.float64) - (height - 1) / 2.0
     xs = torch.arange(width, device=device, dtype=torch.float64) - (width - 1) / 2.0
     r = torch.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)
-    d = reference**0.5 - 0.04 * reference * r / max(height, width)
-    return d.clamp_min(0.0).to(dtype)[None, None]
+    return _centre_distance(r, max(height, width), reference).to(dtype)[None, None]
 
 
-def rescale_depth(depth: torch.Tensor, near: float = 8.0, far: float = 16.0) -> torch.Tensor:
+def _centre_distance(r: torch.Tensor, longest, reference: int) -> torch.Tensor:
+    """The recipe ``sqrt(R) - 0.04 R r / longest`` (clamped at 0) for distances ``r`` to the centre."""
+    return (reference**0.5 - 0.04 * reference * r / longest).clamp_min(0.0)
+
+
+def rescale_depth(
+    depth: torch.Tensor, near: float | torch.Tensor = 8.0, far: float | torch.Tensor = 16.0
+) -> torch.Tensor:
     """Map each depth map of a batch linearly to [near, far] (the pseudo-depth's range).
 
     A real depth map (metres, disparity-free, larger = farther) has arbitrary units; rescaling it
@@ -116,6 +122,7 @@ def rescale_depth(depth: torch.Tensor, near: float = 8.0, far: float = 16.0) -> 
 
     Args:
         depth: ``(B, 1, H, W)`` depth, larger values farther away.
+        near, far: target range, numbers or ``(B, 1, 1, 1)`` tensors (one range per image).
     """
     flat = depth.flatten(1)
     lo = flat.min(dim=1).values.view(-1, 1, 1, 1)
@@ -147,8 +154,7 @@ def _crop_of_pseudo_depth(
     ys = oy[:, None] + torch.arange(height, dtype=torch.float64)[None] - (full_h[:, None] - 1) / 2.0
     xs = ox[:, None] + torch.arange(width, dtype=torch.float64)[None] - (full_w[:, None] - 1) / 2.0
     r = torch.sqrt(ys[:, :, None] ** 2 + xs[:, None, :] ** 2)
-    d = reference**0.5 - 0.04 * reference * r / torch.maximum(full_h, full_w)[:, None, None]
-    return d.clamp_min(0.0)[:, None]
+    return _centre_distance(r, torch.maximum(full_h, full_w)[:, None, None], reference)[:, None]
 
 
 def _smooth_random_depth(n: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
@@ -163,8 +169,7 @@ def _smooth_random_depth(n: int, height: int, width: int, generator: torch.Gener
     field = field + (2 * u[:, 0] - 1).view(-1, 1, 1, 1) * ys + (2 * u[:, 1] - 1).view(-1, 1, 1, 1) * xs
     near = 6.0 + 6.0 * u[:, 2]
     far = torch.minimum(near + 1.0 + 7.0 * u[:, 3], torch.full_like(near, 16.0))
-    out = torch.cat([rescale_depth(field[i : i + 1], float(near[i]), float(far[i])) for i in range(n)])
-    return out
+    return rescale_depth(field, near.view(-1, 1, 1, 1), far.view(-1, 1, 1, 1))
 
 
 def patch_depth(
