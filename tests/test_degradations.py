@@ -320,3 +320,28 @@ def test_cuda_matches_cpu_with_cpu_rng():
     cpu = pipe.apply(x, p)
     gpu = pipe.apply(x.cuda(), p.to("cuda")).cpu()
     torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=0)
+
+
+def test_scene_depth_follows_the_clean_patch_and_splits_like_one_process():
+    # A clean patch that is dark on the left half and bright on the right: the scene-structured
+    # depth maps jump at the boundary (in one direction or the other), the smooth ones do not.
+    clean = torch.zeros(16, 3, 32, 32)
+    clean[..., 16:] = 1.0
+    depth = patch_depth(16, 32, 32, torch.Generator().manual_seed(3), "scene", clean=clean)
+    assert depth.shape == (16, 1, 32, 32) and depth.dtype == torch.float32
+    assert float(depth.min()) >= 6.0 - 1e-5 and float(depth.max()) <= 16.0 + 1e-5
+    step = (depth[..., 18] - depth[..., 13]).abs().mean(dim=(1, 2))  # across the edge
+    flat = (depth[..., 10] - depth[..., 5]).abs().mean(dim=(1, 2))  # inside the left half
+    assert int((step > flat + 1.0).sum()) >= 2
+    # Draws are made for the whole batch: the rows 5..9 of a 16-image batch, given only their
+    # clean patches, are exactly those rows of the single-process result.
+    rows = list(range(5, 10))
+    part = patch_depth(16, 32, 32, torch.Generator().manual_seed(3), "scene", clean=clean[rows], rows=rows)
+    assert torch.equal(part, depth[rows])
+    # "crop" and "mixed" honour rows the same way
+    mixed = patch_depth(16, 32, 32, torch.Generator().manual_seed(4), "mixed")
+    assert torch.equal(patch_depth(16, 32, 32, torch.Generator().manual_seed(4), "mixed", rows=rows), mixed[rows])
+    with pytest.raises(ValueError, match="needs the clean patches"):
+        patch_depth(4, 8, 8, torch.Generator(), "scene")
+    with pytest.raises(ValueError, match="clean must have shape"):
+        patch_depth(4, 8, 8, torch.Generator(), "scene", clean=torch.rand(3, 3, 8, 8))

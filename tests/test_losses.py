@@ -1,4 +1,4 @@
-"""RestorationLoss: L1 + 0.1 * L1 on the 2-D FFT (paper Eq. 2)."""
+"""RestorationLoss: L1 + 0.1 * L1 on the 2-D FFT (paper Eq. 2), and the PSNR-loss option."""
 
 import math
 
@@ -60,3 +60,31 @@ def test_errors_name_the_problem():
         RestorationLoss(fft_weight=-1)
     with pytest.raises(ValueError, match="norm"):
         RestorationLoss(norm="bogus")
+
+
+def test_psnr_loss_is_minus_the_mean_per_image_psnr():
+    target = torch.zeros(2, 3, 8, 8)
+    pred = target.clone()
+    pred[0] += 0.1  # MSE 1e-2: 20 dB
+    pred[1] += 0.01  # MSE 1e-4: 40 dB
+    loss, parts = RestorationLoss(fft_weight=0.0, pixel="psnr")(pred, target, return_parts=True)
+    assert loss.item() == pytest.approx(-30.0, abs=1e-3)
+    assert parts["psnr"].item() == pytest.approx(-30.0, abs=1e-3)
+    assert parts["l1"].item() == pytest.approx(0.055, rel=1e-5)
+    # The FFT term adds on top, as with L1.
+    with_fft = RestorationLoss(fft_weight=0.1, pixel="psnr")(pred, target)
+    assert with_fft.item() == pytest.approx(-30.0 + 0.1 * fft_l1(pred, target).item(), abs=1e-3)
+
+
+def test_psnr_loss_weighs_a_nearly_clean_image_as_much_as_a_degraded_one():
+    # Halving the error of either image gains the same 6 dB / 2 in the loss, however small it is;
+    # under L1 the nearly clean image's share is 100x smaller.
+    target = torch.zeros(2, 1, 4, 4)
+    pred = torch.tensor([0.2, 0.002]).view(2, 1, 1, 1).expand(2, 1, 4, 4).clone().requires_grad_(True)
+    loss = RestorationLoss(fft_weight=0.0, pixel="psnr")(pred, target)
+    loss.backward()
+    g = pred.grad.view(2, -1).sum(dim=1)
+    ratio = float(g[0] * 0.2 / (g[1] * 0.002))  # gradient times error: equal for a log loss
+    assert ratio == pytest.approx(1.0, rel=5e-3)  # eps = 1e-8 against an MSE of 4e-6
+    with pytest.raises(ValueError, match="pixel loss"):
+        RestorationLoss(pixel="l2")

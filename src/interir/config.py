@@ -141,7 +141,8 @@ class DataSection(_Section):
         haze_depth: depth used to haze a training patch: ``"centre"`` its own centre-distance
             pseudo-depth (the original recipe), ``"crop"`` a window of a larger image's
             pseudo-depth (the test sets' statistics), ``"mixed"`` half crops, half smooth random
-            fields (see :func:`interir.degradations.patch_depth`).
+            fields, ``"scene"`` half crops, half smooth fields given edges where the clean
+            patch has them (see :func:`interir.degradations.patch_depth`).
         haze_airlight: range of the gray airlight A drawn per image (default [0.5, 0.9], the
             CBSD68-MDIR recipe; RESIDE's SOTS uses [0.7, 1.0]).
         num_workers: data-loader worker processes (0: load in the training process).
@@ -156,7 +157,7 @@ class DataSection(_Section):
     combinations: list[str] | None = None
     max_levels: dict[str, float] | None = None
     degrade_rng: Literal["cpu", "same"] = "cpu"
-    haze_depth: Literal["centre", "crop", "mixed"] = "centre"
+    haze_depth: Literal["centre", "crop", "mixed", "scene"] = "centre"
     haze_airlight: tuple[float, float] = (0.5, 0.9)
     num_workers: int = Field(default=0, ge=0)
     val: ValSection = Field(default_factory=ValSection)
@@ -188,10 +189,13 @@ class LossSection(_Section):
     """The paper's loss: ``L1(pred, target) + fft_weight * L1(FFT(pred), FFT(target))``.
 
     Attributes:
+        pixel: image-domain term: ``"l1"`` (the paper) or ``"psnr"`` ([ours]: minus the mean
+            per-image PSNR, NAFNet's loss; see :mod:`interir.losses`).
         fft_weight: weight of the frequency term (paper: 0.1).
         fft_norm: ``torch.fft.fft2`` normalisation (``"backward"``: unnormalised, as in MIMO-UNet).
     """
 
+    pixel: Literal["l1", "psnr"] = "l1"
     fft_weight: float = Field(default=0.1, ge=0)
     fft_norm: Literal["backward", "ortho", "forward"] = "backward"
 

@@ -14,6 +14,7 @@ centre), whereas the raw recipe goes negative on images larger than about 1000 p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -132,7 +133,7 @@ def rescale_depth(
 
 
 #: How training patches get their haze depth (see :func:`patch_depth`).
-PATCH_DEPTH_MODES = ("centre", "crop", "mixed")
+PATCH_DEPTH_MODES = ("centre", "crop", "mixed", "scene")
 
 
 def _crop_of_pseudo_depth(
@@ -157,9 +158,13 @@ def _crop_of_pseudo_depth(
     return _centre_distance(r, torch.maximum(full_h, full_w)[:, None, None], reference)[:, None]
 
 
-def _smooth_random_depth(n: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
-    """``(n, 1, H, W)``: a smooth random field (a 3x3 grid of values plus a ramp), in the
-    pseudo-depth's units, with a random near/far range inside [6, 16]."""
+def _smooth_random_field(n: int, height: int, width: int, generator: torch.Generator):
+    """A smooth random field (a 3x3 grid of values plus a ramp) and a random near/far range.
+
+    Returns:
+        ``(field, near, far)``: ``(n, 1, H, W)`` float64 in arbitrary units, and ``(n, 1, 1, 1)``
+        ranges inside [6, 16] (the pseudo-depth's units).
+    """
     gdev = generator.device
     grid = torch.rand(n, 1, 3, 3, generator=generator, device=gdev, dtype=torch.float64).cpu()
     u = torch.rand(n, 4, generator=generator, device=gdev, dtype=torch.float64).cpu()
@@ -169,7 +174,52 @@ def _smooth_random_depth(n: int, height: int, width: int, generator: torch.Gener
     field = field + (2 * u[:, 0] - 1).view(-1, 1, 1, 1) * ys + (2 * u[:, 1] - 1).view(-1, 1, 1, 1) * xs
     near = 6.0 + 6.0 * u[:, 2]
     far = torch.minimum(near + 1.0 + 7.0 * u[:, 3], torch.full_like(near, 16.0))
-    return rescale_depth(field, near.view(-1, 1, 1, 1), far.view(-1, 1, 1, 1))
+    return field, near.view(-1, 1, 1, 1), far.view(-1, 1, 1, 1)
+
+
+def _smooth_random_depth(n: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """``(n, 1, H, W)``: a smooth random field rescaled to a random near/far range in [6, 16]."""
+    field, near, far = _smooth_random_field(n, height, width, generator)
+    return rescale_depth(field, near, far)
+
+
+def _unit_range(x: torch.Tensor) -> torch.Tensor:
+    """Map each ``(B, 1, H, W)`` map of a batch linearly to [0, 1]."""
+    return rescale_depth(x, 0.0, 1.0)
+
+
+def _scene_depth(
+    n: int, height: int, width: int, generator: torch.Generator, clean: torch.Tensor | None, rows
+) -> torch.Tensor:
+    """``(len(rows), 1, H, W)``: smooth random fields given edges where the clean patches have them.
+
+    Real depth (as in RESIDE's SOTS) jumps at object boundaries, which are also colour edges; a
+    smooth field alone never shows the network a haze density that changes at an edge. Each field
+    is blended with a lightly blurred random colour projection of its clean patch (weight drawn in
+    [0, 1], sign random: bright regions may be near or far), then rescaled to the field's range.
+    All draws are made for the ``n`` images of the batch; ``rows`` picks the ones ``clean`` holds.
+    """
+    field, near, far = _smooth_random_field(n, height, width, generator)
+    u = torch.rand(n, 5, generator=generator, device=generator.device, dtype=torch.float64).cpu()
+    if clean is None:
+        raise ValueError("haze depth mode 'scene' needs the clean patches (clean=...)")
+    field, near, far, u = field[rows], near[rows], far[rows], u[rows]
+    if clean.ndim != 4 or clean.shape[0] != len(u) or clean.shape[-2:] != (height, width):
+        raise ValueError(
+            f"clean must have shape ({len(u)}, C, {height}, {width}), got {tuple(clean.shape)}"
+        )
+    colour = u[:, :3] + 0.05
+    colour = (colour / colour.sum(dim=1, keepdim=True)).view(-1, 3, 1, 1)
+    rgb = clean.detach().to("cpu", torch.float64).expand(-1, 3, -1, -1)
+    projection = (rgb * colour).sum(dim=1, keepdim=True)
+    # A 5x5 mean keeps object-scale structure and drops fine texture (depth has no texture).
+    projection = torch.nn.functional.avg_pool2d(
+        torch.nn.functional.pad(projection, (2, 2, 2, 2), mode="replicate"), 5, stride=1
+    )
+    sign = torch.where(u[:, 3] < 0.5, -1.0, 1.0).view(-1, 1, 1, 1)
+    weight = u[:, 4].view(-1, 1, 1, 1)
+    blended = (1 - weight) * _unit_range(field) + weight * _unit_range(sign * projection)
+    return rescale_depth(blended, near, far)
 
 
 def patch_depth(
@@ -179,6 +229,8 @@ def patch_depth(
     generator: torch.Generator,
     mode: str = "centre",
     reference: int = PSEUDO_DEPTH_REFERENCE,
+    clean: torch.Tensor | None = None,
+    rows: Sequence[int] | None = None,
 ) -> torch.Tensor | None:
     """Depth maps for hazing ``height x width`` training patches.
 
@@ -193,21 +245,33 @@ def patch_depth(
         mode: ``"centre"`` -- ``None``, i.e. each patch's own pseudo-depth (the original recipe);
             ``"crop"`` -- a random window of the pseudo-depth of a virtual image 2-8x larger
             (the test sets' statistics); ``"mixed"`` -- half ``"crop"``, half a smooth random
-            field (scene-like depth that is not centred, for real haze such as SOTS).
+            field (scene-like depth that is not centred, for real haze such as SOTS);
+            ``"scene"`` -- half ``"crop"``, half a smooth field blended with the structure of
+            the clean patch, so the depth has edges where the scene has (needs ``clean``).
+        clean: ``(len(rows), C, H, W)`` clean patches in [0, 1]; used by ``"scene"`` only.
+        rows: which of the ``batch`` images to return (default all). Every draw is made for the
+            whole batch, so a process that holds a slice of a distributed batch gets exactly
+            the depths a single process would give those images.
 
     Returns:
-        ``None`` or a ``(B, 1, H, W)`` float32 CPU tensor in the pseudo-depth's units (0-16).
+        ``None`` or a ``(len(rows), 1, H, W)`` float32 CPU tensor in the pseudo-depth's units
+        (0-16).
     """
     if mode not in PATCH_DEPTH_MODES:
         raise ValueError(f"haze depth mode must be one of {PATCH_DEPTH_MODES}, got {mode!r}")
     if mode == "centre":
         return None
+    rows = list(range(batch)) if rows is None else list(rows)
     depth = _crop_of_pseudo_depth(batch, height, width, generator, reference)
     if mode == "mixed":
-        smooth = _smooth_random_depth(batch, height, width, generator)
+        other = _smooth_random_depth(batch, height, width, generator)
+    elif mode == "scene":
+        other = torch.zeros_like(depth)
+        other[rows] = _scene_depth(batch, height, width, generator, clean, rows)
+    if mode in ("mixed", "scene"):
         pick = torch.rand(batch, generator=generator, device=generator.device).cpu() < 0.5
-        depth = torch.where(pick.view(-1, 1, 1, 1), smooth, depth)
-    return depth.float()
+        depth = torch.where(pick.view(-1, 1, 1, 1), other, depth)
+    return depth[rows].float()
 
 
 class Haze(nn.Module):

@@ -721,7 +721,7 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
     )
     autocast, scaler, amp_mode = _amp(cfg, device)
     ema = ModelEMA(model, t_cfg.ema_decay) if t_cfg.ema_decay else None
-    criterion = RestorationLoss(cfg.loss.fft_weight, cfg.loss.fft_norm)
+    criterion = RestorationLoss(cfg.loss.fft_weight, cfg.loss.fft_norm, cfg.loss.pixel)
 
     # --- resume -------------------------------------------------------------------------------
     start_step, best, elapsed_before, rng_state = 0, None, 0.0, None
@@ -874,13 +874,13 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
                 degrade_gen.manual_seed(derive_seed(t_cfg.seed, "degrade", step))
                 with torch.no_grad():
                     dparams = pipeline.sample(t_cfg.batch_size, degrade_gen, device)
+                    mine = list(range(di.rank * per_rank, (di.rank + 1) * per_rank))
                     depth = patch_depth(
-                        t_cfg.batch_size, target.shape[-2], target.shape[-1], degrade_gen, cfg.data.haze_depth
+                        t_cfg.batch_size, target.shape[-2], target.shape[-1], degrade_gen,
+                        cfg.data.haze_depth, clean=target, rows=mine,
                     )
                     if di.distributed:
-                        mine = list(range(di.rank * per_rank, (di.rank + 1) * per_rank))
                         dparams = dparams.select(mine)
-                        depth = depth[mine] if depth is not None else None
                     inputs = pipeline.apply(target, dparams, None if depth is None else depth.to(device))
             with autocast() if autocast is not None else contextlib.nullcontext():
                 pred = train_model(inputs)

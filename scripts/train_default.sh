@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Retrain the embedded default model from scratch and ship it into the package.
+#
+#   scripts/train_default.sh     # stage 1 + stage 2 + ship (about 2 h on 2 CPU cores)
+#
+# Run it again after a stop: a finished stage is skipped, a stopped one resumes exactly.
+# Stage 1: configs/cpu-default.yaml (L1 + FFT loss, 64-px patches, 7000 steps) -> runs/cpu-default
+# Stage 2: configs/cpu-default-finetune.yaml (PSNR loss, 128-px patches, scene-structured haze
+#          depth, from stage 1's best weights) -> runs/cpu-default-finetune
+# Then the stage-2 best (EMA) weights are copied into src/interir/weights/ with their sha256.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+
+stage() {  # stage CONFIG RUN_DIR
+  local config=$1 run=$2
+  if [[ -f $run/summary.json ]] && grep -q '"reason": "completed"' "$run/summary.json"; then
+    echo "$run: already finished"
+  elif [[ -d $run/checkpoints/last ]]; then
+    "$BIN/interir" train "$config" --resume
+  else
+    "$BIN/interir" train "$config"
+  fi
+}
+stage configs/cpu-default.yaml runs/cpu-default
+stage configs/cpu-default-finetune.yaml runs/cpu-default-finetune
+"$BIN/python" scripts/ship_default.py runs/cpu-default-finetune
