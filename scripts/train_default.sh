@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Retrain the embedded default model from scratch and ship it into the package.
 #
-#   scripts/train_default.sh     # stage 1 + stage 2 + ship (about 2 h on 2 CPU cores)
+#   scripts/train_default.sh     # stages 1-3 + ship (about 2 h 40 min on one CPU core)
 #
 # Run it again after a stop: a finished stage is skipped, a stopped one resumes exactly.
 # Stage 1: configs/cpu-default.yaml (L1 + FFT loss, 64-px patches, 7000 steps) -> runs/cpu-default
-# Stage 2: configs/cpu-default-finetune.yaml (PSNR loss, 128-px patches, scene-structured haze
-#          depth, from stage 1's best weights) -> runs/cpu-default-finetune
-# Then the stage-2 best (EMA) weights are copied into src/interir/weights/ with their sha256.
+# Stage 2: configs/cpu-default-stage2.yaml (PSNR loss, 128-px patches, scene-structured haze
+#          depth, from stage 1's best weights) -> runs/cpu-default-stage2
+# Stage 3: configs/cpu-default-stage3.yaml (airlight [0.6, 1.0], 192-px patches, from stage 2's
+#          best weights) -> runs/cpu-default-stage3
+# Then the stage-3 best (EMA) weights are copied into src/interir/weights/ with their sha256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -23,5 +25,6 @@ stage() {  # stage CONFIG RUN_DIR
   fi
 }
 stage configs/cpu-default.yaml runs/cpu-default
-stage configs/cpu-default-finetune.yaml runs/cpu-default-finetune
-"$BIN/python" scripts/ship_default.py runs/cpu-default-finetune
+stage configs/cpu-default-stage2.yaml runs/cpu-default-stage2
+stage configs/cpu-default-stage3.yaml runs/cpu-default-stage3
+"$BIN/python" scripts/ship_default.py runs/cpu-default-stage3

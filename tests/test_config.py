@@ -18,11 +18,13 @@ def test_shipped_configs_validate():
     for path in CONFIGS:
         cfg = load_config(path)
         assert cfg.output.name == path.stem
-        # the paper's loss everywhere except the default's stage 2 (PSNR loss, no FFT term)
+        # the paper's loss everywhere except the default's stages 2-3 (PSNR loss, no FFT term)
         if cfg.loss.pixel == "l1":
             assert cfg.loss.fft_weight == 0.1
         else:
-            assert (path.stem, cfg.loss.pixel, cfg.loss.fft_weight) == ("cpu-default-finetune", "psnr", 0.0)
+            assert path.stem in ("cpu-default-stage2", "cpu-default-stage3")
+            assert (cfg.loss.pixel, cfg.loss.fft_weight) == ("psnr", 0.0)
+            assert cfg.train.init_from == f"runs/cpu-default{'' if path.stem.endswith('2') else '-stage2'}/best"
         assert cfg.optim.name == "adam" and cfg.optim.schedule == "cosine"
 
 
