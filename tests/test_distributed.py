@@ -21,6 +21,7 @@ model: {{name: interir-tiny, overrides: {{width: 8, stages: 2}}}}
 data:
   train_roots: [{data}]
   patch_size: 32
+  haze_depth: scene   # its depth follows each process's own clean patches: must match one process
 optim: {{grad_clip: 0.5}}
 train: {{iterations: 3, batch_size: 4, threads: 1, log_every: 1, ckpt_every: 0, device: cpu, ema_decay: 0.9}}
 output: {{dir: {out}, name: {name}, tensorboard: "off"}}

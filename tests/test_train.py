@@ -37,9 +37,11 @@ def _weights(run_dir, kind="last"):
     return load_file(folder / "model.safetensors"), load_file(folder / "model_ema.safetensors")
 
 
-@pytest.mark.parametrize("haze_depth", ["centre", "mixed"])
+@pytest.mark.parametrize("haze_depth", ["centre", "mixed", "scene"])
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, haze_depth):
     extra = [f"data.haze_depth={haze_depth}", "data.haze_airlight=[0.7,1.0]"]
+    if haze_depth == "scene":
+        extra.append("loss.pixel=psnr")
     straight = train(_cfg(tmp_path, "straight", *extra))
     assert straight.reason == "completed" and straight.step == 8
 
