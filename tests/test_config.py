@@ -24,7 +24,7 @@ def test_shipped_configs_validate():
         else:
             assert path.stem in ("cpu-default-stage2", "cpu-default-stage3")
             assert (cfg.loss.pixel, cfg.loss.fft_weight) == ("psnr", 0.0)
-            assert cfg.train.init_from == f"runs/cpu-default{'' if path.stem.endswith('2') else '-stage2'}/best"
+            assert cfg.train.init_from == f"runs/cpu-default{'' if path.stem.endswith('2') else '-stage2'}/checkpoints/best"
         assert cfg.optim.name == "adam" and cfg.optim.schedule == "cosine"
 
 
