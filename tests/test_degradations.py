@@ -345,3 +345,18 @@ def test_scene_depth_follows_the_clean_patch_and_splits_like_one_process():
         patch_depth(4, 8, 8, torch.Generator(), "scene")
     with pytest.raises(ValueError, match="clean must have shape"):
         patch_depth(4, 8, 8, torch.Generator(), "scene", clean=torch.rand(3, 3, 8, 8))
+
+
+def test_level_power_draws_more_light_degradations_from_the_same_stream():
+    uniform = DegradationPipeline().sample(4000, torch.Generator().manual_seed(5))
+    light = DegradationPipeline(level_power=2.0).sample(4000, torch.Generator().manual_seed(5))
+    assert uniform.combination == light.combination  # same draws, only the levels change
+    for j, mx in enumerate((150.0, 300.0, 50.0)):
+        u, v = uniform.levels[:, j], light.levels[:, j]
+        active = u > 0
+        # level = max * w**p for the same w in (0, 1]: v = max * (u / max)**2
+        assert torch.allclose(v[active], mx * (u[active] / mx) ** 2, rtol=1e-4, atol=1e-4)
+        assert torch.all(v[~active] == 0) and torch.all(v[active] <= mx)
+        assert abs(float((v[active] < mx / 4).float().mean()) - 0.5) < 0.05  # median at max/4
+    with pytest.raises(ValueError, match="level_power"):
+        DegradationPipeline(level_power=0)

@@ -136,6 +136,8 @@ class DataSection(_Section):
         augment: random horizontal and vertical flips.
         combinations: degradation combinations to draw from (default: all seven).
         max_levels: upper ends of the level ranges (default haze 150, rain 300, noise 50).
+        level_power: levels are drawn as ``max * u**level_power``, u uniform in (0, 1]: 1 is the
+            test sets' uniform draw, larger values give more lightly degraded images ([ours]).
         degrade_rng: where the per-image rain/noise fields are drawn (``"cpu"``: identical on
             every machine; ``"same"``: on the training device, faster on GPU).
         haze_depth: depth used to haze a training patch: ``"centre"`` its own centre-distance
@@ -156,6 +158,7 @@ class DataSection(_Section):
     augment: bool = True
     combinations: list[str] | None = None
     max_levels: dict[str, float] | None = None
+    level_power: float = Field(default=1.0, gt=0, le=10)
     degrade_rng: Literal["cpu", "same"] = "cpu"
     haze_depth: Literal["centre", "crop", "mixed", "scene"] = "centre"
     haze_airlight: tuple[float, float] = (0.5, 0.9)
