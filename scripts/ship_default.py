@@ -20,7 +20,9 @@ def main() -> None:
     args = parser.parse_args()
     summary_file = Path(args.run) / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-    path = ship_pretrained(args.run, args.name, source_run=str(args.run), steps=summary.get("step"))
+    # The best checkpoint is what ships; its step, not the run's last, says how long it trained.
+    steps = (summary.get("best") or {}).get("step", summary.get("step"))
+    path = ship_pretrained(args.run, args.name, source_run=str(args.run), steps=steps)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
 
