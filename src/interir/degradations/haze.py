@@ -199,10 +199,10 @@ def _scene_depth(
     [0, 1], sign random: bright regions may be near or far), then rescaled to the field's range.
     All draws are made for the ``n`` images of the batch; ``rows`` picks the ones ``clean`` holds.
     """
-    field, near, far = _smooth_random_field(n, height, width, generator)
-    u = torch.rand(n, 5, generator=generator, device=generator.device, dtype=torch.float64).cpu()
     if clean is None:
         raise ValueError("haze depth mode 'scene' needs the clean patches (clean=...)")
+    field, near, far = _smooth_random_field(n, height, width, generator)
+    u = torch.rand(n, 5, generator=generator, device=generator.device, dtype=torch.float64).cpu()
     field, near, far, u = field[rows], near[rows], far[rows], u[rows]
     if clean.ndim != 4 or clean.shape[0] != len(u) or clean.shape[-2:] != (height, width):
         raise ValueError(
