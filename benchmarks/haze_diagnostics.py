@@ -31,9 +31,9 @@ def airlight_fit(data: Path) -> list[dict]:
     """Per-pair fitted airlight, transmission quantiles and residual for SOTS-indoor-40."""
     rows = []
     grid = torch.arange(60, 101, dtype=torch.float64) / 100.0
+    clear_by_scene = {p.stem: p for p in list_images(data / "eval" / "SOTS_indoor_40" / "clear")}
     for hazy_path in list_images(data / "eval" / "SOTS_indoor_40" / "hazy"):
-        scene = hazy_path.stem.split("_")[0]
-        clear_path = next(p for p in list_images(data / "eval" / "SOTS_indoor_40" / "clear") if p.stem == scene)
+        clear_path = clear_by_scene[hazy_path.stem.split("_")[0]]
         hazy = read_image(hazy_path).image.double()
         clear = read_image(clear_path).image.double()
         best = None
