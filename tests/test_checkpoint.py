@@ -169,3 +169,21 @@ def test_model_names_and_default(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "interir.pretrained", None)  # import fails
     with pytest.raises(CheckpointError, match="no default pretrained weights"):
         load_model("default")
+
+
+def test_allow_missing_keeps_new_parameters_and_still_checks_the_rest(tmp_path):
+    trained = _tiny()
+    save_checkpoint(tmp_path / "ck", trained)
+    grown = _tiny(airlight_stats=True)
+    with pytest.raises(CheckpointError, match="missing keys"):
+        load_weights_into(grown, tmp_path / "ck")
+    left = load_weights_into(grown, tmp_path / "ck", allow_missing=True)
+    assert left == ["global_stats.proj.bias", "global_stats.proj.weight"]
+    assert float(grown.global_stats.proj.weight.abs().sum()) == 0.0  # left at its zero init
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(grown.eval()(x), trained.eval()(x))
+    # the other way round (the checkpoint has keys the model lacks) is still an error
+    save_checkpoint(tmp_path / "grown", grown)
+    with pytest.raises(CheckpointError, match="unexpected keys"):
+        load_weights_into(_tiny(), tmp_path / "grown", allow_missing=True)

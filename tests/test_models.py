@@ -169,3 +169,27 @@ def test_refinement_starts_as_identity_and_is_trainable():
     assert interir.create_model("interir-base").config.refine_blocks > 0
     with pytest.raises(ValueError, match="refine_blocks"):
         interir.create_model("interir-tiny", refine_blocks=-1)
+
+
+def test_airlight_statistics_start_at_zero_and_see_the_whole_image():
+    torch.manual_seed(0)
+    with_stats = interir.create_model("interir-tiny", airlight_stats=True).eval()
+    plain = interir.create_model("interir-tiny").eval()
+    plain.load_state_dict({k: v for k, v in with_stats.state_dict().items() if not k.startswith("global_stats.")})
+    x = torch.rand(2, 3, 24, 32) * 0.5
+    with torch.no_grad():
+        torch.testing.assert_close(with_stats(x), plain(x))  # zero-initialised: adds nothing yet
+        with_stats.global_stats.proj.weight.normal_()
+        # Brightening one far corner block changes the statistics, and through them the output
+        # everywhere, also in the opposite corner (a 3x3-conv network of this depth sees far less).
+        bright = x.clone()
+        bright[:, :, :4, :4] = 1.0
+        far = (with_stats(bright) - with_stats(x))[:, :, -4:, -4:].abs().amax()
+        far_plain = (plain(bright) - plain(x))[:, :, -4:, -4:].abs().amax()
+    assert float(far) > 10 * float(far_plain) + 1e-4
+    stats = with_stats.global_stats
+    blocks = torch.nn.functional.avg_pool2d(bright, stats.block)
+    expected = stats.proj(torch.cat([blocks.amax((2, 3), keepdim=True), blocks.amin((2, 3), keepdim=True)], 1))
+    torch.testing.assert_close(stats(bright), expected)
+    assert expected.shape == (2, with_stats.config.width, 1, 1)
+    assert bool(torch.all(stats(bright)[0] != stats(x)[0]))

@@ -174,3 +174,16 @@ def test_stream_sampler_epochs_and_rank_split():
     assert merged == one
     # resuming at step 3 continues the stream
     assert take(_StreamSampler(5, 3, 4, 0, 4, 3), 8) == one[12:20]
+
+
+def test_init_from_can_grow_a_trained_network_only_when_asked(tmp_path):
+    base = train(_cfg(tmp_path, "base", "train.iterations=2", "train.val_every=0"))
+    source = str(base.run_dir / "checkpoints" / "last")
+    grown = ["model.overrides.airlight_stats=true", f"train.init_from={source}", "train.iterations=2",
+             "train.val_every=0"]
+    with pytest.raises(CheckpointError, match="missing keys"):
+        train(_cfg(tmp_path, "strict", *grown))
+    run = train(_cfg(tmp_path, "grown", *grown, "train.init_missing_ok=true"))
+    assert run.reason == "completed"
+    assert "kept at their initialisation" in (run.run_dir / "train.log").read_text()
+    assert "global_stats.proj.weight" in load_file(run.run_dir / "checkpoints" / "last" / "model.safetensors")

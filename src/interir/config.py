@@ -252,6 +252,8 @@ class TrainSection(_Section):
         deterministic: request deterministic kernels (GPU; slower).
         threads: CPU threads per process (``None``: PyTorch's default / OMP_NUM_THREADS).
         init_from: start from these weights (checkpoint folder or .safetensors), not a resume.
+        init_missing_ok: let ``init_from`` leave parameters it lacks at their initialisation,
+            e.g. a zero-initialised module added to a trained network (``airlight_stats``).
         check_replicas: under DDP, compare the replicas' weights at the end and fail if they differ.
     """
 
@@ -268,6 +270,7 @@ class TrainSection(_Section):
     deterministic: bool = False
     threads: int | None = Field(default=None, gt=0)
     init_from: str | None = None
+    init_missing_ok: bool = False
     check_replicas: bool = True
 
     @field_validator("device")

@@ -480,14 +480,24 @@ def _describe_arch(name: str | None, config: dict[str, Any] | None) -> str:
 
 
 def load_weights_into(
-    model: nn.Module, checkpoint: Checkpoint | str | os.PathLike, *, use_ema: bool = False
-) -> None:
+    model: nn.Module,
+    checkpoint: Checkpoint | str | os.PathLike,
+    *,
+    use_ema: bool = False,
+    allow_missing: bool = False,
+) -> list[str]:
     """Load a checkpoint's weights into an existing model, checking that the architectures match.
 
     Args:
         model: the target network (a DDP wrapper is unwrapped).
         checkpoint: a :class:`Checkpoint` or anything :func:`load_checkpoint` accepts.
         use_ema: load the EMA weights when the checkpoint has them.
+        allow_missing: leave the model's parameters that the checkpoint lacks at their
+            initialisation (to add a zero-initialised module, such as ``airlight_stats``, to a
+            trained network); unexpected keys and shape mismatches are still errors.
+
+    Returns:
+        The model's keys left at their initialisation (empty unless ``allow_missing``).
 
     Raises:
         CheckpointError: the keys or shapes differ; the message names both architectures, the
@@ -501,6 +511,9 @@ def load_weights_into(
         state = checkpoint.ema_state_dict
     own = target.state_dict()
     missing = sorted(set(own) - set(state))
+    left = missing if allow_missing else []
+    if allow_missing:
+        missing = []
     unexpected = sorted(set(state) - set(own))
     shapes = sorted(
         f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
@@ -541,7 +554,9 @@ def load_weights_into(
         raise CheckpointError(". ".join(parts))
     with torch.no_grad():
         for k, v in own.items():
-            v.copy_(state[k].to(device=v.device, dtype=v.dtype))
+            if k in state:
+                v.copy_(state[k].to(device=v.device, dtype=v.dtype))
+    return left
 
 
 def load_training_state(

@@ -705,8 +705,10 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
 
     model = create_model(cfg.model.name, **cfg.model.overrides)
     if t_cfg.init_from:
-        ckpt.load_weights_into(model, t_cfg.init_from, use_ema=True)
+        left = ckpt.load_weights_into(model, t_cfg.init_from, use_ema=True, allow_missing=t_cfg.init_missing_ok)
         log.info("initialised weights from %s", t_cfg.init_from)
+        if left:
+            log.info("  kept at their initialisation (not in %s): %s", t_cfg.init_from, ", ".join(left))
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
 

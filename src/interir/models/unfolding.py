@@ -60,6 +60,13 @@ class InterIRConfig:
             pixels; at CPU budgets that makes the network learn denoising very slowly
             (benchmarks/results/noise_probe.md), and a small refinement removes the gap.
         refine_width: channels of the refinement.
+        airlight_stats: [ours] add to the down-sampled input features a zero-initialised 1x1
+            projection of whole-image statistics: per colour channel, the brightest and the
+            darkest ``s x s`` block average. Convolutions and the Kronecker factors see local
+            values and averages, not extremes; without them the network cannot tell a white
+            airlight from a gray one and falls back on the middle of its training range
+            (benchmarks/results/haze_probes.md). Zero-initialised, so adding it to a trained
+            network changes nothing until it is trained.
     """
 
     width: int = 92
@@ -76,6 +83,7 @@ class InterIRConfig:
     checkpoint_stages: bool = False
     refine_blocks: int = 0
     refine_width: int = 16
+    airlight_stats: bool = False
 
     def __post_init__(self) -> None:
         if int(self.refine_blocks) < 0:
@@ -300,6 +308,32 @@ class UnfoldingTrace:
     multipliers: list[torch.Tensor] = field(default_factory=list)
 
 
+class GlobalStatistics(nn.Module):
+    """[ours] Whole-image brightest and darkest block averages, projected to ``width`` channels.
+
+    Args:
+        width: output channels C.
+        block: side of the averaged blocks (the network's down-sampling factor ``s``, so any
+            padded input divides evenly); averaging first keeps single noisy or rain pixels from
+            being the extremes.
+
+    Input ``(B, 3, H, W)`` with ``H, W`` multiples of ``block``; output ``(B, C, 1, 1)``, zero
+    until trained (the projection starts at zero).
+    """
+
+    def __init__(self, width: int, block: int) -> None:
+        super().__init__()
+        self.block = block
+        self.proj = nn.Conv2d(6, width, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blocks = nn.functional.avg_pool2d(x, self.block)
+        extremes = torch.cat([blocks.amax(dim=(2, 3), keepdim=True), blocks.amin(dim=(2, 3), keepdim=True)], dim=1)
+        return self.proj(extremes)
+
+
 class FullResolutionRefinement(nn.Module):
     """[ours] ``(B, 3, H, W) -> (B, 3, H, W)`` correction at full resolution: 3x3 conv to
     ``refine_width`` channels, ``refine_blocks`` EPBlocks (same conv switch as the network), 3x3 conv
@@ -339,6 +373,7 @@ class InterIR(nn.Module):
             nn.Conv2d(c, 3 * s * s, 1, bias=False), nn.PixelShuffle(s), nn.Conv2d(3, 3, 3, padding=1, bias=False)
         )
         self.refine = FullResolutionRefinement(config) if config.refine_blocks > 0 else None
+        self.global_stats = GlobalStatistics(c, s) if config.airlight_stats else None
 
     @property
     def min_size(self) -> int:
@@ -354,6 +389,8 @@ class InterIR(nn.Module):
         check_image_batch(x, self.min_size)
         padded, size = pad_to_multiple(x, self.config.downsample)
         degraded = self.down(padded)
+        if self.global_stats is not None:
+            degraded = degraded + self.global_stats(padded)
         image, multiplier, p_h, p_w = self.init(degraded)
 
         def record(img, lam, ph, pw):
