@@ -511,9 +511,7 @@ def load_weights_into(
         state = checkpoint.ema_state_dict
     own = target.state_dict()
     missing = sorted(set(own) - set(state))
-    left = missing if allow_missing else []
-    if allow_missing:
-        missing = []
+    left, missing = (missing, []) if allow_missing else ([], missing)
     unexpected = sorted(set(state) - set(own))
     shapes = sorted(
         f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
