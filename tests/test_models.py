@@ -193,3 +193,67 @@ def test_airlight_statistics_start_at_zero_and_see_the_whole_image():
     torch.testing.assert_close(stats(bright), expected)
     assert expected.shape == (2, with_stats.config.width, 1, 1)
     assert bool(torch.all(stats(bright)[0] != stats(x)[0]))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace
+def test_windowed_mean_pool_matches_a_brute_force_shifted_window():
+    from interir.models.layers import WindowedMeanPool
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 11, 7)
+    out = WindowedMeanPool(4)(x)
+    expected = torch.empty_like(x)
+    for i in range(11):
+        for j in range(7):
+            top, left = min(max(i - 2, 0), 11 - 4), min(max(j - 2, 0), 7 - 4)
+            expected[:, :, i, j] = x[:, :, top : top + 4, left : left + 4].mean(dim=(-2, -1))
+    torch.testing.assert_close(out, expected)
+    # The traced (gather) form agrees, so an exported network computes the same windows.
+    traced = torch.jit.trace(WindowedMeanPool(4), torch.randn(1, 3, 9, 9))
+    torch.testing.assert_close(traced(x), expected)
+    torch.testing.assert_close(traced(x[..., :3, :2]), x[..., :3, :2].mean(dim=(-2, -1), keepdim=True).expand(2, 3, 3, 2))
+    # A map no larger than the window, and window 0, give the global average.
+    torch.testing.assert_close(WindowedMeanPool(11)(x), x.mean(dim=(-2, -1), keepdim=True).expand_as(x))
+    torch.testing.assert_close(WindowedMeanPool(0)(x), x.mean(dim=(-2, -1), keepdim=True))
+    with pytest.raises(ValueError, match="window"):
+        WindowedMeanPool(-1)
+
+
+def test_pool_window_changes_only_images_larger_than_the_window():
+    from interir.models.epblock import EPBlock
+
+    torch.manual_seed(0)
+    plain = interir.create_model("interir-tiny", refine_blocks=1, refine_width=8).eval()
+    windowed = interir.create_model("interir-tiny", refine_blocks=1, refine_width=8, pool_window=32).eval()
+    # Same parameters: the window is a way of running a trained network, not a new layer.
+    windowed.load_state_dict(plain.state_dict())
+    small, large = torch.rand(1, 3, 32, 24), torch.rand(1, 3, 64, 48)
+    with torch.no_grad():
+        for net in (plain, windowed):
+            for module in net.modules():
+                if isinstance(module, EPBlock):  # fresh blocks are the identity: switch them on
+                    module.beta.fill_(1.0)
+        torch.testing.assert_close(windowed(small), plain(small))
+        assert float((windowed(large) - plain(large)).abs().amax()) > 1e-6
+    s = windowed.config.downsample
+    pools = {name: m.window for name, m in windowed.named_modules() if type(m).__name__ == "WindowedMeanPool"}
+    assert {w for name, w in pools.items() if name.startswith("refine.")} == {32}
+    assert {w for name, w in pools.items() if not name.startswith("refine.")} == {32 // s}
+    with pytest.raises(ValueError, match="pool_window"):
+        interir.create_model("interir-tiny", pool_window=-8)
+
+
+def test_windowed_channel_attention_is_local():
+    from interir.models.epblock import EPBlock
+
+    torch.manual_seed(0)
+    block = EPBlock(4, pool_window=4).eval()
+    with torch.no_grad():
+        block.beta.fill_(1.0)
+        x = torch.rand(1, 4, 4, 16)
+        changed = x.clone()
+        changed[..., :4] += 1.0  # the first window only
+        delta = (block(changed) - block(x)).abs().amax(dim=(0, 1, 2))
+    # Columns 8+ pool over windows that exclude columns 0-3 and their 3x3 conv reach.
+    assert float(delta[:4].amin()) > 0
+    assert float(delta[9:].amax()) == 0.0

@@ -5,7 +5,8 @@ NAFBlock of width c (Chen et al., "Simple Baselines for Image Restoration", 2022
     x1  = x  + beta  * conv1x1( SCA( SG( dw3x3( conv1x1_{c->2c}( LN(x) )))))
     out = x1 + gamma * conv1x1( SG( conv1x1_{c->2c}( LN(x1) )))
 
-SG splits channels in half and multiplies the halves; SCA(u) = u * conv1x1(GAP(u)).
+SG splits channels in half and multiplies the halves; SCA(u) = u * conv1x1(GAP(u)). With
+``pool_window > 0`` GAP becomes a windowed mean (:class:`WindowedMeanPool`, NAFNet's TLC).
 ``beta`` and ``gamma`` start at zero, so a fresh block is the identity and deep unrolled networks
 start from the plain optimisation iteration.
 """
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from interir.models.explainable_conv import ExplainableConv2d
-from interir.models.layers import LayerNorm2d, SimpleGate
+from interir.models.layers import LayerNorm2d, SimpleGate, WindowedMeanPool
 
 
 class EPBlock(nn.Module):
@@ -28,10 +29,17 @@ class EPBlock(nn.Module):
             instead of ``nn.Conv2d`` (plain NAFBlock, the ablation baseline).
         dw_expansion: channel expansion before the depthwise conv.
         ffn_expansion: channel expansion in the feed-forward half.
+        pool_window: side, in pixels of this block's input, of the channel attention's pooling
+            window; 0 (default) pools the whole map.
     """
 
     def __init__(
-        self, channels: int, explainable: bool = True, dw_expansion: int = 2, ffn_expansion: int = 2
+        self,
+        channels: int,
+        explainable: bool = True,
+        dw_expansion: int = 2,
+        ffn_expansion: int = 2,
+        pool_window: int = 0,
     ) -> None:
         super().__init__()
         dw_channels = channels * dw_expansion
@@ -42,7 +50,7 @@ class EPBlock(nn.Module):
         self.depthwise = conv_cls(dw_channels, dw_channels, 3, padding=1, groups=dw_channels)
         self.gate = SimpleGate()
         self.channel_attention = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Conv2d(dw_channels // 2, dw_channels // 2, 1)
+            WindowedMeanPool(pool_window), nn.Conv2d(dw_channels // 2, dw_channels // 2, 1)
         )
         self.project = nn.Conv2d(dw_channels // 2, channels, 1)
         self.norm2 = LayerNorm2d(channels)

@@ -67,6 +67,12 @@ class InterIRConfig:
             airlight from a gray one and falls back on the middle of its training range
             (benchmarks/results/haze_probes.md). Zero-initialised, so adding it to a trained
             network changes nothing until it is trained.
+        pool_window: [ours] side, in input pixels, of the window over which every EPBlock's
+            channel attention averages (NAFNet's test-time local converter, see
+            :class:`~interir.models.layers.WindowedMeanPool`); 0 (the paper's network) pools the
+            whole image. Blocks at ``1/s`` resolution use ``pool_window // s``. It has no
+            parameters: set it on a trained network to change how it runs on large images, e.g.
+            1.5 x the training patch (Chu et al.). Images no larger than the window are unaffected.
     """
 
     width: int = 92
@@ -84,10 +90,12 @@ class InterIRConfig:
     refine_blocks: int = 0
     refine_width: int = 16
     airlight_stats: bool = False
+    pool_window: int = 0
 
     def __post_init__(self) -> None:
-        if int(self.refine_blocks) < 0:
-            raise ValueError(f"refine_blocks must be 0 or more, got {self.refine_blocks!r}")
+        for name in ("refine_blocks", "pool_window"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)!r}")
         for name in ("width", "stages", "downsample", "head_expansion", "dw_expansion", "ffn_expansion", "refine_width"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -99,6 +107,13 @@ class InterIRConfig:
     @property
     def explainable(self) -> bool:
         return self.conv == "explainable"
+
+    def epblock(self, channels: int, full_resolution: bool = False) -> EPBlock:
+        """An EPBlock of this network: its conv switch, expansions and pooling window."""
+        window = self.pool_window if full_resolution else self.pool_window // self.downsample
+        if self.pool_window and window == 0:
+            window = 1
+        return EPBlock(channels, self.explainable, self.dw_expansion, self.ffn_expansion, pool_window=window)
 
 
 class PointwiseHead(nn.Module):
@@ -176,14 +191,13 @@ class RESM(nn.Module):
     def __init__(self, config: InterIRConfig) -> None:
         super().__init__()
         c = config.width
-        block = lambda: EPBlock(c, config.explainable, config.dw_expansion, config.ffn_expansion)  # noqa: E731
-        self.aux_block = block()
+        self.aux_block = config.epblock(c)
         self.split_head = PointwiseHead(c, config.head_expansion)
         self.derivative_head = PointwiseHead(c, config.head_expansion)
-        self.prior_block1 = block()
-        self.prior_block2 = block()
-        self.jacobian_block1 = block()
-        self.jacobian_block2 = block()
+        self.prior_block1 = config.epblock(c)
+        self.prior_block2 = config.epblock(c)
+        self.jacobian_block1 = config.epblock(c)
+        self.jacobian_block2 = config.epblock(c)
         self.step_size = nn.Parameter(torch.tensor(float(config.step_size_init)))
         self.form = config.resm
         if self.form == "interir":
@@ -220,8 +234,8 @@ class DMUM(nn.Module):
     def __init__(self, config: InterIRConfig) -> None:
         super().__init__()
         c = config.width
-        self.row_block = EPBlock(2 * c, config.explainable, config.dw_expansion, config.ffn_expansion)
-        self.col_block = EPBlock(2 * c, config.explainable, config.dw_expansion, config.ffn_expansion)
+        self.row_block = config.epblock(2 * c)
+        self.col_block = config.epblock(2 * c)
         self.form = config.dmum_mum
         if self.form == "interir":
             hidden = max(1, int(c * config.weight_hidden))
@@ -258,8 +272,8 @@ class MUM(nn.Module):
     def __init__(self, config: InterIRConfig) -> None:
         super().__init__()
         c = config.width
-        self.transform_block = EPBlock(c, config.explainable, config.dw_expansion, config.ffn_expansion)
-        self.aux_block = EPBlock(c, config.explainable, config.dw_expansion, config.ffn_expansion)
+        self.transform_block = config.epblock(c)
+        self.aux_block = config.epblock(c)
         self.split_head = PointwiseHead(c, config.head_expansion)
         self.form = config.dmum_mum
         if self.form == "interir":
@@ -344,7 +358,7 @@ class FullResolutionRefinement(nn.Module):
         w = config.refine_width
         self.intro = nn.Conv2d(3, w, 3, padding=1)
         self.blocks = nn.Sequential(*(
-            EPBlock(w, config.explainable, config.dw_expansion, config.ffn_expansion) for _ in range(config.refine_blocks)
+            config.epblock(w, full_resolution=True) for _ in range(config.refine_blocks)
         ))
         self.outro = nn.Conv2d(w, 3, 3, padding=1)
         nn.init.zeros_(self.outro.weight)
