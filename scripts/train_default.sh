@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Retrain the embedded default model from scratch and ship it into the package.
 #
-#   scripts/train_default.sh     # stages 1-3 + ship (about 2 h 40 min on one CPU core)
+#   scripts/train_default.sh     # stages 1-4 + ship (about 3 h 30 min on one CPU core)
 #
 # Run it again after a stop: a finished stage is skipped, a stopped one resumes exactly.
 # Stage 1: configs/cpu-default.yaml (L1 + FFT loss, 64-px patches, 7000 steps) -> runs/cpu-default
@@ -9,7 +9,9 @@
 #          depth, from stage 1's best weights) -> runs/cpu-default-stage2
 # Stage 3: configs/cpu-default-stage3.yaml (airlight [0.6, 1.0], 192-px patches, from stage 2's
 #          best weights) -> runs/cpu-default-stage3
-# Then the stage-3 best (EMA) weights are copied into src/interir/weights/ with their sha256.
+# Stage 4: configs/cpu-default-stage4.yaml (more light degradations, 256-px patches, validation
+#          on whole images, from stage 3's best weights) -> runs/cpu-default-stage4
+# Then the stage-4 best (EMA) weights are copied into src/interir/weights/ with their sha256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -27,4 +29,5 @@ stage() {  # stage CONFIG RUN_DIR
 stage configs/cpu-default.yaml runs/cpu-default
 stage configs/cpu-default-stage2.yaml runs/cpu-default-stage2
 stage configs/cpu-default-stage3.yaml runs/cpu-default-stage3
-"$BIN/python" scripts/ship_default.py runs/cpu-default-stage3
+stage configs/cpu-default-stage4.yaml runs/cpu-default-stage4
+"$BIN/python" scripts/ship_default.py runs/cpu-default-stage4

@@ -18,13 +18,16 @@ def test_shipped_configs_validate():
     for path in CONFIGS:
         cfg = load_config(path)
         assert cfg.output.name == path.stem
-        # the paper's loss everywhere except the default's stages 2-3 (PSNR loss, no FFT term)
+        # the paper's loss everywhere except the default's stages 2-4 (PSNR loss, no FFT term),
+        # each of which starts from the previous stage's best weights
         if cfg.loss.pixel == "l1":
             assert cfg.loss.fft_weight == 0.1
         else:
-            assert path.stem in ("cpu-default-stage2", "cpu-default-stage3")
+            previous = {"cpu-default-stage2": "cpu-default", "cpu-default-stage3": "cpu-default-stage2",
+                        "cpu-default-stage4": "cpu-default-stage3"}
+            assert path.stem in previous
             assert (cfg.loss.pixel, cfg.loss.fft_weight) == ("psnr", 0.0)
-            assert cfg.train.init_from == f"runs/cpu-default{'' if path.stem.endswith('2') else '-stage2'}/checkpoints/best"
+            assert cfg.train.init_from == f"runs/{previous[path.stem]}/checkpoints/best"
         assert cfg.optim.name == "adam" and cfg.optim.schedule == "cosine"
 
 

@@ -1,0 +1,37 @@
+"""Score models on a training config's validation pairs (the ones its run selects by).
+
+    .venv/bin/python scripts/validate_model.py configs/cpu-default-stage4.yaml -m default \
+        -m runs/cpu-default-stage4/checkpoints/best
+
+Lets a recipe stage be compared with the weights it started from on the same footing: a run
+only validates its own steps. Models are given as for ``interir eval -m``.
+"""
+
+import argparse
+
+import torch
+
+from interir.config import load_config
+from interir.engine.evaluate import resolve_model
+from interir.engine.train import build_val_pairs, validate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="training config whose data.val section defines the pairs")
+    parser.add_argument("-m", "--model", action="append", required=True, help="model spec (repeatable)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    pairs = build_val_pairs(cfg)
+    device = torch.device("cpu")
+    print(f"{len(pairs)} validation pairs of {args.config}")
+    for spec in args.model:
+        label, model = resolve_model(spec, device)
+        res = validate(model, pairs, device, cfg.data.val.y_channel, cfg.data.val.crop_border)
+        print(f"{label}: PSNR {res['psnr']:.3f} dB  SSIM {res['ssim']:.4f}  ({res['seconds']:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
