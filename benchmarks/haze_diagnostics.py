@@ -139,10 +139,10 @@ def size_probe(spec: str, which: str, data: Path, limit: int, tiles: list[int], 
                     m.window = loaded[name]
         return run
 
-    variants = {}
-    for tile in tiles:
-        label = "whole" if tile == 0 else f"tiles {tile}"
-        variants[label] = (lambda t: lambda x: restore_tensor(model, x, tile=t, overlap=t // 4 if t else None))(tile)
+    def tiled(tile: int):
+        return lambda x: restore_tensor(model, x, tile=tile, overlap=tile // 4 if tile else None)
+
+    variants = {"whole" if tile == 0 else f"tiles {tile}": tiled(tile) for tile in tiles}
     for window in windows:
         variants[f"window {window}"] = windowed(window)
     pairs, y_channel = _pairs(which, data, limit)

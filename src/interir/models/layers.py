@@ -80,9 +80,9 @@ class WindowedMeanPool(nn.Module):
     ``window == 0``: ``(B, C, H, W) -> (B, C, 1, 1)``, the plain global average pooling.
     ``window > 0``: ``(B, C, H, W) -> (B, C, H, W)``, the mean over the ``window x window`` square
     around each position, shifted at the borders so that it stays inside the image. On a map no
-    larger than the window this equals the global average at every position (up to rounding), so a network trained
-    on such patches behaves identically on them; on larger images its channel statistics stay
-    those of a training-sized neighbourhood. This is the test-time local converter (TLC) of Chu et
+    larger than the window this equals the global average at every position (up to rounding), so
+    a network trained on such patches behaves identically on them; on larger images its channel
+    statistics stay those of a training-sized neighbourhood. This is the test-time local converter (TLC) of Chu et
     al., "Improving Image Restoration by Revisiting Global Information Aggregation" (ECCV 2022),
     which NAFNet uses for the same global pooling.
     """
