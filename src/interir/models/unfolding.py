@@ -71,8 +71,9 @@ class InterIRConfig:
             channel attention averages (NAFNet's test-time local converter, see
             :class:`~interir.models.layers.WindowedMeanPool`); 0 (the paper's network) pools the
             whole image. Blocks at ``1/s`` resolution use ``pool_window // s``. It has no
-            parameters: set it on a trained network to change how it runs on large images, e.g.
-            1.5 x the training patch (Chu et al.). Images no larger than the window are unaffected.
+            parameters: set it on a trained network to change how it runs on large images (Chu et
+            al. use 1.5 x the training patch; benchmarks/results/haze_probes.md sections 6-7
+            measure 192-384 px), or train with it. Images no larger than the window are unaffected.
     """
 
     width: int = 92
