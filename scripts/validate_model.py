@@ -29,8 +29,12 @@ def main() -> None:
     print(f"{len(pairs)} validation pairs of {args.config}")
     for spec in args.model:
         label, model = resolve_model(spec, device)
-        res = validate(model, pairs, device, cfg.data.val.y_channel, cfg.data.val.crop_border)
-        print(f"{label}: PSNR {res['psnr']:.3f} dB  SSIM {res['ssim']:.4f}  ({res['seconds']:.1f} s)")
+        convention = cfg.data.val_sets[0]
+        res = validate(model, pairs, device, convention.y_channel, convention.crop_border)
+        per_set = ""
+        if len(res["sets"]) > 1:
+            per_set = "  [" + ", ".join(f"set {k}: {v['psnr']:.3f} / {v['ssim']:.4f}" for k, v in res["sets"].items()) + "]"
+        print(f"{label}: PSNR {res['psnr']:.3f} dB  SSIM {res['ssim']:.4f}{per_set}  ({res['seconds']:.1f} s)")
 
 
 if __name__ == "__main__":

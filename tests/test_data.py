@@ -220,6 +220,22 @@ def test_synthetic_pair_dataset_deterministic_and_order_independent(tmp_path):
     assert torch.equal(a["target"], read_image(DATA / "camera.png").image)
 
 
+def test_synthetic_pair_dataset_scene_haze_and_airlight_range():
+    centre = SyntheticPairDataset(DATA, "haze,rain", seed=5)
+    scene = SyntheticPairDataset(DATA, "haze,rain", seed=5, haze_depth="scene", haze_airlight=(0.95, 1.0))
+    n = len(centre.files)
+    for i in range(n):  # haze: same level and seed, other depth and airlight -> another image
+        a, b = centre[i], scene[i]
+        assert a["params"]["haze_level"] == b["params"]["haze_level"] > 0
+        assert 0.95 <= b["params"]["haze_airlight"] <= 1.0 and not 0.95 <= a["params"]["haze_airlight"]
+        assert not torch.equal(a["input"], b["input"])
+        assert torch.equal(b["input"], scene[i]["input"])  # still deterministic
+    # no haze in the combination: the depth mode changes nothing
+    assert torch.equal(centre[n]["input"], scene[n]["input"])
+    with pytest.raises(ValueError, match="haze_depth must be one of"):
+        SyntheticPairDataset(DATA, "haze", haze_depth="radial")
+
+
 def test_synthetic_pair_dataset_fixed_levels():
     ds = SyntheticPairDataset([DATA / "chelsea.png"], "haze+noise", seed=1,
                               levels="haze=100,noise=25")

@@ -146,6 +146,35 @@ def test_validation_pairs_are_fixed_and_cover_combinations(tmp_path):
     assert {p["name"].split("/")[1] for p in only} == {"coffee"}
 
 
+def test_validation_sets_are_pooled_and_scored_each(tmp_path):
+    from interir.config import validate_config
+    from interir.engine.train import validate
+
+    cfg = _cfg(tmp_path, "v", "data.val.limit=3", "data.val.crop=24")
+    data = cfg.model_dump()
+    first = data["data"]["val"]
+    second = {**first, "combinations": ["haze"], "limit": 2, "seed": 9, "haze_depth": "scene",
+              "haze_airlight": [0.9, 1.0]}
+    data["data"]["val"] = [first, second]
+    both = validate_config(data)
+    pairs = build_val_pairs(both)
+    assert [p["set"] for p in pairs] == [0, 0, 0, 1, 1]
+    assert all(torch.equal(p["input"], q["input"]) for p, q in zip(pairs, build_val_pairs(cfg)))
+    assert all(p["name"].startswith("haze/") for p in pairs[3:])
+
+    class Identity(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    res = validate(Identity(), pairs, torch.device("cpu"))
+    from interir.metrics import psnr_ssim
+
+    each = [float(psnr_ssim(p["input"][None], p["target"][None])[0]) for p in pairs]
+    assert res["sets"][0]["psnr"] == pytest.approx(sum(each[:3]) / 3, abs=1e-4)
+    assert res["sets"][1]["psnr"] == pytest.approx(sum(each[3:]) / 2, abs=1e-4)
+    assert res["psnr"] == pytest.approx(sum(each) / 5, abs=1e-4) and res["val_images"] == 5
+
+
 def test_lr_schedule_is_cosine_from_lr_to_lr_final():
     lr, lr_final, n = 2e-4, 1e-6, 100
     rate = lambda s: lr * lr_factor(s, n, lr, lr_final)  # noqa: E731

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Annotated, Any, Literal, Sequence, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 
 __all__ = [
     "ConfigError",
@@ -81,6 +82,15 @@ def _check_levels(value: dict[str, float] | None) -> dict[str, float] | None:
     return parse_levels(value)
 
 
+def _check_airlight(value: tuple[float, float] | None) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    lo, hi = value
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"haze_airlight must be [low, high] with 0 <= low <= high <= 1, got {list(value)}")
+    return value
+
+
 class ValSection(_Section):
     """Held-out validation, run every ``train.val_every`` steps and at the end.
 
@@ -97,7 +107,15 @@ class ValSection(_Section):
         crop: centre-crop each image to ``crop x crop`` (faster on CPU); ``None`` for full images.
         combinations, max_levels: synthetic degradations; ``None`` means the training ones.
         seed: seed of the synthetic degradations.
+        haze_depth: depth of the synthetic haze: ``"centre"`` the CBSD68-MDIR centre-distance
+            pseudo-depth; ``"scene"`` etc. as ``data.haze_depth`` (closer to real haze).
+        haze_airlight: airlight range of the synthetic haze (``None``: [0.5, 0.9], CBSD68-MDIR's).
         y_channel, crop_border: PSNR/SSIM convention (see :mod:`interir.metrics`).
+
+    ``data.val`` may also be a list of such sections (e.g. one hazed like CBSD68-MDIR, one like
+    real haze): their pairs are pooled, the run selects its best checkpoint by the mean over all
+    of them, and the log reports each set's mean too. The sets must share ``y_channel`` and
+    ``crop_border``.
     """
 
     kind: Literal["none", "synthetic", "paired"] = "none"
@@ -109,17 +127,29 @@ class ValSection(_Section):
     combinations: list[str] | None = None
     max_levels: dict[str, float] | None = None
     seed: int = Field(default=1234, ge=0)
+    haze_depth: Literal["centre", "crop", "mixed", "scene"] = "centre"
+    haze_airlight: tuple[float, float] | None = None
     y_channel: bool = False
     crop_border: int = Field(default=0, ge=0)
 
     _combos = field_validator("combinations")(_check_combinations)
     _levels = field_validator("max_levels")(_check_levels)
+    _airlight = field_validator("haze_airlight")(_check_airlight)
 
     @model_validator(mode="after")
     def _check_roots(self) -> "ValSection":
         if self.kind != "none" and not self.roots:
             raise ValueError(f"data.val.kind={self.kind!r} needs data.val.roots (one or more folders)")
         return self
+
+
+# ``data.val`` is one section or a list of them. The tags name the two forms so that pydantic
+# validates only the form given (and its errors do not list the other); _format_errors drops them.
+_VAL_ONE, _VAL_MANY = "section", "sections"
+ValSpec = Annotated[
+    Annotated[ValSection, Tag(_VAL_ONE)] | Annotated[list[ValSection], Tag(_VAL_MANY)],
+    Discriminator(lambda v: _VAL_MANY if isinstance(v, list) else _VAL_ONE),
+]
 
 
 class DataSection(_Section):
@@ -148,7 +178,7 @@ class DataSection(_Section):
         haze_airlight: range of the gray airlight A drawn per image (default [0.5, 0.9], the
             CBSD68-MDIR recipe; RESIDE's SOTS uses [0.7, 1.0]).
         num_workers: data-loader worker processes (0: load in the training process).
-        val: validation settings.
+        val: validation settings: one :class:`ValSection` or a list of them (see there).
     """
 
     train_roots: list[str] = Field(default_factory=list)
@@ -163,17 +193,30 @@ class DataSection(_Section):
     haze_depth: Literal["centre", "crop", "mixed", "scene"] = "centre"
     haze_airlight: tuple[float, float] = (0.5, 0.9)
     num_workers: int = Field(default=0, ge=0)
-    val: ValSection = Field(default_factory=ValSection)
+    val: ValSpec = Field(default_factory=ValSection)
 
     _combos = field_validator("combinations")(_check_combinations)
     _levels = field_validator("max_levels")(_check_levels)
+    _airlight = field_validator("haze_airlight")(_check_airlight)
 
-    @field_validator("haze_airlight")
+    @property
+    def val_sets(self) -> list[ValSection]:
+        """``data.val`` as a list of sections, without the ``kind: none`` ones."""
+        sets = self.val if isinstance(self.val, list) else [self.val]
+        return [v for v in sets if v.kind != "none"]
+
+    @field_validator("val")
     @classmethod
-    def _check_airlight(cls, value: tuple[float, float]) -> tuple[float, float]:
-        lo, hi = value
-        if not 0.0 <= lo <= hi <= 1.0:
-            raise ValueError(f"haze_airlight must be [low, high] with 0 <= low <= high <= 1, got {list(value)}")
+    def _check_val_sets(cls, value: ValSection | list[ValSection]) -> ValSection | list[ValSection]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("data.val is an empty list: give one or more sections, or kind: none")
+            conventions = {(v.y_channel, v.crop_border) for v in value if v.kind != "none"}
+            if len(conventions) > 1:
+                raise ValueError(
+                    "the sets of data.val must share y_channel and crop_border (their scores are "
+                    f"averaged); got {sorted(conventions)}"
+                )
         return value
 
     @model_validator(mode="after")
@@ -335,17 +378,38 @@ class TrainConfig(_Section):
 # loading and error messages
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The section class inside a field's annotation (``ValSpec`` -> :class:`ValSection`)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def _section_class(loc: Sequence[Any]) -> type[BaseModel] | None:
-    """The pydantic model at ``loc`` (a tuple of field names) under :class:`TrainConfig`."""
-    cls: Any = TrainConfig
+    """The pydantic model at ``loc`` (field names; list indices are skipped) under :class:`TrainConfig`."""
+    cls: type[BaseModel] | None = TrainConfig
     for part in loc:
-        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+        if isinstance(part, int):
+            continue
+        if cls is None:
             return None
         field = cls.model_fields.get(str(part))
         if field is None:
             return None
-        cls = field.annotation
-    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+        cls = _model_in(field.annotation)
+    return cls
+
+
+def _key(loc: Sequence[Any]) -> str:
+    """``("data", "val", 1, "seed")`` -> ``"data.val[1].seed"``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def _format_errors(err: ValidationError) -> str:
@@ -353,14 +417,14 @@ def _format_errors(err: ValidationError) -> str:
 
     lines = []
     for e in err.errors():
-        loc = [str(p) for p in e["loc"]]
-        key = ".".join(loc) or "<top level>"
+        loc = [p for p in e["loc"] if p not in (_VAL_ONE, _VAL_MANY)]
+        key = _key(loc) or "<top level>"
         if e["type"] == "extra_forbidden":
             parent = _section_class(loc[:-1])
             valid = list(parent.model_fields) if parent is not None else []
-            where = ".".join(loc[:-1]) or "the top level"
+            where = _key(loc[:-1]) or "the top level"
             lines.append(
-                f"config key '{key}' is not a valid option.{closest_match_hint(loc[-1], valid)} "
+                f"config key '{key}' is not a valid option.{closest_match_hint(str(loc[-1]), valid)} "
                 f"Valid keys in '{where}': {', '.join(valid)}."
             )
         elif e["type"] == "missing":
@@ -434,6 +498,11 @@ def load_config(
         data = OmegaConf.to_container(merged, resolve=True)
     except OmegaConfBaseException as e:
         raise ConfigError(f"cannot resolve configuration: {e}") from e
+    except TypeError as e:  # e.g. a list override where the file has a mapping
+        raise ConfigError(
+            f"cannot merge the overrides into the config file: {e}. An override cannot turn a "
+            "mapping into a list or back (e.g. data.val); edit the YAML file instead"
+        ) from e
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a mapping")
     data.setdefault("output", {})

@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 from interir.data.paired import PairedImageDataset
+from interir.degradations.haze import PATCH_DEPTH_MODES, HazeSampling, patch_depth
 from interir.degradations.pipeline import (
     DEFAULT_MAX_LEVELS,
     RECORD_FIELDS,
@@ -110,6 +111,12 @@ class SyntheticPairDataset(Dataset):
         levels: fixed levels (``{"haze": 100}`` or ``"haze=100,noise=25"``); drawn otherwise.
         max_levels: level range ends (default 150 / 300 / 50).
         quantize: round input and target to 8-bit levels, as the written PNG files.
+        haze_depth: depth of the haze: ``"centre"`` (default) the image's centre-distance
+            pseudo-depth, as the CBSD68-MDIR test set; any other mode of
+            :func:`interir.degradations.patch_depth` (e.g. ``"scene"``: depth with edges where the
+            image has them, closer to real haze) is drawn from the item's own generator after its
+            parameters, so items stay independent of each other.
+        haze_airlight: range of the airlight drawn per image (default the pipeline's [0.5, 0.9]).
 
     Items: ``{"input", "target"}`` ``(3, H, W)`` float32 in [0, 1], ``"name"`` (``stem``),
     ``"combination"``, ``"params"`` (one :meth:`DegradationParams.to_records` dict). Use
@@ -124,7 +131,11 @@ class SyntheticPairDataset(Dataset):
         levels: str | Mapping[str, float] | None = None,
         max_levels: Mapping[str, float] | None = None,
         quantize: bool = True,
+        haze_depth: str = "centre",
+        haze_airlight: tuple[float, float] | None = None,
     ) -> None:
+        if haze_depth not in PATCH_DEPTH_MODES:
+            raise ValueError(f"haze_depth must be one of {PATCH_DEPTH_MODES}, got {haze_depth!r}")
         self.files = _clean_files(clean)
         self.combinations = parse_combinations(combinations)
         self.seed = int(seed)
@@ -133,8 +144,11 @@ class SyntheticPairDataset(Dataset):
         if max_levels:
             self.max_levels.update(parse_levels(max_levels))
         self.quantize = quantize
+        self.haze_depth = haze_depth
+        sampling = HazeSampling() if haze_airlight is None else HazeSampling(airlight=tuple(haze_airlight))
         self._pipes = {
-            c: DegradationPipeline((c,), self.max_levels, self.levels) for c in self.combinations
+            c: DegradationPipeline((c,), self.max_levels, self.levels, haze_sampling=sampling)
+            for c in self.combinations
         }
 
     def __len__(self) -> int:
@@ -152,7 +166,10 @@ class SyntheticPairDataset(Dataset):
         x = clean[None].float()
         if self.quantize:
             x = quantize8(x)
-        y = pipe.apply(x, params)[0]
+        depth = None
+        if self.haze_depth != "centre" and "haze" in combination.split("+"):
+            depth = patch_depth(1, x.shape[-2], x.shape[-1], g, self.haze_depth, clean=x)
+        y = pipe.apply(x, params, depth)[0]
         if self.quantize:
             y = quantize8(y)
         return y, params

@@ -53,7 +53,7 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
-from interir.config import TrainConfig, config_to_dict, config_to_yaml, load_config, validate_config
+from interir.config import TrainConfig, ValSection, config_to_dict, config_to_yaml, load_config, validate_config
 from interir.engine import checkpoint as ckpt
 from interir.engine.distributed import (
     DistInfo,
@@ -256,15 +256,27 @@ def build_val_pairs(cfg: TrainConfig) -> list[dict[str, Any]]:
     Synthetic: pair ``k`` is the ``k``-th clean image (cyclically, sorted by path, after
     ``exclude``), centre-cropped to ``crop``, degraded with the ``k``-th combination (cyclically)
     from a generator seeded by ``(seed, combination, image name)``, both sides quantised to 8 bits
-    like saved PNGs. Paired: the first ``limit`` pairs of the folders, centre-cropped.
+    like saved PNGs. Paired: the first ``limit`` pairs of the folders, centre-cropped. When
+    ``data.val`` is a list of sections, their pairs are concatenated and each pair's ``"set"`` is
+    the index of its section.
 
     Returns:
-        ``[{"name", "input" (3, h, w), "target" (3, h, w)}, ...]`` on the CPU.
+        ``[{"name", "set", "input" (3, h, w), "target" (3, h, w)}, ...]`` on the CPU.
     """
-    v = cfg.data.val
-    if v.kind == "none":
-        return []
-    _check_roots(v.roots, "data.val.roots")
+    pairs: list[dict[str, Any]] = []
+    listed = isinstance(cfg.data.val, list)
+    for index, section in enumerate(cfg.data.val if listed else [cfg.data.val]):
+        if section.kind == "none":
+            continue
+        for pair in _val_pairs_of(section, cfg, f"data.val[{index}]" if listed else "data.val"):
+            pair["set"] = index
+            pairs.append(pair)
+    return pairs
+
+
+def _val_pairs_of(v: ValSection, cfg: TrainConfig, label: str) -> list[dict[str, Any]]:
+    """The pairs of one validation section (see :func:`build_val_pairs`)."""
+    _check_roots(v.roots, f"{label}.roots")
     names = _exclusions(v.exclude)
     include = _exclusions(v.include) if v.include else None
 
@@ -304,11 +316,12 @@ def build_val_pairs(cfg: TrainConfig) -> list[dict[str, Any]]:
     files = [f for f in files if wanted(f.name)]
     if not files:
         raise ValueError(
-            f"no validation images left in data.val.roots={v.roots} after data.val.include/exclude"
+            f"no validation images left in {label}.roots={v.roots} after {label}.include/exclude"
         )
     combos = v.combinations or cfg.data.combinations or list(COMBINATIONS)
     levels = v.max_levels if v.max_levels is not None else cfg.data.max_levels
-    synth = SyntheticPairDataset(files, combos, seed=v.seed, max_levels=levels, quantize=True)
+    synth = SyntheticPairDataset(files, combos, seed=v.seed, max_levels=levels, quantize=True,
+                                 haze_depth=v.haze_depth, haze_airlight=v.haze_airlight)
     total = len(files) * len(combos)
     count = min(v.limit or total, total)
     seen: set[tuple[int, int]] = set()
@@ -340,7 +353,8 @@ def validate(
     """Mean PSNR/SSIM of ``model`` on fixed pairs (output clamped to [0, 1], 8-bit quantised).
 
     Returns:
-        ``{"psnr", "ssim", "val_images", "seconds"}``.
+        ``{"psnr", "ssim", "val_images", "seconds", "sets"}``; ``"sets"`` maps each pair's
+        ``"set"`` (0 when absent) to that set's mean ``{"psnr", "ssim", "val_images"}``.
     """
     from interir.metrics import MetricSettings, psnr_ssim
 
@@ -348,7 +362,9 @@ def validate(
     was_training = model.training
     model.eval()
     t0 = time.perf_counter()
-    ps, ss = [], []
+    ps: list[float] = []
+    ss: list[float] = []
+    groups: list[int] = []
     try:
         for pair in pairs:
             x = pair["input"][None].to(device)
@@ -358,14 +374,21 @@ def validate(
             p, s = psnr_ssim(pred, pair["target"][None].to(device), settings)
             ps.append(min(float(p.item()), 100.0))  # identical images give inf
             ss.append(float(s.item()))
+            groups.append(int(pair.get("set", 0)))
     finally:
         model.train(was_training)
+    sets: dict[int, dict[str, float]] = {}
+    for g in sorted(set(groups)):
+        mine = [i for i, gi in enumerate(groups) if gi == g]
+        sets[g] = {"psnr": sum(ps[i] for i in mine) / len(mine),
+                   "ssim": sum(ss[i] for i in mine) / len(mine), "val_images": len(mine)}
     n = max(1, len(ps))
     return {
         "psnr": sum(ps) / n,
         "ssim": sum(ss) / n,
         "val_images": len(ps),
         "seconds": time.perf_counter() - t0,
+        "sets": sets,
     }
 
 
@@ -805,8 +828,8 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
         f", resuming at step {start_step}" if resume else "", amp_mode,
     )
     if val_pairs:
-        log.info("validation: %d %s pairs every %s steps", len(val_pairs), cfg.data.val.kind,
-                 t_cfg.val_every or "(end only)")
+        kinds = "+".join(sorted({v.kind for v in cfg.data.val_sets}))
+        log.info("validation: %d %s pairs every %s steps", len(val_pairs), kinds, t_cfg.val_every or "(end only)")
 
     # --- helpers ------------------------------------------------------------------------------
     budget_s = t_cfg.max_minutes * 60.0 if t_cfg.max_minutes else None
@@ -822,13 +845,19 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
         if ema is not None:
             ema.copy_to(eval_model)
             net = eval_model
-        res = validate(net, val_pairs, device, cfg.data.val.y_channel, cfg.data.val.crop_border, autocast)
+        convention = cfg.data.val_sets[0]
+        res = validate(net, val_pairs, device, convention.y_channel, convention.crop_border, autocast)
         last_val_step, last_val = step, {"psnr": res["psnr"], "ssim": res["ssim"]}
         improved = best is None or res["psnr"] > best["psnr"]
-        log.info("validation step %d: PSNR %.3f dB  SSIM %.4f  (%d images, %.1fs)%s", step, res["psnr"],
-                 res["ssim"], res["val_images"], res["seconds"], "  [best]" if improved else "")
-        metrics.write("val", step, {"psnr": res["psnr"], "ssim": res["ssim"],
-                                    "val_images": res["val_images"]})
+        per_set = ""
+        if len(res["sets"]) > 1:
+            per_set = "  [" + ", ".join(f"set {k}: {v['psnr']:.3f}" for k, v in res["sets"].items()) + "]"
+        log.info("validation step %d: PSNR %.3f dB  SSIM %.4f  (%d images, %.1fs)%s%s", step, res["psnr"],
+                 res["ssim"], res["val_images"], res["seconds"], per_set, "  [best]" if improved else "")
+        row = {"psnr": res["psnr"], "ssim": res["ssim"], "val_images": res["val_images"]}
+        if len(res["sets"]) > 1:
+            row.update({f"psnr_set{k}": v["psnr"] for k, v in res["sets"].items()})
+        metrics.write("val", step, row)
         if improved:
             best = {"step": step, "psnr": res["psnr"], "ssim": res["ssim"]}
             ckpt.save_checkpoint(run_dir / "checkpoints" / "best", model,
