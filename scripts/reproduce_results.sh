@@ -7,11 +7,13 @@
 #   scripts/reproduce_results.sh --report             # only rebuild results/comparison.md
 #
 # Methods and the runs they read (train them first, see README "Training"):
-#   default              the embedded model (scripts/train_default.sh: stages 1-4)
+#   default              the embedded model (scripts/train_default.sh: stages 1-5)
 #   default-stage1       runs/cpu-default                (its stage 1: configs/cpu-default.yaml)
 #   default-stage2       runs/cpu-default-stage2         (its stage 2: configs/cpu-default-stage2.yaml)
 #   default-stage3       runs/cpu-default-stage3         (its stage 3: configs/cpu-default-stage3.yaml)
+#   default-stage4       runs/cpu-default-stage4         (its stage 4: configs/cpu-default-stage4.yaml)
 #   stage4-window        runs/cpu-default-stage4-window  (stage 4 with model.overrides.pool_window=192)
+#   stage5-window        runs/cpu-default-stage5-window  (stage 5's windowed twin, see its config)
 #   classical            classical-dcp, classical-nlm, classical-dcp+nlm (no learning)
 #   interir-small        runs/default-small          (configs/cpu-small.yaml)
 #   deepsn-small         runs/deepsn-small           (same config, model.name=deepsn-small)
@@ -25,7 +27,7 @@ DATA=${DATA:-../shared/data}
 SUITE=results/cbsd68-mdir
 export OMP_NUM_THREADS=${THREADS:-1}
 
-ALL=(default default-stage1 default-stage2 default-stage3 stage4-window classical interir-small deepsn-small interir-small-xconv nafnet-small)
+ALL=(default default-stage1 default-stage2 default-stage3 default-stage4 stage4-window stage5-window classical interir-small deepsn-small interir-small-xconv nafnet-small)
 methods=("$@")
 report_only=0
 if [[ ${#methods[@]} -eq 1 && ${methods[0]} == --report ]]; then report_only=1; methods=(); fi
@@ -38,6 +40,8 @@ models_of() {
     default-stage2) echo "-m default-stage2=runs/cpu-default-stage2/checkpoints/best" ;;
     default-stage3) echo "-m default-stage3=runs/cpu-default-stage3/checkpoints/best" ;;
     stage4-window) echo "-m stage4-window=runs/cpu-default-stage4-window/checkpoints/best" ;;
+    default-stage4) echo "-m default-stage4=runs/cpu-default-stage4/checkpoints/best" ;;
+    stage5-window) echo "-m stage5-window=runs/cpu-default-stage5-window/checkpoints/best" ;;
     classical) echo "-m classical-dcp -m classical-nlm -m classical-dcp+nlm" ;;
     interir-small) echo "-m interir-small=runs/default-small" ;;
     deepsn-small|interir-small-xconv|nafnet-small) echo "-m $1=runs/$1" ;;
@@ -60,7 +64,7 @@ for method in "${methods[@]}"; do
 done
 
 reports=()
-for method in default default-stage3 stage4-window default-stage2 default-stage1 interir-small interir-small-xconv deepsn-small nafnet-small classical; do
+for method in default stage5-window default-stage4 stage4-window default-stage3 default-stage2 default-stage1 interir-small interir-small-xconv deepsn-small nafnet-small classical; do
   for part in mdir real; do
     [[ -f results/eval/$method/$part/summary.json ]] && reports+=("results/eval/$method/$part")
   done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Retrain the embedded default model from scratch and ship it into the package.
 #
-#   scripts/train_default.sh     # stages 1-4 + ship (about 3 h 30 min on one CPU core)
+#   scripts/train_default.sh     # stages 1-5 + ship (about 4 h 15 min on one CPU core)
 #
 # Run it again after a stop: a finished stage is skipped, a stopped one resumes exactly.
 # Stage 1: configs/cpu-default.yaml (L1 + FFT loss, 64-px patches, 7000 steps) -> runs/cpu-default
@@ -11,7 +11,9 @@
 #          best weights) -> runs/cpu-default-stage3
 # Stage 4: configs/cpu-default-stage4.yaml (more light degradations, 256-px patches, validation
 #          on whole images, from stage 3's best weights) -> runs/cpu-default-stage4
-# Then the stage-4 best (EMA) weights are copied into src/interir/weights/ with their sha256.
+# Stage 5: configs/cpu-default-stage5.yaml (1000 steps at half the learning rate, validated on
+#          MDIR-like and real-haze-like pairs, from stage 4's best weights) -> runs/cpu-default-stage5
+# Then the stage-5 best (EMA) weights are copied into src/interir/weights/ with their sha256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -30,4 +32,5 @@ stage configs/cpu-default.yaml runs/cpu-default
 stage configs/cpu-default-stage2.yaml runs/cpu-default-stage2
 stage configs/cpu-default-stage3.yaml runs/cpu-default-stage3
 stage configs/cpu-default-stage4.yaml runs/cpu-default-stage4
-"$BIN/python" scripts/ship_default.py runs/cpu-default-stage4
+stage configs/cpu-default-stage5.yaml runs/cpu-default-stage5
+"$BIN/python" scripts/ship_default.py runs/cpu-default-stage5

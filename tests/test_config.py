@@ -19,14 +19,13 @@ def test_shipped_configs_validate():
         cfg = load_config(path)
         assert cfg.output.name == path.stem
         # the paper's loss everywhere except the default's stages 2-5 (PSNR loss, no FFT term),
-        # each of which starts from the previous stage's best weights (stage 5 from the windowed
-        # twin of stage 4, which scripts/train_default.sh trains as cpu-default-stage4-window)
+        # each of which starts from the previous stage's best weights
         if cfg.loss.pixel == "l1":
             assert cfg.loss.fft_weight == 0.1
         else:
             previous = {"cpu-default-stage2": "cpu-default", "cpu-default-stage3": "cpu-default-stage2",
                         "cpu-default-stage4": "cpu-default-stage3",
-                        "cpu-default-stage5": "cpu-default-stage4-window"}
+                        "cpu-default-stage5": "cpu-default-stage4"}
             assert path.stem in previous
             assert (cfg.loss.pixel, cfg.loss.fft_weight) == ("psnr", 0.0)
             assert cfg.train.init_from == f"runs/{previous[path.stem]}/checkpoints/best"
