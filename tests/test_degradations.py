@@ -360,3 +360,25 @@ def test_level_power_draws_more_light_degradations_from_the_same_stream():
         assert abs(float((v[active] < mx / 4).float().mean()) - 0.5) < 0.05  # median at max/4
     with pytest.raises(ValueError, match="level_power"):
         DegradationPipeline(level_power=0)
+
+
+def test_clean_fraction_leaves_that_share_of_images_undegraded():
+    base = DegradationPipeline().sample(64, torch.Generator().manual_seed(3))
+    none = DegradationPipeline(clean_fraction=0.0).sample(64, torch.Generator().manual_seed(3))
+    assert torch.equal(base.levels, none.levels)  # 0 draws nothing extra: old runs are unchanged
+    pipe = DegradationPipeline(clean_fraction=0.25)
+    params = pipe.sample(4000, torch.Generator().manual_seed(3))
+    clean = params.levels.sum(dim=1) == 0
+    assert abs(float(clean.float().mean()) - 0.25) < 0.03
+    assert torch.all(params.levels[~clean].sum(dim=1) > 0)
+    # a clean-drawn image comes out exactly as it went in; the others do not
+    g = torch.Generator().manual_seed(11)
+    x = torch.rand(16, 3, 24, 24, generator=g)
+    small = pipe.sample(16, torch.Generator().manual_seed(4))
+    kept = small.levels.sum(dim=1) == 0
+    assert 0 < int(kept.sum()) < 16
+    y = pipe.apply(x, small)
+    assert torch.equal(y[kept], x[kept])
+    assert all(not torch.equal(y[i], x[i]) for i in torch.nonzero(~kept).flatten().tolist())
+    with pytest.raises(ValueError, match="clean_fraction"):
+        DegradationPipeline(clean_fraction=1.0)

@@ -168,6 +168,8 @@ class DataSection(_Section):
         max_levels: upper ends of the level ranges (default haze 150, rain 300, noise 50).
         level_power: levels are drawn as ``max * u**level_power``, u uniform in (0, 1]: 1 is the
             test sets' uniform draw, larger values give more lightly degraded images ([ours]).
+        clean_fraction: share of training images left undegraded (all levels 0) ([ours]): a blind
+            model otherwise "restores" clean photos too.
         degrade_rng: where the per-image rain/noise fields are drawn (``"cpu"``: identical on
             every machine; ``"same"``: on the training device, faster on GPU).
         haze_depth: depth used to haze a training patch: ``"centre"`` its own centre-distance
@@ -189,6 +191,7 @@ class DataSection(_Section):
     combinations: list[str] | None = None
     max_levels: dict[str, float] | None = None
     level_power: float = Field(default=1.0, gt=0, le=10)
+    clean_fraction: float = Field(default=0.0, ge=0, lt=1)
     degrade_rng: Literal["cpu", "same"] = "cpu"
     haze_depth: Literal["centre", "crop", "mixed", "scene"] = "centre"
     haze_airlight: tuple[float, float] = (0.5, 0.9)

@@ -271,6 +271,9 @@ class DegradationPipeline:
         level_power: draw ``max * u**level_power`` with u uniform in (0, 1] instead ([ours]);
             1 (default) is the uniform draw, 2 puts half the levels below a quarter of the
             range (more lightly degraded images).
+        clean_fraction: probability that an image is left clean ([ours]): it keeps its drawn
+            combination name but every level is 0, so the network also learns to leave an
+            undegraded photo alone. 0 (default) draws nothing extra.
         levels: fixed levels (e.g. ``{"haze": 100}``) used instead of drawing, for the
             degradations of the combination they name; others are still drawn.
         haze_sampling: ranges of the haze sub-parameters.
@@ -296,10 +299,14 @@ class DegradationPipeline:
         clip: bool = True,
         rng_device: str = "cpu",
         level_power: float = 1.0,
+        clean_fraction: float = 0.0,
     ) -> None:
         if not (math.isfinite(level_power) and level_power > 0):
             raise ValueError(f"level_power must be a finite number > 0, got {level_power}")
+        if not 0.0 <= clean_fraction < 1.0:
+            raise ValueError(f"clean_fraction must be in [0, 1), got {clean_fraction}")
         self.level_power = float(level_power)
+        self.clean_fraction = float(clean_fraction)
         self.combinations = parse_combinations(combinations)
         self.max_levels = dict(DEFAULT_MAX_LEVELS)
         if max_levels is not None:
@@ -318,7 +325,8 @@ class DegradationPipeline:
     def __repr__(self) -> str:
         return (
             f"DegradationPipeline(combinations={self.combinations}, max_levels={self.max_levels}, "
-            f"levels={self.fixed_levels}, level_power={self.level_power})"
+            f"levels={self.fixed_levels}, level_power={self.level_power}, "
+            f"clean_fraction={self.clean_fraction})"
         )
 
     def sample(
@@ -345,13 +353,17 @@ class DegradationPipeline:
         gdev = generator.device if generator is not None else torch.device("cpu")
         combo_idx = torch.randint(len(self.combinations), (b,), generator=generator, device=gdev)
         u = torch.rand(b, 3, generator=generator, device=gdev)
+        # Drawn only when asked for, so that a pipeline without clean images keeps its draws.
+        clean = torch.zeros(b, dtype=torch.bool, device=gdev)
+        if self.clean_fraction > 0:
+            clean = torch.rand(b, generator=generator, device=gdev) < self.clean_fraction
         if combination is not None:
             names = [canonical_combination(combination)] * b
         else:
             names = [self.combinations[i] for i in combo_idx.tolist()]
         lv = []
         for j, d in enumerate(DEGRADATIONS):
-            active = torch.tensor([d in n.split("+") for n in names], device=gdev)
+            active = torch.tensor([d in n.split("+") for n in names], device=gdev) & ~clean
             if d in self.fixed_levels:
                 drawn = torch.full((b,), self.fixed_levels[d], device=gdev)
             else:

@@ -796,6 +796,7 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
             cfg.data.combinations or COMBINATIONS, cfg.data.max_levels, rng_device=cfg.data.degrade_rng,
             haze_sampling=HazeSampling(airlight=tuple(cfg.data.haze_airlight)),
             level_power=cfg.data.level_power,
+            clean_fraction=cfg.data.clean_fraction,
         )
     gen_device = device if cfg.data.degrade_rng == "same" else torch.device("cpu")
     degrade_gen = torch.Generator(device=gen_device)
