@@ -13,7 +13,7 @@ import torch
 
 from interir.config import load_config
 from interir.engine.evaluate import resolve_model
-from interir.engine.train import build_val_pairs, validate
+from interir.engine.train import build_val_pairs, per_set_text, validate
 
 
 def main() -> None:
@@ -31,10 +31,8 @@ def main() -> None:
         label, model = resolve_model(spec, device)
         convention = cfg.data.val_sets[0]
         res = validate(model, pairs, device, convention.y_channel, convention.crop_border)
-        per_set = ""
-        if len(res["sets"]) > 1:
-            per_set = "  [" + ", ".join(f"set {k}: {v['psnr']:.3f} / {v['ssim']:.4f}" for k, v in res["sets"].items()) + "]"
-        print(f"{label}: PSNR {res['psnr']:.3f} dB  SSIM {res['ssim']:.4f}{per_set}  ({res['seconds']:.1f} s)")
+        print(f"{label}: PSNR {res['psnr']:.3f} dB  SSIM {res['ssim']:.4f}{per_set_text(res, ssim=True)}  "
+              f"({res['seconds']:.1f} s)")
 
 
 if __name__ == "__main__":

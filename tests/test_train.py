@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from interir.config import load_config
 from interir.engine.checkpoint import CheckpointError, load_model, load_training_state
-from interir.engine.train import _StreamSampler, build_val_pairs, lr_factor, train
+from interir.engine.train import _StreamSampler, build_val_pairs, lr_factor, per_set_text, train
 
 DATA = Path(__file__).parent / "data"
 
@@ -173,6 +173,8 @@ def test_validation_sets_are_pooled_and_scored_each(tmp_path):
     assert res["sets"][0]["psnr"] == pytest.approx(sum(each[:3]) / 3, abs=1e-4)
     assert res["sets"][1]["psnr"] == pytest.approx(sum(each[3:]) / 2, abs=1e-4)
     assert res["psnr"] == pytest.approx(sum(each) / 5, abs=1e-4) and res["val_images"] == 5
+    assert per_set_text(res).startswith(f"  [set 0: {res['sets'][0]['psnr']:.3f}, set 1: ")
+    assert per_set_text(validate(Identity(), pairs[:3], torch.device("cpu"))) == ""
 
 
 def test_lr_schedule_is_cosine_from_lr_to_lr_final():

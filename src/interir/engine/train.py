@@ -392,6 +392,15 @@ def validate(
     }
 
 
+def per_set_text(result: dict[str, Any], ssim: bool = False) -> str:
+    """``"  [set 0: 21.76, set 1: 21.77]"`` for a :func:`validate` result of several sets, else ``""``."""
+    sets = result.get("sets", {})
+    if len(sets) < 2:
+        return ""
+    cells = [f"set {k}: {v['psnr']:.3f}" + (f" / {v['ssim']:.4f}" if ssim else "") for k, v in sets.items()]
+    return "  [" + ", ".join(cells) + "]"
+
+
 # ----------------------------------------------------------------------------------------------
 # logging, metrics files
 
@@ -850,11 +859,8 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
         res = validate(net, val_pairs, device, convention.y_channel, convention.crop_border, autocast)
         last_val_step, last_val = step, {"psnr": res["psnr"], "ssim": res["ssim"]}
         improved = best is None or res["psnr"] > best["psnr"]
-        per_set = ""
-        if len(res["sets"]) > 1:
-            per_set = "  [" + ", ".join(f"set {k}: {v['psnr']:.3f}" for k, v in res["sets"].items()) + "]"
         log.info("validation step %d: PSNR %.3f dB  SSIM %.4f  (%d images, %.1fs)%s%s", step, res["psnr"],
-                 res["ssim"], res["val_images"], res["seconds"], per_set, "  [best]" if improved else "")
+                 res["ssim"], res["val_images"], res["seconds"], per_set_text(res), "  [best]" if improved else "")
         row = {"psnr": res["psnr"], "ssim": res["ssim"], "val_images": res["val_images"]}
         if len(res["sets"]) > 1:
             row.update({f"psnr_set{k}": v["psnr"] for k, v in res["sets"].items()})
