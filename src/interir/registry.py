@@ -75,6 +75,25 @@ def model_config(name: str, **overrides: Any) -> Any:
     return dataclasses.replace(base, **overrides)
 
 
+def stored_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Complete a configuration read from a checkpoint for :func:`create_model`.
+
+    A field that the stored config lacks was added to the dataclass after the checkpoint was
+    written; the dataclass default of such a field is, by rule, the behaviour that existed before
+    it, so it is used rather than the registered variant's value (which may have moved on, as
+    interir-small did with core v2). An empty config means "the registered variant as it is".
+    """
+    _ensure_registered()
+    base = _DEFAULT_CONFIGS.get(name)
+    if not config or base is None or not dataclasses.is_dataclass(base):
+        return dict(config)
+    missing = {
+        f.name: f.default for f in dataclasses.fields(base)
+        if f.name not in config and f.default is not dataclasses.MISSING
+    }
+    return {**missing, **config}
+
+
 def create_model(name: str, **overrides: Any) -> nn.Module:
     """Build a registered model.
 

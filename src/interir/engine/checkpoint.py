@@ -321,10 +321,10 @@ class Checkpoint:
     def build_model(self, use_ema: bool = True) -> nn.Module:
         """Rebuild the network and load these weights into it (EMA weights when present and
         ``use_ema``). Returns the model on the weights' device, in eval mode."""
-        from interir.registry import create_model
+        from interir.registry import create_model, stored_config
 
         try:
-            model = create_model(self.model_name, **self.config)
+            model = create_model(self.model_name, **stored_config(self.model_name, self.config))
         except (ValueError, TypeError) as e:
             raise CheckpointError(
                 f"checkpoint {self.path} describes model {self.model_name!r} with a config this "

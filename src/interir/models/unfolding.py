@@ -74,6 +74,24 @@ class InterIRConfig:
             parameters: set it on a trained network to change how it runs on large images (Chu et
             al. use 1.5 x the training patch; benchmarks/results/haze_probes.md sections 6-7
             measure 192-384 px), or train with it. Images no larger than the window are unaffected.
+        stage_update: how the InterIR forms (``resm``/``dmum_mum`` = ``"interir"``) update each
+            variable. ``"subtract"`` (v1, how every checkpoint before core v2 was trained):
+            ``I <- I - lambda V`` with term weights starting at (1, -1, 1), i.e. exactly DeepSN-Net's
+            subtraction, and factor/multiplier blends starting at 1. ``"add"`` (v2): [paper] the
+            supplement's additive form, term weights starting at (+1, +1, +1); [ours] every update
+            is gated by a zero-initialised per-channel weight (NAFNet's beta),
+            ``I <- I + beta * V``, ``P <- N(P + gamma * dP)``, ``Lambda <- Lambda + rho * dLambda``,
+            so a fresh stage is exactly the identity and cannot shrink the estimate. The
+            ``"deepsn"`` forms are DeepSN-Net's and ignore this switch.
+        output_skip: ``"input"`` ([paper] Eq. 2): ``out = Up(I^N) + D``. ``"init"`` ([ours]):
+            ``out = Up(I^N - I^0) + D``: the image-space output is what the stages changed, so a
+            network whose stages are the identity returns its input, and every stage's estimate
+            ``Up(I^k - I^0) + D`` is an image one can score.
+        factor_init: ``"gram"`` ([paper] Eq. 11): ``P_h^0 = N(D D^T)``. ``"centred"`` ([ours]):
+            the Gram matrices (also DMUM's refits) of features with their per-channel mean
+            removed; the plain Gram of positive features is dominated by the mean, so the factors
+            start and stay nearly rank 1 and ``P^T P I`` carries little local information.
+        dmum_expansion: [ours] channel expansion of DMUM's two EPBlocks (v1: 2, as every block).
     """
 
     width: int = 92
@@ -92,15 +110,25 @@ class InterIRConfig:
     refine_width: int = 16
     airlight_stats: bool = False
     pool_window: int = 0
+    stage_update: Literal["subtract", "add"] = "subtract"
+    output_skip: Literal["input", "init"] = "input"
+    factor_init: Literal["gram", "centred"] = "gram"
+    dmum_expansion: int = 2
 
     def __post_init__(self) -> None:
         for name in ("refine_blocks", "pool_window"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)!r}")
-        for name in ("width", "stages", "downsample", "head_expansion", "dw_expansion", "ffn_expansion", "refine_width"):
+        for name in (
+            "width", "stages", "downsample", "head_expansion", "dw_expansion", "ffn_expansion", "refine_width",
+            "dmum_expansion",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        choices = {"conv": ("explainable", "standard"), "resm": ("interir", "deepsn"), "dmum_mum": ("interir", "deepsn")}
+        choices = {
+            "conv": ("explainable", "standard"), "resm": ("interir", "deepsn"), "dmum_mum": ("interir", "deepsn"),
+            "stage_update": ("subtract", "add"), "output_skip": ("input", "init"), "factor_init": ("gram", "centred"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -109,12 +137,36 @@ class InterIRConfig:
     def explainable(self) -> bool:
         return self.conv == "explainable"
 
-    def epblock(self, channels: int, full_resolution: bool = False) -> EPBlock:
+    @property
+    def additive(self) -> bool:
+        """True when the InterIR forms use the v2 gated, additive updates."""
+        return self.stage_update == "add"
+
+    def epblock(self, channels: int, full_resolution: bool = False, expansion: int | None = None) -> EPBlock:
         """An EPBlock of this network: its conv switch, expansions and pooling window."""
         window = self.pool_window if full_resolution else self.pool_window // self.downsample
         if self.pool_window and window == 0:
             window = 1
-        return EPBlock(channels, self.explainable, self.dw_expansion, self.ffn_expansion, pool_window=window)
+        dw, ffn = (self.dw_expansion, self.ffn_expansion) if expansion is None else (expansion, expansion)
+        return EPBlock(channels, self.explainable, dw, ffn, pool_window=window)
+
+
+def gram_factors(features: torch.Tensor, centred: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N(X X^T), N(X^T X))`` per (sample, channel) of ``X`` ``(B, C, H', W')``.
+
+    With ``centred`` each channel's mean is removed first (see ``InterIRConfig.factor_init``).
+    """
+    if centred:
+        features = features - features.mean(dim=(-2, -1), keepdim=True)
+    return (
+        frobenius_normalize(features @ features.transpose(-1, -2)),
+        frobenius_normalize(features.transpose(-1, -2) @ features),
+    )
+
+
+def centre(features: torch.Tensor, enabled: bool) -> torch.Tensor:
+    """Remove each channel's spatial mean when ``enabled`` (``factor_init="centred"``)."""
+    return features - features.mean(dim=(-2, -1), keepdim=True) if enabled else features
 
 
 class PointwiseHead(nn.Module):
@@ -167,14 +219,14 @@ class WeightNet(nn.Module):
 class InitModule(nn.Module):
     """Eq. 11: ``I^0 = D``, ``Lambda^0 = conv1x1(D) + D``, ``P_h^0 = N(D D^T)``, ``P_w^0 = N(D^T D)``."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, centred: bool = False) -> None:
         super().__init__()
         self.multiplier_conv = nn.Conv2d(channels, channels, 1, bias=False)
+        self.centred = centred
 
     def forward(self, degraded: torch.Tensor):
         multiplier = self.multiplier_conv(degraded) + degraded
-        p_h = frobenius_normalize(degraded @ degraded.transpose(-1, -2))
-        p_w = frobenius_normalize(degraded.transpose(-1, -2) @ degraded)
+        p_h, p_w = gram_factors(degraded, self.centred)
         return degraded, multiplier, p_h, p_w
 
 
@@ -186,7 +238,10 @@ class RESM(nn.Module):
        per-pixel weights ``F = w1 P^T P I + w2 P^T D + w3 E2(...)``, ``w`` starting at (1, -1, 1)
        (``resm="interir"``, the paper's additive form that cannot cancel to zero).
     3. ``V = P^T P F + E4((1 - S) * E3(F))`` (``J^T F``).
-    4. ``I <- I - lambda V`` with a learnable step size ``lambda`` per stage.
+    4. ``I <- I - lambda V`` with a learnable step size ``lambda`` per stage; with
+       ``stage_update="add"`` (v2) the InterIR form instead adds, ``w`` start at (+1, +1, +1) and
+       ``I <- I + beta * V`` with a per-channel ``beta`` starting at zero (the stage starts as the
+       identity).
     """
 
     def __init__(self, config: InterIRConfig) -> None:
@@ -199,11 +254,16 @@ class RESM(nn.Module):
         self.prior_block2 = config.epblock(c)
         self.jacobian_block1 = config.epblock(c)
         self.jacobian_block2 = config.epblock(c)
-        self.step_size = nn.Parameter(torch.tensor(float(config.step_size_init)))
         self.form = config.resm
+        self.gated = self.form == "interir" and config.additive
+        if self.gated:
+            self.update_gate = nn.Parameter(torch.zeros(1, c, 1, 1))
+        else:
+            self.step_size = nn.Parameter(torch.tensor(float(config.step_size_init)))
         if self.form == "interir":
             hidden = max(1, int(c * config.weight_hidden))
-            self.term_weights = WeightNet(3 * c, (1.0, -1.0, 1.0), c, hidden)
+            init = (1.0, 1.0, 1.0) if config.additive else (1.0, -1.0, 1.0)
+            self.term_weights = WeightNet(3 * c, init, c, hidden)
 
     def forward(
         self, image: torch.Tensor, multiplier: torch.Tensor, degraded: torch.Tensor, operator: KroneckerOperator
@@ -220,6 +280,8 @@ class RESM(nn.Module):
         else:
             residual = data_term - back_projection + prior_term
         direction = operator.normal(residual) + self.jacobian_block2((1 - derivative) * self.jacobian_block1(residual))
+        if self.gated:
+            return image + self.update_gate * direction
         return image - self.step_size * direction
 
 
@@ -229,23 +291,26 @@ class DMUM(nn.Module):
     ``[I P_w, D] -> block -> (M1, M2)``, ``P_h <- N(M1 M2^T)``; ``[P_h I, D] -> block -> (N1, N2)``,
     ``P_w <- N(N1^T N2)`` (``dmum_mum="deepsn"``: replace, as DeepSN-Net). With ``"interir"`` the new
     estimate is blended in additively, ``P_h <- N(P_h + gamma * N(M1 M2^T))``, with per-channel
-    ``gamma`` from a small weight network on the block output (starting at 1).
+    ``gamma`` from a small weight network on the block output (starting at 1; at 0 with
+    ``stage_update="add"``, so the factors start unchanged).
     """
 
     def __init__(self, config: InterIRConfig) -> None:
         super().__init__()
         c = config.width
-        self.row_block = config.epblock(2 * c)
-        self.col_block = config.epblock(2 * c)
+        self.row_block = config.epblock(2 * c, expansion=config.dmum_expansion)
+        self.col_block = config.epblock(2 * c, expansion=config.dmum_expansion)
         self.form = config.dmum_mum
+        self.centred = config.factor_init == "centred"
         if self.form == "interir":
             hidden = max(1, int(c * config.weight_hidden))
-            self.row_weight = WeightNet(2 * c, (1.0,), c, hidden, pooled=True)
-            self.col_weight = WeightNet(2 * c, (1.0,), c, hidden, pooled=True)
+            init = (0.0,) if config.additive else (1.0,)
+            self.row_weight = WeightNet(2 * c, init, c, hidden, pooled=True)
+            self.col_weight = WeightNet(2 * c, init, c, hidden, pooled=True)
 
     def forward(self, image: torch.Tensor, degraded: torch.Tensor, p_h: torch.Tensor, p_w: torch.Tensor):
         features = self.row_block(torch.cat([image @ p_w, degraded], dim=1))
-        m1, m2 = features.chunk(2, dim=1)
+        m1, m2 = centre(features, self.centred).chunk(2, dim=1)
         row_update = frobenius_normalize(m1 @ m2.transpose(-1, -2))
         if self.form == "interir":
             (gamma,) = self.row_weight(features)
@@ -253,7 +318,7 @@ class DMUM(nn.Module):
         else:
             p_h = row_update
         features = self.col_block(torch.cat([p_h @ image, degraded], dim=1))
-        n1, n2 = features.chunk(2, dim=1)
+        n1, n2 = centre(features, self.centred).chunk(2, dim=1)
         col_update = frobenius_normalize(n1.transpose(-1, -2) @ n2)
         if self.form == "interir":
             (gamma,) = self.col_weight(features)
@@ -267,7 +332,7 @@ class MUM(nn.Module):
     """Multiplier step (Eq. 14): ``Lambda <- Lambda + rho * (E_L(I) - phi1'(E_a'(I) + Lambda))``.
 
     The bracket is the learned ``sigma (K I - Z)``; ``rho`` is 1 for ``dmum_mum="deepsn"`` and a
-    per-pixel learned map (starting at 1) for ``"interir"``.
+    per-pixel learned map for ``"interir"`` (starting at 1; at 0 with ``stage_update="add"``).
     """
 
     def __init__(self, config: InterIRConfig) -> None:
@@ -279,7 +344,7 @@ class MUM(nn.Module):
         self.form = config.dmum_mum
         if self.form == "interir":
             hidden = max(1, int(c * config.weight_hidden))
-            self.rate = WeightNet(2 * c, (1.0,), c, hidden)
+            self.rate = WeightNet(2 * c, (0.0,) if config.additive else (1.0,), c, hidden)
 
     def forward(self, image: torch.Tensor, multiplier: torch.Tensor) -> torch.Tensor:
         update = self.transform_block(image) - self.split_head(self.aux_block(image) + multiplier)
@@ -310,17 +375,40 @@ class UnfoldingTrace:
     """What each stage of a forward pass produced, for interpretability.
 
     There is one entry per stage (``config.stages`` in all): ``images[k]`` is the image estimate
-    ``Up(I^k) + D`` after stage k at the input size ``(B, 3, H, W)``; ``p_h[k]``/``p_w[k]`` the
-    factors after stage k (``(B, C, H', H')``/``(B, C, W', W')``; the final RESM keeps the last
-    ones); ``multipliers[k]`` the multiplier ``(B, C, H', W')``. The last image equals the network
-    output. ``initial_image`` is ``Up(I^0) + D`` from the initialisation alone.
+    after stage k at the input size ``(B, 3, H, W)`` (``Up(I^k) + D``, or ``Up(I^k - I^0) + D``
+    with ``output_skip="init"``); ``p_h[k]``/``p_w[k]`` the factors after stage k
+    (``(B, C, H', H')``/``(B, C, W', W')``; the final RESM keeps the last ones);
+    ``multipliers[k]`` the multiplier ``(B, C, H', W')``; ``image_norms[k]`` and
+    ``multiplier_norms[k]`` the Frobenius norms ``(B,)`` of ``I^k`` and ``Lambda^k``.
+    ``initial_image`` is the estimate from the initialisation alone (``initial_norms`` the norms
+    of ``I^0`` and ``Lambda^0``). The last image is the unfolding's output; ``refined`` is the
+    network output after the full-resolution refinement ([ours]), or ``None`` without one, so a
+    refinement's gain is never credited to the last stage.
     """
 
     initial_image: torch.Tensor | None = None
+    initial_norms: tuple[torch.Tensor, torch.Tensor] | None = None
     images: list[torch.Tensor] = field(default_factory=list)
     p_h: list[torch.Tensor] = field(default_factory=list)
     p_w: list[torch.Tensor] = field(default_factory=list)
     multipliers: list[torch.Tensor] = field(default_factory=list)
+    image_norms: list[torch.Tensor] = field(default_factory=list)
+    multiplier_norms: list[torch.Tensor] = field(default_factory=list)
+    refined: torch.Tensor | None = None
+
+    @property
+    def output(self) -> torch.Tensor:
+        """The network's output: the refined image when there is a refinement, else the last stage's."""
+        return self.images[-1] if self.refined is None else self.refined
+
+    def record(self, image_space: torch.Tensor, image, multiplier, p_h, p_w) -> None:
+        """Append one stage's estimate (image space), features, factors and norms."""
+        self.images.append(image_space)
+        self.multipliers.append(multiplier)
+        self.p_h.append(p_h)
+        self.p_w.append(p_w)
+        self.image_norms.append(image.detach().flatten(1).norm(dim=1))
+        self.multiplier_norms.append(multiplier.detach().flatten(1).norm(dim=1))
 
 
 class GlobalStatistics(nn.Module):
@@ -381,7 +469,7 @@ class InterIR(nn.Module):
         self.config = config
         c, s = config.width, config.downsample
         self.down = nn.Sequential(nn.PixelUnshuffle(s), nn.Conv2d(3 * s * s, c, 3, padding=1, bias=False))
-        self.init = InitModule(c)
+        self.init = InitModule(c, centred=config.factor_init == "centred")
         self.stages = nn.ModuleList(IPBlock(config) for _ in range(config.stages - 1))
         self.final_resm = RESM(config)
         self.up = nn.Sequential(
@@ -400,6 +488,12 @@ class InterIR(nn.Module):
             return checkpoint(stage, *state, use_reentrant=False)
         return stage(*state)
 
+    def _to_image(self, features: torch.Tensor, initial: torch.Tensor, padded: torch.Tensor, size) -> torch.Tensor:
+        """Image-space estimate of features ``I^k``: ``Up(I^k) + D``, or ``Up(I^k - I^0) + D``."""
+        if self.config.output_skip == "init":
+            features = features - initial
+        return crop_to(self.up(features) + padded, size)
+
     def _unfold(self, x: torch.Tensor, trace: UnfoldingTrace | None) -> torch.Tensor:
         check_image_batch(x, self.min_size)
         padded, size = pad_to_multiple(x, self.config.downsample)
@@ -407,28 +501,22 @@ class InterIR(nn.Module):
         if self.global_stats is not None:
             degraded = degraded + self.global_stats(padded)
         image, multiplier, p_h, p_w = self.init(degraded)
-
-        def record(img, lam, ph, pw):
-            if trace is not None:
-                trace.images.append(crop_to(self.up(img) + padded, size))
-                trace.multipliers.append(lam)
-                trace.p_h.append(ph)
-                trace.p_w.append(pw)
-
+        initial = image
         if trace is not None:
-            trace.initial_image = crop_to(self.up(image) + padded, size)
+            trace.initial_image = self._to_image(initial, initial, padded, size)
+            trace.initial_norms = (initial.detach().flatten(1).norm(dim=1), multiplier.detach().flatten(1).norm(dim=1))
         for stage in self.stages:
             image, multiplier, p_h, p_w = self._run_stage(stage, image, multiplier, degraded, p_h, p_w)
-            record(image, multiplier, p_h, p_w)
+            if trace is not None:
+                trace.record(self._to_image(image, initial, padded, size), image, multiplier, p_h, p_w)
         image = self.final_resm(image, multiplier, degraded, KroneckerOperator(p_h, p_w))
-        output = crop_to(self.up(image) + padded, size)
+        output = self._to_image(image, initial, padded, size)
+        if trace is not None:
+            trace.record(output, image, multiplier, p_h, p_w)
         if self.refine is not None:
             output = output + self.refine(output)
-        if trace is not None:
-            trace.images.append(output)
-            trace.multipliers.append(multiplier)
-            trace.p_h.append(p_h)
-            trace.p_w.append(p_w)
+            if trace is not None:
+                trace.refined = output
         return output
 
     def forward(self, x: torch.Tensor, return_stages: bool = False):
@@ -437,14 +525,15 @@ class InterIR(nn.Module):
         Args:
             x: ``(B, 3, H, W)`` float, values in [0, 1].
             return_stages: also return the list of per-stage image estimates (``stages``
-                entries of shape ``(B, 3, H, W)``, one per stage; the last equals the output).
+                entries of shape ``(B, 3, H, W)``, one per stage; the last is the unfolding's
+                output, which equals the network output unless a refinement follows).
 
         Returns:
             ``(B, 3, H, W)`` restored batch, or ``(output, stage_images)``.
         """
         if return_stages:
             trace = self.trace(x)
-            return trace.images[-1], trace.images
+            return trace.output, trace.images
         return self._unfold(x, None)
 
     def trace(self, x: torch.Tensor) -> UnfoldingTrace:

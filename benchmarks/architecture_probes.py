@@ -1,0 +1,160 @@
+"""Architecture probes for InterIR core v2: short runs of the cpu-small recipe, one change at a time.
+
+Each probe is ``interir train configs/cpu-small.yaml`` with ``train.iterations=1000`` (the whole
+cosine schedule in 1000 steps), the validation widened to all 56 held-out pairs (8 BSDS images x 7
+combinations, 128-px centre crops) and the probe's model overrides. The score is the EMA weights'
+validation PSNR at step 1000, read from the run's ``metrics.jsonl``.
+
+    python benchmarks/architecture_probes.py --list
+    python benchmarks/architecture_probes.py v1 v2-core          # run these probes, one after another
+    python benchmarks/architecture_probes.py --seed 1 v2-core     # a second seed
+    python benchmarks/architecture_probes.py --report             # table -> benchmarks/results/
+
+Results accumulate in ``benchmarks/results/architecture_probes.json`` (one entry per probe and
+seed); ``--report`` writes ``architecture_probes_table.md`` from it. Run folders go to
+``runs/probes/`` (ignored by git).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "architecture_probes.json"
+TABLE = ROOT / "benchmarks" / "results" / "architecture_probes_table.md"
+RECIPE = [
+    "train.iterations=1000", "train.val_every=1000", "train.ckpt_every=250", "data.val.limit=56",
+    "output.tensorboard=off", "train.threads=1",
+]
+V2_CORE = ["model.overrides.stage_update=add", "model.overrides.output_skip=init"]
+# v1 spelled out, so that the probes mean the same after the registered variants moved to v2.
+V1 = [
+    "model.overrides.stage_update=subtract", "model.overrides.output_skip=input", "model.overrides.factor_init=gram",
+    "model.overrides.width=32", "model.overrides.dmum_expansion=2",
+]
+
+# name -> (model, overrides, what it tests)
+PROBES: dict[str, tuple[str, list[str], str]] = {
+    "v1": ("interir-small", V1, "interir-small as landed (v1: subtraction, Up(I^N) + D)"),
+    "add": ("interir-small", ["model.overrides.stage_update=add"], "gated additive updates only"),
+    "skip-init": ("interir-small", ["model.overrides.output_skip=init"], "output Up(I^N - I^0) + D only"),
+    "v2-core": ("interir-small", V2_CORE, "additive gated updates + output from I^0 (identity at init)"),
+    "lossless": ("interir-small", ["model.overrides.width=48"], "C = 48 = 3 s^2 (lossless Down) only"),
+    "centred": ("interir-small", ["model.overrides.factor_init=centred"], "centred Gram factors only"),
+    "dmum-x1": ("interir-small", ["model.overrides.dmum_expansion=1"], "DMUM blocks at expansion 1 only"),
+    "v2-core+lossless": ("interir-small", V2_CORE + ["model.overrides.width=48"], "v2-core and C = 48"),
+    "v2-core+centred": ("interir-small", V2_CORE + ["model.overrides.factor_init=centred"], "v2-core and centred"),
+    "v2-all": (
+        "interir-small",
+        V2_CORE + ["model.overrides.width=48", "model.overrides.factor_init=centred"],
+        "v2-core, C = 48 and centred factors",
+    ),
+    "v2-all+dmum-x1": (
+        "interir-small",
+        V2_CORE + ["model.overrides.width=48", "model.overrides.factor_init=centred", "model.overrides.dmum_expansion=1"],
+        "v2-all with DMUM blocks at expansion 1",
+    ),
+    "nafnet-small": ("nafnet-small", [], "the NAFNet baseline at the same recipe (reference)"),
+}
+
+
+def command(name: str, seed: int) -> list[str]:
+    model, overrides, _ = PROBES[name]
+    return [
+        "interir", "train", "configs/cpu-small.yaml", f"model.name={model}", *overrides, *RECIPE,
+        f"train.seed={seed}", "output.dir=runs/probes", f"output.name={name}-s{seed}",
+    ]
+
+
+def parameter_count(name: str) -> int:
+    import interir
+
+    model, overrides, _ = PROBES[name]
+    kwargs = {}
+    for item in overrides:
+        key, value = item.removeprefix("model.overrides.").split("=", 1)
+        kwargs[key] = int(value) if value.isdigit() else value
+    return sum(p.numel() for p in interir.create_model(model, **kwargs).parameters())
+
+
+def final_validation(run_dir: Path) -> dict:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    vals = [r for r in rows if r.get("kind") == "val"]
+    if not vals:
+        raise RuntimeError(f"no validation row in {run_dir / 'metrics.jsonl'}")
+    return vals[-1]
+
+
+def run_probe(name: str, seed: int) -> dict:
+    cmd = command(name, seed)
+    run_dir = ROOT / "runs" / "probes" / f"{name}-s{seed}"
+    resume = ["--resume"] if (run_dir / "checkpoints" / "last").exists() else ["--overwrite"]
+    start = time.time()
+    exe = [sys.executable, "-m", "interir.cli", *cmd[1:], *resume]
+    subprocess.run(exe, cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    val = final_validation(run_dir)
+    params = parameter_count(name)
+    return {
+        "probe": name, "seed": seed, "model": PROBES[name][0], "what": PROBES[name][2],
+        "psnr": val["psnr"], "ssim": val["ssim"], "val_images": val.get("val_images"),
+        "parameters": params, "wall_s": round(time.time() - start, 1), "command": shlex.join(cmd),
+    }
+
+
+def save(entry: dict) -> None:
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    results = [r for r in results if (r["probe"], r["seed"]) != (entry["probe"], entry["seed"])] + [entry]
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def report() -> str:
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    base = {r["seed"]: r["psnr"] for r in results if r["probe"] == "v1"}
+    lines = [
+        "| probe | what it changes | seed | val PSNR (dB) | vs v1 same seed | SSIM | params | wall |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    order = {name: i for i, name in enumerate(PROBES)}
+    for r in sorted(results, key=lambda r: (order.get(r["probe"], 99), r["seed"])):
+        delta = f"{r['psnr'] - base[r['seed']]:+.2f}" if r["seed"] in base else ""
+        params = f"{r['parameters'] / 1e6:.3f} M" if r.get("parameters") else ""
+        lines.append(
+            f"| {r['probe']} | {r['what']} | {r['seed']} | {r['psnr']:.2f} | {delta} | {r['ssim']:.4f} | "
+            f"{params} | {r['wall_s'] / 60:.1f} min |"
+        )
+    lines += ["", "Commands (run from the repository root):", ""]
+    lines += [f"- `{r['probe']}` seed {r['seed']}: `{r['command']}`" for r in results]
+    TABLE.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("probes", nargs="*", help="probe names (see --list)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    if args.list:
+        for name, (model, overrides, what) in PROBES.items():
+            print(f"{name:18s} {what}")
+        return
+    unknown = [p for p in args.probes if p not in PROBES]
+    if unknown:
+        parser.error(f"unknown probes {unknown}; valid: {', '.join(PROBES)}")
+    for name in args.probes:
+        save(run_probe(name, args.seed))
+        print(report().splitlines()[-1])
+    if args.report or args.probes:
+        print(report())
+
+
+if __name__ == "__main__":
+    main()
