@@ -67,6 +67,8 @@ PROBES: dict[str, tuple[str, list[str], str]] = {
 
 def command(name: str, seed: int) -> list[str]:
     model, overrides, _ = PROBES[name]
+    if model == "interir-small":
+        overrides = V1 + overrides  # later overrides win
     return [
         "interir", "train", "configs/cpu-small.yaml", f"model.name={model}", *overrides, *RECIPE,
         f"train.seed={seed}", "output.dir=runs/probes", f"output.name={name}-s{seed}",
@@ -78,7 +80,7 @@ def parameter_count(name: str) -> int:
 
     model, overrides, _ = PROBES[name]
     kwargs = {}
-    for item in overrides:
+    for item in (V1 + overrides if model == "interir-small" else overrides):
         key, value = item.removeprefix("model.overrides.").split("=", 1)
         kwargs[key] = int(value) if value.isdigit() else value
     return sum(p.numel() for p in interir.create_model(model, **kwargs).parameters())
@@ -130,7 +132,7 @@ def report() -> str:
             f"{params} | {r['wall_s'] / 60:.1f} min |"
         )
     lines += ["", "Commands (run from the repository root):", ""]
-    lines += [f"- `{r['probe']}` seed {r['seed']}: `{r['command']}`" for r in results]
+    lines += [f"- `{r['probe']}` seed {r['seed']}: `{shlex.join(command(r['probe'], r['seed']))}`" for r in results]
     TABLE.write_text("\n".join(lines) + "\n")
     return "\n".join(lines)
 

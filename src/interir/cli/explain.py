@@ -107,6 +107,15 @@ def explain_command(
     if explanation.stage_psnr is not None:
         per_stage = " -> ".join(f"{v:.2f}" for v in explanation.stage_psnr)
         typer.echo(f"PSNR input {explanation.input_psnr:.2f} dB -> {per_stage} dB (per stage)")
+        shares = explanation.gain_shares()
+        if explanation.refined_psnr is not None and shares is not None:
+            typer.echo(
+                f"refinement [ours] -> {explanation.refined_psnr:.2f} dB: the stages gave "
+                f"{shares['unfolding_db']:+.2f} dB, the refinement {shares['refinement_db']:+.2f} dB"
+            )
+    if explanation.feature_norms:
+        norms = " -> ".join(f"{v:.1f}" for v in explanation.feature_norms)
+        typer.echo(f"|I| per stage (features): {norms}")
     typer.echo(f"wrote {index}")
 
 

@@ -40,8 +40,10 @@ CAPTIONS = {
         "stages 1 to N&minus;1 are IPBlocks, each an image step (RESM: a learned Newton step on "
         "&frac12;&#8214;F&#8214;&sup2;), a degradation step (DMUM: refit P<sub>h</sub>, "
         "P<sub>w</sub>) and a multiplier step (MUM: update &Lambda;); stage N is one more image "
-        "step and its estimate is the network output. <i>init</i> is Up(I<sup>0</sup>) + D from "
-        "the initialisation alone. Images are clamped to [0, 1] for display."
+        "step and its estimate is the unfolding's output. <i>init</i> is the estimate from the "
+        "initialisation alone. A network with a full-resolution refinement ([ours], not the "
+        "paper's) shows it as its own panel after the last stage: its gain is not the optimiser's. "
+        "Images are clamped to [0, 1] for display."
     ),
     "psnr": (
         "PSNR of each stage's estimate against the clean target (RGB, 8-bit quantised). A rising "
@@ -111,6 +113,8 @@ def _trajectory_figure(exp: Explanation, path: Path) -> Path:
     for k, img in enumerate(exp.stage_images):
         value = exp.stage_psnr[k] if exp.stage_psnr is not None else None
         panels.append((exp.stage_label(k), img, value))
+    if exp.refined_image is not None:
+        panels.append(("refinement [ours]", exp.refined_image, exp.refined_psnr))
     if exp.target is not None:
         panels.append(("clean target", exp.target, None))
     rows, cols = _grid(len(panels), 6)
@@ -136,6 +140,9 @@ def _psnr_figure(exp: Explanation, path: Path) -> Path:
     values = [exp.initial_psnr, *exp.stage_psnr]
     finite = [v if v is not None and math.isfinite(v) else np.nan for v in values]
     ax.plot(stages, finite, marker="o", color="tab:blue", label="stage estimate")
+    if exp.refined_psnr is not None and math.isfinite(exp.refined_psnr):
+        ax.plot([stages[-1]], [exp.refined_psnr], marker="*", markersize=12, linestyle="none",
+                color="tab:orange", label=f"after the refinement [ours] ({exp.refined_psnr:.2f} dB)")
     if exp.input_psnr is not None and math.isfinite(exp.input_psnr):
         ax.axhline(exp.input_psnr, color="gray", linestyle="--",
                    label=f"input ({exp.input_psnr:.2f} dB)")
@@ -280,12 +287,18 @@ def _conv_figure(exp: Explanation, conv: ConvExplanation, path: Path) -> Path:
 def _stage_table(exp: Explanation) -> str:
     head = [
         "stage", "PSNR (dB)", "image update (RMS)", "P<sub>h</sub> change", "P<sub>w</sub> change",
-        "&Lambda; (RMS)", "&Lambda; update (RMS)",
+        "&Lambda; (RMS)", "&Lambda; update (RMS)", "&#8214;I&#8214;", "&#8214;&Lambda;&#8214;",
     ]
     dash = "&ndash;"
     init_psnr = _fmt(exp.initial_psnr) if exp.stage_psnr is not None else dash
-    rows = [["init", init_psnr, dash, dash, dash, _fmt(exp.initial_multiplier_energy, 4), dash]]
+    norms = exp.initial_norms or (None, None)
+    rows = [[
+        "init", init_psnr, dash, dash, dash, _fmt(exp.initial_multiplier_energy, 4), dash,
+        _fmt(norms[0], 1), _fmt(norms[1], 1),
+    ]]
     for k in range(exp.stages):
+        feature = exp.feature_norms[k] if k < len(exp.feature_norms) else None
+        multiplier = exp.multiplier_norms[k] if k < len(exp.multiplier_norms) else None
         rows.append([
             exp.stage_label(k),
             _fmt(exp.stage_psnr[k]) if exp.stage_psnr is not None else dash,
@@ -294,7 +307,13 @@ def _stage_table(exp: Explanation) -> str:
             _fmt(exp.p_w_change[k], 4),
             _fmt(exp.multiplier_energy[k], 4),
             _fmt(exp.multiplier_update[k], 4),
+            _fmt(feature, 1),
+            _fmt(multiplier, 1),
         ])
+    if exp.refined_image is not None:
+        psnr_text = _fmt(exp.refined_psnr) if exp.stage_psnr is not None else dash
+        update = float((exp.refined_image - exp.stage_images[-1]).double().pow(2).mean().sqrt())
+        rows.append(["refinement [ours]", psnr_text, _fmt(update, 4), *([dash] * 6)])
     cells = "".join(f"<th>{h}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{cells}</tr>{body}</table>"
@@ -384,6 +403,8 @@ def write_report(explanation: Explanation, out_dir: str | Path) -> Path:
     write_image(stages_dir / "initial.png", exp.initial_image.clamp(0, 1))
     for k, img in enumerate(exp.stage_images):
         write_image(stages_dir / f"stage_{k + 1:02d}.png", img.clamp(0, 1))
+    if exp.refined_image is not None:
+        write_image(stages_dir / "refined.png", exp.refined_image.clamp(0, 1))
     if exp.target is not None:
         write_image(stages_dir / "target.png", exp.target)
 
@@ -394,6 +415,8 @@ def write_report(explanation: Explanation, out_dir: str | Path) -> Path:
         '<a href="stages/initial.png">init</a>',
         *(f'<a href="stages/stage_{k + 1:02d}.png">stage {k + 1}</a>' for k in range(exp.stages)),
     ]
+    if exp.refined_image is not None:
+        links.append('<a href="stages/refined.png">refinement</a>')
     if exp.target is not None:
         links.append('<a href="stages/target.png">target</a>')
     sections.append(
@@ -431,9 +454,14 @@ def write_report(explanation: Explanation, out_dir: str | Path) -> Path:
         f"image {height}&times;{width}."
     )
     if exp.stage_psnr is not None:
-        summary += (
-            f" PSNR: input {_fmt(exp.input_psnr)} dB &rarr; output {_fmt(exp.stage_psnr[-1])} dB."
-        )
+        summary += f" PSNR: input {_fmt(exp.input_psnr)} dB &rarr; output {_fmt(exp.output_psnr)} dB."
+        shares = exp.gain_shares()
+        if exp.refined_image is not None and shares is not None:
+            summary += (
+                f" The unfolded stages gave {_fmt(shares['unfolding_db'])} dB, the full-resolution "
+                f"refinement [ours] {_fmt(shares['refinement_db'])} dB "
+                f"({_fmt(100 * shares['refinement_share'], 0)}% of the gain)."
+            )
     page = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>InterIR explanation</title><style>{_STYLE}</style></head><body>"

@@ -6,7 +6,10 @@
   given, and how much the stage changed it;
 - the Kronecker factors ``P_h``, ``P_w`` of the degradation operator (the *degradation step*),
   averaged over the feature channels, and how much the stage changed them;
-- the size of the multiplier ``Lambda`` and of its update (the *multiplier step*);
+- the size of the multiplier ``Lambda`` and of its update (the *multiplier step*), and the norms of
+  the feature estimate ``I^k`` and of ``Lambda^k``;
+- for networks with a full-resolution refinement ([ours]), the refined output as its own entry,
+  with its PSNR and its share of the gain, so the refinement is never credited to a stage;
 
 and, for chosen explainable convolutions, their masks, attention and kernel modulation
 (:mod:`interir.explain.convs`). :func:`interir.explain.write_report` draws it all.
@@ -21,6 +24,7 @@ import torch
 from torch import nn
 
 from interir.explain.convs import ConvExplanation, explain_conv, resolve_conv_names
+from interir.metrics import psnr
 from interir.models.explainable_conv import explainable_convs
 
 __all__ = ["Explanation", "explain_image"]
@@ -62,6 +66,10 @@ class Explanation:
         multiplier_update: RMS of ``Lambda^k - Lambda^(k-1)`` (the learned ``sigma (K I - Z)``);
             ``nan`` for a stage that made no multiplier step (the final stage).
         initial_multiplier_energy: RMS of ``Lambda^0`` (``nan`` when it could not be read).
+        feature_norms / multiplier_norms: Frobenius norms of ``I^k`` and ``Lambda^k`` after each
+            stage (feature space); ``initial_norms`` those of ``I^0`` and ``Lambda^0``.
+        refined_image / refined_psnr: the output after the full-resolution refinement and its
+            PSNR, or ``None`` for networks without one (then the last stage is the output).
         convs: explanations of the chosen explainable convolutions.
         available_convs: names of all explainable convolutions of the model.
         downsample: the factor ``s`` between the image and the unfolding's feature maps.
@@ -88,6 +96,11 @@ class Explanation:
     available_convs: list[str] = field(default_factory=list)
     downsample: int | None = None
     factor_reduction: str = "abs"
+    feature_norms: list[float] = field(default_factory=list)
+    multiplier_norms: list[float] = field(default_factory=list)
+    initial_norms: tuple[float, float] | None = None
+    refined_image: torch.Tensor | None = None
+    refined_psnr: float | None = None
 
     @property
     def stages(self) -> int:
@@ -95,8 +108,33 @@ class Explanation:
 
     @property
     def output(self) -> torch.Tensor:
-        """The network output (the last stage's estimate), ``(3, H, W)``."""
-        return self.stage_images[-1]
+        """The network output (the refined image, else the last stage's estimate), ``(3, H, W)``."""
+        return self.stage_images[-1] if self.refined_image is None else self.refined_image
+
+    @property
+    def output_psnr(self) -> float | None:
+        """PSNR of the network output, or ``None`` without a target."""
+        if self.stage_psnr is None:
+            return None
+        return self.stage_psnr[-1] if self.refined_image is None else self.refined_psnr
+
+    def gain_shares(self) -> dict[str, float] | None:
+        """Shares of the PSNR gain (output minus input) made by the unfolding and the refinement.
+
+        ``{"total_db", "unfolding_db", "refinement_db", "unfolding_share", "refinement_share"}``;
+        ``None`` without a target. Shares are fractions of the total (they may fall outside
+        [0, 1] when one part loses what the other gains, and are ``nan`` for a zero total).
+        """
+        if self.stage_psnr is None or self.input_psnr is None:
+            return None
+        unfolding = self.stage_psnr[-1] - self.input_psnr
+        refinement = 0.0 if self.refined_psnr is None else self.refined_psnr - self.stage_psnr[-1]
+        total = unfolding + refinement
+        share = (lambda v: v / total) if abs(total) > 1e-9 else (lambda v: math.nan)
+        return {
+            "total_db": total, "unfolding_db": unfolding, "refinement_db": refinement,
+            "unfolding_share": share(unfolding), "refinement_share": share(refinement),
+        }
 
     def stage_label(self, index: int) -> str:
         """Short label of stage ``index`` (0-based): ``"stage 3"`` or ``"stage 5 (final)"``."""
@@ -134,9 +172,20 @@ class Explanation:
             "multiplier_rms": clean(self.multiplier_energy),
             "multiplier_update_rms": clean(self.multiplier_update),
             "initial_multiplier_rms": clean(self.initial_multiplier_energy),
+            "feature_norm": clean(self.feature_norms),
+            "multiplier_norm": clean(self.multiplier_norms),
+            "initial_norms": None if self.initial_norms is None else clean(list(self.initial_norms)),
+            "refinement": None if self.refined_image is None else {
+                "psnr": clean(self.refined_psnr), "gain": self._clean_gain(clean),
+            },
+            "gain_shares": self._clean_gain(clean),
             "convs": [c.summary() for c in self.convs],
             "available_convs": list(self.available_convs),
         }
+
+    def _clean_gain(self, clean) -> dict | None:
+        shares = self.gain_shares()
+        return None if shares is None else {k: clean(float(v)) for k, v in shares.items()}
 
 
 def _as_single(image: torch.Tensor, what: str) -> torch.Tensor:
@@ -183,7 +232,7 @@ def explain_image(
             ``"signed"`` the plain mean, in which channels of opposite sign cancel.
 
     Returns:
-        An :class:`Explanation`; its last stage image equals ``model(image)``.
+        An :class:`Explanation`; its ``output`` equals ``model(image)``.
     """
     if not hasattr(model, "trace"):
         raise TypeError(
@@ -232,13 +281,16 @@ def explain_image(
 
     stage_images = [img[0].float().cpu() for img in trace.images]
     initial_image = trace.initial_image[0].float().cpu()
-    stage_psnr = input_psnr = initial_psnr = None
+    refined = None if getattr(trace, "refined", None) is None else trace.refined[0].float().cpu()
+    stage_psnr = input_psnr = initial_psnr = refined_psnr = None
     if target is not None:
-        from interir.metrics import psnr
-
-        stack = torch.stack([x, initial_image, *stage_images])
+        extra = [] if refined is None else [refined]
+        stack = torch.stack([x, initial_image, *stage_images, *extra])
         values = psnr(stack, target.unsqueeze(0).expand_as(stack)).tolist()
+        if refined is not None:
+            refined_psnr = values.pop()
         input_psnr, initial_psnr, stage_psnr = values[0], values[1], values[2:]
+    norms = getattr(trace, "initial_norms", None)
 
     previous_images = [initial_image, *stage_images[:-1]]
     image_update = [_rms(a - b) for a, b in zip(stage_images, previous_images)]
@@ -291,4 +343,9 @@ def explain_image(
         convs=explained,
         available_convs=list(convs),
         downsample=getattr(config, "downsample", None),
+        feature_norms=[float(n[0]) for n in getattr(trace, "image_norms", [])],
+        multiplier_norms=[float(n[0]) for n in getattr(trace, "multiplier_norms", [])],
+        initial_norms=None if norms is None else (float(norms[0][0]), float(norms[1][0])),
+        refined_image=refined,
+        refined_psnr=refined_psnr,
     )
