@@ -73,3 +73,28 @@ def test_shipped_default_restores_the_demo_photo(tmp_path):
     result = run_demo(tmp_path, model_spec="default", seed=0)
     assert result.restored_psnr > result.degraded_psnr + 2.0
     assert result.restored_ssim > result.degraded_ssim + 0.1
+
+
+def test_load_pretrained_accepts_a_path_as_well_as_a_name():
+    import torch
+
+    from interir.pretrained import pretrained_path
+
+    by_name = interir.load_pretrained("default")
+    by_path = interir.load_pretrained(pretrained_path("default"))
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(by_path(x), by_name(x))
+
+
+def test_models_command_marks_the_shipped_weights():
+    from typer.testing import CliRunner
+
+    import interir.cli.models  # noqa: F401  (registers the command)
+    from interir.cli.app import app
+
+    out = CliRunner().invoke(app, ["models"]).output
+    shipped = out.split("Architectures")[0]
+    assert "default" in shipped and "interir-base" in shipped
+    marked = [line.split()[0] for line in out.splitlines() if "[trained weights shipped]" in line]
+    assert "interir-base" in marked and "nafnet" not in marked

@@ -72,11 +72,23 @@ def pretrained_path(name: str = "default") -> Path:
     return path
 
 
-def load_pretrained(name: str = "default", map_location: str = "cpu") -> nn.Module:
-    """Load a shipped model, in eval mode, after verifying its checksum.
+def pretrained_architecture(name: str) -> str | None:
+    """Registered architecture of the shipped model ``name`` (from its ``.json``), or ``None``."""
+    entry = _registry().get(name)
+    if entry is None:
+        return None
+    description = WEIGHTS_DIR / Path(entry["file"]).with_suffix(".json").name
+    if not description.is_file():
+        return None
+    return json.loads(description.read_text()).get("model_name")
+
+
+def load_pretrained(name: str | Path = "default", map_location: str = "cpu") -> nn.Module:
+    """Load a shipped model by name (checksum verified), or a checkpoint by path, in eval mode.
 
     Args:
-        name: a name from :func:`list_pretrained`.
+        name: a name from :func:`list_pretrained` (e.g. ``"default"``, ``"eb-nafnet-small"``), or
+            the path of a run folder, checkpoint folder or ``.safetensors`` file.
         map_location: device for the weights.
 
     Returns:
@@ -84,9 +96,15 @@ def load_pretrained(name: str = "default", map_location: str = "cpu") -> nn.Modu
     """
     from interir.engine.checkpoint import load_model
 
-    model = load_model(str(pretrained_path(name)), map_location=map_location)
-    model.pretrained_name = name
-    return model
+    if isinstance(name, str) and name in _registry():
+        model = load_model(str(pretrained_path(name)), map_location=map_location)
+        model.pretrained_name = name
+        return model
+    if Path(name).exists():
+        return load_model(str(name), map_location=map_location)
+    # neither: let pretrained_path raise its message, which lists the shipped names
+    pretrained_path(str(name))
+    raise AssertionError("unreachable")
 
 
 def ship_pretrained(run: str | Path, name: str = "default", **info: Any) -> Path:

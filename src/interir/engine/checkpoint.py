@@ -48,7 +48,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from interir.utils.files import atomic_write_bytes, atomic_write_text, fsync_dir
+from interir.utils.files import _umask, atomic_write_bytes, atomic_write_text, fsync_dir
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -65,6 +65,7 @@ __all__ = [
     "load_weights_into",
     "load_training_state",
     "resolve_checkpoint",
+    "clean_interrupted_writes",
     "model_description",
     "unwrap_model",
     "atomic_write_bytes",
@@ -142,6 +143,9 @@ def _write_dir_atomically(target: Path, fill) -> None:
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
     try:
+        # mkdtemp makes the folder owner-only (0700); a checkpoint gets a plain mkdir's mode, so
+        # other users can load a shared run.
+        os.chmod(tmp, 0o777 & ~_umask())
         fill(tmp)
         for p in tmp.iterdir():
             with open(p, "rb") as f:
@@ -171,6 +175,32 @@ def _recover_dir(target: Path) -> Path:
             log.warning("using %s: %s was being replaced when the last run stopped", old, target)
             return old
     return target
+
+
+def clean_interrupted_writes(target: str | os.PathLike) -> list[Path]:
+    """Delete what interrupted writes of the checkpoint folder ``target`` left beside it.
+
+    Every interrupted :func:`save_checkpoint` leaves a full-size ``.<name>.tmp-*`` (killed while
+    filling) or ``.<name>.old-*`` (killed between the two renames) folder. When ``target`` itself
+    is missing, the newest complete old copy (the one :func:`_recover_dir` would read) is renamed
+    back into place first, so nothing a resume needs is deleted. Call this when no other process
+    is writing ``target`` (``interir train`` does, at start-up).
+
+    Returns:
+        The folders deleted.
+    """
+    target = Path(target)
+    recovered = _recover_dir(target)
+    if recovered != target:
+        os.replace(recovered, target)
+        fsync_dir(target.parent)
+        log.warning("restored %s from %s, left by an interrupted checkpoint write", target,
+                    recovered.name)
+    stale = sorted(target.parent.glob(f".{target.name}.tmp-*"))
+    stale += sorted(target.parent.glob(f".{target.name}.old-*"))
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 def _state_dict_cpu(module_or_state) -> dict[str, torch.Tensor]:
@@ -604,7 +634,9 @@ def load_model(
               ``model.json`` path: rebuilds the recorded model and loads its weights;
             - a registered model name (``interir.list_models()``): randomly initialised weights,
               with a warning;
-            - ``"default"``: the bundled pretrained weights (:func:`interir.pretrained.load_pretrained`).
+            - ``"default"`` or another shipped name (``interir.list_pretrained()``, e.g.
+              ``"eb-nafnet-small"``): the bundled pretrained weights, sha256-checked
+              (:func:`interir.pretrained.load_pretrained`).
         map_location: device for the model.
         use_ema: use the EMA weights when the checkpoint has them (usually the better ones).
 
@@ -617,16 +649,10 @@ def load_model(
         CheckpointError: the checkpoint is corrupt or its weights do not fit its description.
     """
     spec_str = str(spec)
-    if spec_str == "default":
-        try:
-            from interir.pretrained import load_pretrained
-        except ImportError as e:
-            raise CheckpointError(
-                "no default pretrained weights are available in this installation "
-                f"(interir.pretrained: {e}). Fix: pass a checkpoint folder or .safetensors file, or "
-                "a model name from `interir models` for random weights"
-            ) from e
-        model = load_pretrained()
+    from interir.pretrained import list_pretrained, load_pretrained
+
+    if spec_str == "default" or spec_str in list_pretrained():
+        model = load_pretrained(spec_str)
         return model.to(map_location).eval()
 
     path = Path(spec)
