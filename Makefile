@@ -2,10 +2,10 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,viz,onnx,io16
+EXTRAS ?= dev,viz,onnx,io16,app,e2e
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench clean browser
 
 $(STAMP): pyproject.toml constraints/cpu.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,7 +19,18 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/interir demo
 
-test: $(STAMP)
+# The browser test of the web page needs Debian's chromium and chromium-driver; installed here when
+# missing and we are root with apt-get, else that one test is skipped with the reason.
+browser:
+	@if command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium and chromium-driver for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium chromium-driver >/dev/null) \
+	  || echo "warning: chromium could not be installed; the browser test will be skipped"; \
+	else echo "note: no chromedriver; the browser test will be skipped"; fi
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n 2
 
 bench: $(STAMP)

@@ -12,7 +12,8 @@ import importlib
 from interir.cli.app import app
 
 # One module per command group; each registers itself on `app` when imported.
-_COMMAND_MODULES = ["models", "synth", "train", "evaluate", "restore", "profile", "export", "explain", "demo", "report"]
+_COMMAND_MODULES = ["models", "synth", "train", "evaluate", "restore", "profile", "export", "explain", "demo", "report",
+                    "webapp"]
 
 
 def _load_commands() -> None:
