@@ -11,6 +11,11 @@ section and the closest match, e.g.::
 
 Relative paths in configs (``data.train_roots`` ...) are resolved against the current folder;
 the shipped configs assume the repository root (``../shared/data/...``).
+
+The configs of ``configs/`` are shipped inside the package (``interir/configs``), so an installed
+``interir`` finds them by name: :func:`resolve_config_path` turns ``"cpu-small"`` into the shipped
+file, and :func:`load_config` points a shipped file's ``configs/...`` entries (split lists) at the
+shipped copies when the current folder has none ([ours]).
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ __all__ = [
     "TrainConfig",
     "load_config",
     "validate_config",
+    "list_shipped_configs",
+    "resolve_config_path",
+    "SHIPPED_CONFIG_DIR",
     "config_to_yaml",
     "config_to_dict",
 ]
@@ -41,6 +49,51 @@ __all__ = [
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the key and the fix."""
+
+
+#: The training configs shipped with the package (the repository's ``configs/``).
+SHIPPED_CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def list_shipped_configs() -> list[str]:
+    """Names of the shipped training configs (``interir train NAME``), e.g. ``"cpu-small"``."""
+    return sorted(p.stem for p in SHIPPED_CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(spec: str | os.PathLike) -> Path:
+    """The YAML file meant by ``spec``: a file, a run folder (its ``config.yaml``) or a shipped name.
+
+    A path that exists wins over a shipped config of the same name.
+
+    Raises:
+        ConfigError: nothing matches; the message lists the shipped names.
+    """
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        if not (path / "config.yaml").is_file():
+            raise ConfigError(f"'{path}' is a folder without config.yaml")
+        return path / "config.yaml"
+    name = path.name[:-5] if path.name.endswith(".yaml") else path.name
+    shipped = SHIPPED_CONFIG_DIR / f"{name}.yaml"
+    if str(path.parent) in (".", "configs") and shipped.is_file():
+        return shipped
+    names = ", ".join(list_shipped_configs()) or "none"
+    raise ConfigError(f"config '{spec}' is neither a file, a run folder nor a shipped config "
+                      f"(shipped: {names})")
+
+
+def _anchor_shipped_paths(value: Any) -> Any:
+    """Point ``configs/...`` strings missing from the current folder at the shipped copies."""
+    if isinstance(value, dict):
+        return {k: _anchor_shipped_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_anchor_shipped_paths(v) for v in value]
+    if isinstance(value, str) and value.startswith("configs/") and not Path(value).exists():
+        shipped = SHIPPED_CONFIG_DIR / value[len("configs/"):]
+        return str(shipped) if shipped.exists() else value
+    return value
 
 
 class _Section(BaseModel):
@@ -487,7 +540,9 @@ def load_config(
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise ConfigError(f"config file '{path}' does not exist; the shipped configs are in configs/")
+            raise ConfigError(
+                f"config file '{path}' does not exist; shipped configs are named without a path: "
+                + ", ".join(list_shipped_configs()))
         try:
             loaded = OmegaConf.load(path)
         except Exception as e:
@@ -508,6 +563,8 @@ def load_config(
         ) from e
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a mapping")
+    if path is not None and path.resolve().parent == SHIPPED_CONFIG_DIR.resolve():
+        data = _anchor_shipped_paths(data)
     data.setdefault("output", {})
     if isinstance(data["output"], dict) and not data["output"].get("name"):
         data["output"]["name"] = path.stem if path is not None else "run"

@@ -1,4 +1,6 @@
-"""``interir train CONFIG.yaml [key=value ...]``: train with the engine in :mod:`interir.engine.train`.
+"""``interir train CONFIG [key=value ...]``: train with the engine in :mod:`interir.engine.train`.
+
+CONFIG is a YAML file, a run folder, or the name of a shipped config (``interir train cpu-small``).
 
 Runs the same way on one process and under ``torchrun --nproc_per_node=N -m interir.cli train ...``.
 """
@@ -16,14 +18,17 @@ from interir.cli.app import app
 @app.command(
     "train",
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Examples: interir train configs/cpu-small.yaml optim.lr=1e-4 train.batch_size=8 | "
+    epilog="Examples: interir train cpu-small optim.lr=1e-4 train.batch_size=8 | "
+           "interir train cpu-tiny data.train_roots=[my/photos] data.exclude=[] "
+           "data.val.kind=none | "
            "interir train configs/cpu-small.yaml --resume | "
-           "torchrun --nproc_per_node=2 -m interir.cli train configs/cpu-tiny.yaml",
+           "torchrun --nproc_per_node=2 -m interir.cli train cpu-tiny",
 )
 def train_command(
-    config: Annotated[Path, typer.Argument(
-        help="YAML config (see configs/), or a run folder to reuse its saved config.yaml.",
-        show_default=False)],
+    config: Annotated[Optional[Path], typer.Argument(
+        help="YAML file, a run folder (reuses its config.yaml), or a shipped config by name: "
+             "cpu-tiny, cpu-small, cpu-default, paper-mdir, ... (see --list-configs).",
+        show_default=False)] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(
         help="key=value overrides applied on top of the file, e.g. optim.lr=1e-4 "
              "train.iterations=2000 model.overrides.width=24 data.train_roots=[a,b].",
@@ -45,21 +50,25 @@ def train_command(
         show_default=False)] = None,
     print_config: Annotated[bool, typer.Option(
         "--print-config", help="Print the resolved configuration and exit.")] = False,
+    list_configs: Annotated[bool, typer.Option(
+        "--list-configs", help="Print the names of the shipped configs and exit.")] = False,
 ) -> None:
     """Train a restoration network: the paper's recipe, resumable, distributed under torchrun."""
-    from interir.config import ConfigError, config_to_yaml, load_config
+    from interir.config import (ConfigError, config_to_yaml, list_shipped_configs, load_config,
+                                resolve_config_path)
     from interir.engine.checkpoint import CheckpointError
 
+    if list_configs:
+        typer.echo("\n".join(list_shipped_configs()))
+        return
+    if config is None:
+        raise typer.BadParameter("name a config file, run folder or shipped config",
+                                 param_hint="CONFIG")
     items = list(overrides or [])
     if max_minutes is not None:
         items.append(f"train.max_minutes={max_minutes}")
-    path = config
-    if config.is_dir():
-        path = config / "config.yaml"
-        if not path.is_file():
-            raise typer.BadParameter(f"'{config}' is a folder without config.yaml", param_hint="CONFIG")
     try:
-        cfg = load_config(path, items)
+        cfg = load_config(resolve_config_path(config), items)
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
@@ -80,4 +89,4 @@ def train_command(
         raise typer.Exit(3) from None
     if result.reason != "completed":
         typer.echo(f"stopped ({result.reason}) at step {result.step}/{result.iterations}; "
-                   f"continue with: interir train {config} --resume", err=True)
+                   f"continue with: {result.resume_command}", err=True)
