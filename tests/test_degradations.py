@@ -312,7 +312,7 @@ def test_float64_and_odd_sizes():
     assert y.dtype == torch.float64 and y.shape == x.shape
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_matches_cpu_with_cpu_rng():
     x = _batch(4)
     pipe = DegradationPipeline()
