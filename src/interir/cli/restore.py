@@ -57,17 +57,29 @@ def restore_command(
         "--threads", min=1, help="torch CPU threads (default: torch's choice; use fewer on a busy "
                                  "machine).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures and the summary.")] = False,
+    max_pixels: Annotated[Optional[int], typer.Option(
+        "--max-pixels", min=1, help="Refuse images with more pixels than this, read from the file "
+                                    "header before decoding (default: what the available memory "
+                                    "holds).", show_default=False)] = None,
 ) -> None:
     """Restore images hit by haze, rain and noise; each keeps its size, bit depth and alpha.
 
-    Unreadable files are reported and skipped; the exit code is 1 when any input failed.
+    Unreadable files are reported and skipped; the exit code is 1 when any input failed. Input
+    files are never replaced.
     """
     from interir.inference import OUTPUT_FORMATS, load_restoration_model, restore_paths
+    from interir.utils.files import OutputPathError, check_writable_dir
+    from interir.utils.io import pixel_limit
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     if output_format not in OUTPUT_FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(OUTPUT_FORMATS)}", param_hint="--format")
     tile_size = _parse_tile(tile)
+    try:  # before loading the model and restoring anything
+        check_writable_dir(output)
+    except OutputPathError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from None
     if threads:
         import torch
 
@@ -84,10 +96,16 @@ def restore_command(
         elif not quiet:
             typer.echo(f"{status:8s}{src} -> {detail}")
 
-    report = restore_paths(
-        inputs, output, net, overwrite=overwrite, tile=tile_size, overlap=overlap,
-        output_format=output_format, recursive=recursive, quality=quality, on_result=on_result,
-    )
+    try:
+        with pixel_limit(max_pixels):
+            report = restore_paths(
+                inputs, output, net, overwrite=overwrite, tile=tile_size, overlap=overlap,
+                output_format=output_format, recursive=recursive, quality=quality,
+                on_result=on_result,
+            )
+    except OutputPathError as err:  # the folder changed since the check above
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from None
     for src, note in report.notes:
         typer.echo(f"note    {src}: {note}")
     typer.echo(report.summary())

@@ -8,7 +8,12 @@
   (JPEG, 8/16-bit PNG, TIFF, grayscale, RGBA, EXIF orientation) and write the result with the
   input's size, bit depth, grayscale-ness and alpha channel. A file that cannot be read or
   restored is reported with its reason and the batch goes on; an existing output is never
-  replaced unless ``overwrite=True``.
+  replaced unless ``overwrite=True``, and an input file never, whatever the flags.
+
+Outputs are planned in full before any image is restored: the output folder must be writable,
+each output name is final (a 16-bit TIFF that must become a PNG is renamed from its header, before
+the name is checked against the other outputs and the inputs), and an output format that cannot
+be written is refused with the fix.
 
 InterIR estimates its Kronecker degradation factors from the whole input, so a tiled restoration
 is not bit-identical to an untiled one: each tile gets its own factors. The automatic tile size
@@ -33,7 +38,16 @@ from torch import nn
 from interir.inference.tiling import tiled_apply
 from interir.models.explainable_conv import explanations_disabled
 from interir.utils.device import empty_cache, is_out_of_memory, module_device, resolve_device
-from interir.utils.io import ImageReadError, list_images, read_image, write_image
+from interir.utils.files import check_writable_dir
+from interir.utils.io import (
+    WRITABLE_EXTENSIONS,
+    ImageReadError,
+    LoadedImage,
+    list_images,
+    read_header,
+    read_image,
+    write_image,
+)
 
 __all__ = [
     "auto_tile_size",
@@ -326,22 +340,19 @@ def _output_settings(
     return dst, bit_depth, has_alpha, "; ".join(notes) or None
 
 
-def plan_outputs(
-    inputs: Sequence[str | os.PathLike],
-    out_dir: str | os.PathLike,
-    output_format: str = "same",
-    recursive: bool = False,
-) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
-    """Expand files and folders into ``(input, output)`` pairs under ``out_dir``.
+def _path_key(path: Path) -> str:
+    """How two paths are compared: symlinks resolved, case folded where the system folds it, the
+    extension in lower case (``x.PNG`` and ``x.png`` are one file on case-insensitive disks)."""
+    real = Path(os.path.realpath(path))
+    return os.path.normcase(str(real.with_suffix(real.suffix.lower())))
 
-    A file ``a/x.jpg`` goes to ``out_dir/x.jpg``; a folder's images keep their path relative to
-    the folder (sub-folders only with ``recursive``). Missing inputs, empty folders and two inputs
-    that would write the same output are returned as ``(path, reason)`` failures.
-    """
-    out_dir = Path(out_dir)
-    pairs: list[tuple[Path, Path]] = []
+
+def _expand_inputs(
+    inputs: Sequence[str | os.PathLike], recursive: bool
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """``(file, output path relative to the output folder)`` for every input image, and failures."""
+    candidates: list[tuple[Path, Path]] = []
     failed: list[tuple[Path, str]] = []
-    claimed: dict[Path, Path] = {}
     for item in inputs:
         path = Path(item)
         if path.is_dir():
@@ -352,24 +363,80 @@ def plan_outputs(
                 continue
             if not files:
                 failed.append((path, "folder holds no images (.png, .jpg, .tif, .bmp, .webp)"))
-            candidates = [(f, f.relative_to(path)) for f in files]
+            candidates.extend((f, f.relative_to(path)) for f in files)
         elif path.exists():
-            candidates = [(path, Path(path.name))]
+            candidates.append((path, Path(path.name)))
         else:
             failed.append((path, "no such file or folder"))
+    return candidates, failed
+
+
+def _final_output(src: Path, requested: Path, exact_format: bool) -> Path:
+    """The path actually written for ``src``: ``requested``, or its ``.png`` twin when the input's
+    header shows 16 bits or alpha that the requested format cannot hold (:func:`_output_settings`)."""
+    if exact_format:
+        return requested
+    try:
+        head = read_header(src)
+    except ImageReadError:
+        return requested  # reading it fails later, with the reason
+    return _output_settings(requested, head.bit_depth, head.has_alpha, False)[0]
+
+
+def _refusal(dst: Path, inputs: dict[str, Path], claimed: dict[str, Path]) -> str | None:
+    """Why ``dst`` must not be written (None when it may): unwritable format, an input, or taken."""
+    if dst.suffix.lower() not in WRITABLE_EXTENSIONS:
+        kind = f"'{dst.suffix}'" if dst.suffix else "extension-less"
+        return (f"cannot write {kind} output {dst}; pass --format png (or jpg, tif, webp, bmp; "
+                "output_format= in Python)")
+    key = _path_key(dst)
+    if key in inputs:
+        return (f"its output {dst} would replace the input file {inputs[key]}; inputs are never "
+                "replaced, whatever --overwrite says. Fix: restore into another folder (-o)")
+    if key in claimed:
+        return (f"its output {dst} would also be written from {claimed[key]}; rename one of them "
+                "or restore them into separate folders")
+    return None
+
+
+def _plan(
+    inputs: Sequence[str | os.PathLike], out_dir: Path, output_format: str, recursive: bool
+) -> tuple[list[tuple[Path, Path, Path]], list[tuple[Path, str]]]:
+    """``(input, requested output, final output)`` triples and failures (:func:`plan_outputs`)."""
+    candidates, failed = _expand_inputs(inputs, recursive)
+    inputs_by_key = {_path_key(src): src for src, _ in candidates}
+    exact = output_format != "same"
+    claimed: dict[str, Path] = {}
+    planned: list[tuple[Path, Path, Path]] = []
+    for src, rel in candidates:
+        requested = (out_dir / rel).with_suffix(_extension_for(src, output_format))
+        dst = _final_output(src, requested, exact)
+        reason = _refusal(dst, inputs_by_key, claimed)
+        if reason is not None:
+            failed.append((src, reason))
             continue
-        for src, rel in candidates:
-            dst = (out_dir / rel).with_suffix(_extension_for(src, output_format))
-            key = Path(os.path.normcase(os.path.abspath(dst.with_suffix(dst.suffix.lower()))))
-            if key in claimed:
-                failed.append(
-                    (src, f"its output {dst} would also be written from {claimed[key]}; rename one "
-                     "of them or restore them into separate folders")
-                )
-                continue
-            claimed[key] = src
-            pairs.append((src, dst))
-    return pairs, failed
+        claimed[_path_key(dst)] = src
+        planned.append((src, requested, dst))
+    return planned, failed
+
+
+def plan_outputs(
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    output_format: str = "same",
+    recursive: bool = False,
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """Expand files and folders into ``(input, output)`` pairs under ``out_dir``.
+
+    A file ``a/x.jpg`` goes to ``out_dir/x.jpg``; a folder's images keep their path relative to
+    the folder (sub-folders only with ``recursive``). Each output is the final name: with
+    ``output_format="same"`` a 16-bit or alpha input whose format cannot hold it goes to ``.png``
+    (read from its header). Returned as ``(path, reason)`` failures: missing inputs, empty
+    folders, outputs in a format that cannot be written (e.g. ``.gif``), outputs that would
+    replace any input file, and two inputs that would write the same output.
+    """
+    planned, failed = _plan(list(inputs), Path(out_dir), output_format, recursive)
+    return [(src, dst) for src, _, dst in planned], failed
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -377,6 +444,18 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.exists() and b.exists() and os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def _write_restored(
+    loaded: LoadedImage, dst: Path, bit_depth: int, keep_alpha: bool, model: nn.Module,
+    quality: int, **restore_kw,
+) -> None:
+    """Restore a read image and write it to ``dst`` with the given depth and alpha."""
+    restored = restore_tensor(model, loaded.image, **restore_kw)
+    write_image(
+        dst, restored, bit_depth=bit_depth, alpha=loaded.alpha if keep_alpha else None,
+        grayscale=loaded.was_grayscale, quality=quality,
+    )
 
 
 def restore_file(
@@ -391,6 +470,7 @@ def restore_file(
     quality: int = 95,
     exact_format: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    max_pixels: int | None = None,
 ) -> tuple[Path, str | None]:
     """Restore one image file.
 
@@ -406,28 +486,27 @@ def restore_file(
         overwrite: replace an existing output.
         quality: JPEG quality of a ``.jpg`` output.
         exact_format: keep ``dst``'s format even if that loses 16 bits (written as 8) or alpha.
+        max_pixels: largest image accepted (see :func:`interir.utils.io.read_image`).
 
     Returns:
         ``(path written, note)``; the note says what changed about the format, else ``None``.
 
     Raises:
-        ImageReadError: ``src`` cannot be read.
+        ImageReadError: ``src`` cannot be read, or is larger than the pixel limit.
         OutputExistsError: the output exists and ``overwrite`` is False.
+        FileExistsError: the output is ``src`` itself (never replaced).
     """
     src, dst = Path(src), Path(dst)
-    loaded = read_image(src)
+    loaded = read_image(src, max_pixels)
     dst, bit_depth, keep_alpha, note = _output_settings(
         dst, loaded.bit_depth, loaded.alpha is not None, exact_format
     )
+    if _same_file(src, dst):
+        raise FileExistsError(f"output {dst} is the input file itself; choose another output path")
     if dst.exists() and not overwrite:
         raise OutputExistsError(dst)
-    restored = restore_tensor(
-        model, loaded.image, tile=tile, overlap=overlap, device=device, progress=progress
-    )
-    write_image(
-        dst, restored, bit_depth=bit_depth, alpha=loaded.alpha if keep_alpha else None,
-        grayscale=loaded.was_grayscale, quality=quality,
-    )
+    _write_restored(loaded, dst, bit_depth, keep_alpha, model, quality, tile=tile, overlap=overlap,
+                    device=device, progress=progress)
     return dst, note
 
 
@@ -445,14 +524,16 @@ def restore_paths(
     quality: int = 95,
     on_result: Callable[[str, Path, object], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    max_pixels: int | None = None,
 ) -> RestoreReport:
     """Restore image files and folders into ``out_dir``; failures are reported, not raised.
 
     Args:
         inputs: image files and/or folders of images.
-        out_dir: output folder (created when missing).
+        out_dir: output folder (created when missing; checked to be writable before any work).
         model: the restoration network.
-        overwrite: replace outputs that already exist (otherwise they are skipped).
+        overwrite: replace outputs that already exist (otherwise they are skipped). Input files
+            are never replaced.
         tile, overlap, device: as in :func:`restore_tensor`.
         output_format: ``"same"`` keeps each input's format; or one of ``png``, ``jpg``, ``tif``,
             ``webp``, ``bmp``. 16-bit inputs always give 16-bit PNG unless a format is named
@@ -464,15 +545,19 @@ def restore_paths(
             (detail: output path), ``"skipped"`` (output path) or ``"failed"`` (reason), as each
             input finishes.
         progress: called as ``progress(done, total)`` after each tile of the current image.
+        max_pixels: largest image accepted (see :func:`interir.utils.io.read_image`).
 
     Returns:
         A :class:`RestoreReport`.
+
+    Raises:
+        OutputPathError: ``out_dir`` is a file or cannot be written (checked first).
     """
+    check_writable_dir(out_dir)
     if device is not None:
-        run_device = resolve_device(device)
-        model.to(run_device)
+        model.to(resolve_device(device))
     report = RestoreReport()
-    pairs, failed = plan_outputs(list(inputs), out_dir, output_format, recursive)
+    planned, failed = _plan(list(inputs), Path(out_dir), output_format, recursive)
 
     def emit(status: str, src: Path, detail: object) -> None:
         if on_result is not None:
@@ -481,44 +566,56 @@ def restore_paths(
     for src, reason in failed:
         report.failed.append((src, reason))
         emit("failed", src, reason)
-    for src, dst in pairs:
+    options = dict(overwrite=overwrite, tile=tile, overlap=overlap, quality=quality,
+                   exact=output_format != "same", progress=progress, max_pixels=max_pixels)
+    for src, requested, dst in planned:
         start = time.perf_counter()
         try:
-            if _same_file(src, dst) and not overwrite:
-                raise FileExistsError(
-                    "output would replace the input file; choose another output folder"
-                )
-            # A quick check first, so an existing output costs no reading or restoring.
-            if dst.exists() and not overwrite:
-                report.skipped.append((src, dst))
-                emit("skipped", src, dst)
-                continue
-            try:
-                written, note = restore_file(
-                    src, dst, model, overwrite=overwrite, tile=tile, overlap=overlap,
-                    quality=quality, exact_format=output_format != "same", progress=progress,
-                )
-            except OutputExistsError as exc:
-                report.skipped.append((src, exc.path))
-                emit("skipped", src, exc.path)
-                continue
-        except ImageReadError as exc:
-            report.failed.append((src, exc.reason))
-            emit("failed", src, exc.reason)
-            continue
+            status, note = _restore_planned(src, requested, dst, model, **options)
+        except ImageReadError as exc:  # the path is printed beside the reason already
+            status, note = "failed", f"{exc.reason}. Fix: {exc.fix}"
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
-            reason = f"{type(exc).__name__}: {exc}"
-            report.failed.append((src, reason))
-            emit("failed", src, reason)
+            status, note = "failed", f"{type(exc).__name__}: {exc}"
+        if status == "failed":
+            report.failed.append((src, note))
+            emit("failed", src, note)
             continue
-        report.written.append((src, written))
+        if status == "skipped":
+            report.skipped.append((src, dst))
+            emit("skipped", src, dst)
+            continue
+        report.written.append((src, dst))
         report.seconds[str(src)] = time.perf_counter() - start
         if note:
             report.notes.append((src, note))
-        emit("written", src, written)
+        emit("written", src, dst)
     return report
+
+
+def _restore_planned(
+    src: Path, requested: Path, dst: Path, model: nn.Module, *, overwrite: bool, exact: bool,
+    max_pixels: int | None, quality: int, **restore_kw,
+) -> tuple[str, str | None]:
+    """Restore one planned input; ``("written" | "skipped", note)``."""
+    if _same_file(src, dst):  # a hard link to the input, which path comparison misses
+        raise FileExistsError("its output is the input file itself; restore into another folder")
+    # A quick check first, so an existing output costs no reading or restoring.
+    if dst.exists() and not overwrite:
+        return "skipped", None
+    loaded = read_image(src, max_pixels)
+    final, bit_depth, keep_alpha, note = _output_settings(
+        requested, loaded.bit_depth, loaded.alpha is not None, exact
+    )
+    if final != dst:  # the header promised another depth or alpha than the pixels hold
+        alpha = " with alpha" if loaded.alpha is not None else ""
+        raise RuntimeError(
+            f"decoding gave a {loaded.bit_depth}-bit image{alpha}, which needs {final.name}, not "
+            f"the planned {dst.name}; nothing written. Fix: pass --format png, or re-export the file"
+        )
+    _write_restored(loaded, dst, bit_depth, keep_alpha, model, quality, **restore_kw)
+    return "written", note
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ These are small, dependency-free utilities shared by inference, profiling and th
 - :func:`is_out_of_memory` recognises CUDA (and CPU allocator) out-of-memory errors, so callers can
   shrink their work and retry;
 - :func:`current_rss_bytes` / :func:`peak_rss_bytes` read the process's resident memory (Linux
-  ``/proc``, else ``getrusage``), the only reliable CPU peak measure when run in a fresh process.
+  ``/proc``, else ``getrusage``), the only reliable CPU peak measure when run in a fresh process;
+- :func:`available_memory_bytes` is what the process can still take (it sets the default image
+  size limit of :func:`interir.utils.io.read_image`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "synchronize",
     "current_rss_bytes",
     "peak_rss_bytes",
+    "available_memory_bytes",
 ]
 
 #: The error type torch raises when the CUDA caching allocator runs out of memory.
@@ -154,3 +157,44 @@ def peak_rss_bytes() -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports kibibytes, macOS bytes.
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+
+
+def _cgroup_headroom() -> int | None:
+    """Bytes left under this container's cgroup v2 memory limit, or None without a limit."""
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        used = open("/sys/fs/cgroup/memory.current").read().strip()
+    except OSError:
+        return None
+    if limit == "max":
+        return None
+    try:
+        return max(0, int(limit) - int(used))
+    except ValueError:
+        return None
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process can still take, in bytes, or None when the system does not say.
+
+    Linux ``MemAvailable`` (free plus reclaimable cache), capped by a container's cgroup limit,
+    which ``/proc/meminfo`` does not reflect; ``sysconf`` free pages elsewhere.
+    """
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if not found:
+        try:
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            pass
+    headroom = _cgroup_headroom()
+    if headroom is not None:
+        found.append(headroom)
+    return min(found) if found else None

@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash never leaves a half-written file under the final name."""
+"""Atomic file writes (a crash never leaves a half-written file under the final name), and checks
+that an output location can be written before any work starts."""
 
 from __future__ import annotations
 
@@ -9,10 +10,79 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+class OutputPathError(ValueError):
+    """An output path cannot be written (a file in the way, no permission, read-only disk)."""
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists (where a new folder would be created)."""
+    current = path.absolute()
+    while not current.exists() and current != current.parent:
+        current = current.parent
+    return current
+
+
+def _probe_write(folder: Path, label: str, path: Path) -> None:
+    """Create and delete a file in ``folder``: the only test that holds for root, ACLs and
+    read-only mounts alike (``os.access`` answers yes to root on a read-only filesystem)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".interir-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OutputPathError(
+            f"cannot write to {label} '{path}' ({reason} in '{folder}'). Fix: choose a folder "
+            "you can write to, or change the folder's permissions"
+        ) from None
+
+
+def check_writable_dir(path: str | os.PathLike, label: str = "output folder") -> Path:
+    """Check that ``path`` is a folder, or can become one, that this process can write into.
+
+    Nothing is created: a missing folder is checked through its closest existing ancestor, so a
+    command that fails later leaves no empty folder behind.
+
+    Raises:
+        OutputPathError: a file is in the way, or the folder cannot be written; the message names
+            the path and the fix.
+    """
+    path = Path(path)
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        where = "" if existing == path.absolute() else f" ('{existing}' is a file)"
+        raise OutputPathError(
+            f"{label} '{path}' cannot be a folder{where}. Fix: name a folder (it is created when "
+            "missing), or move the file out of the way"
+        )
+    _probe_write(existing, label, path)
+    return path
+
+
+def check_writable_file(path: str | os.PathLike, label: str = "output file") -> Path:
+    """Check that the file ``path`` can be written (its folder writable, no folder in the way).
+
+    Raises:
+        OutputPathError: as :func:`check_writable_dir`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(
+            f"{label} '{path}' is a folder. Fix: name a file, e.g. one inside that folder"
+        )
+    check_writable_dir(path.parent, f"folder of the {label}")
+    return path
+
+
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode a plain ``open``/``mkdir`` gives a new file/folder (the umask applied)."""
+    return (0o777 if directory else 0o666) & ~_umask()
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -49,7 +119,7 @@ def atomic_open(path: str | os.PathLike, fsync: bool = False) -> Iterator[IO[byt
             if fsync:
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -14,26 +14,42 @@ Reading (:func:`read_image`) always returns an RGB float32 tensor ``(3, H, W)`` 
 Pillow silently truncates them to 8 bits; both are in the ``io16`` extra
 (``pip install "interir[io16]"``).
 
+Images larger than a pixel limit are refused from their header, before any pixel is decoded: a
+small file can declare a huge size (a 140 KB PNG of 12000 x 12000 pixels decodes to gigabytes). The
+limit defaults to what the available memory can hold at :data:`BYTES_PER_PIXEL`; the CLI's
+``--max-pixels`` sets it (:func:`pixel_limit`). :func:`read_header` gives the size, bit depth and
+alpha of a file from its header alone.
+
 Writing (:func:`write_image`) picks the format from the extension (PNG 8/16-bit, JPEG, TIFF or
 BMP 8-bit), rounds to the nearest integer level and replaces the target atomically.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from interir.utils.device import available_memory_bytes
 from interir.utils.files import atomic_open
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "WRITABLE_EXTENSIONS",
+    "BYTES_PER_PIXEL",
     "ImageReadError",
+    "ImageHeader",
     "LoadedImage",
+    "read_header",
     "read_image",
+    "max_pixels",
+    "pixel_limit",
     "write_image",
     "list_images",
     "image_to_uint",
@@ -41,6 +57,17 @@ __all__ = [
 
 #: File extensions (lower case) recognised as images by :func:`list_images`.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+#: File extensions (lower case) :func:`write_image` can write.
+WRITABLE_EXTENSIONS: tuple[str, ...] = IMAGE_EXTENSIONS
+
+#: Memory one pixel costs while an image is read, restored and written: the float32 colour planes
+#: of the input (12 bytes), of the restored result and its tile blending (16), and the float32
+#: copies made while quantising for writing (36), plus the decoder's and encoder's buffers. About
+#: 80 bytes were counted; 100 leaves room for the model's working memory.
+BYTES_PER_PIXEL = 100
+#: Limit used when the system does not report its available memory.
+FALLBACK_MAX_PIXELS = 256_000_000
+_max_pixels_override: int | None = None
 
 _FIX = (
     "check that the file is a complete PNG, JPEG, TIFF, BMP or WebP image (re-export it), "
@@ -56,13 +83,98 @@ class ImageReadError(ValueError):
         reason: what went wrong.
     """
 
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        super().__init__(str(path), reason)  # args kept simple so the error pickles across workers
+    def __init__(self, path: str | os.PathLike, reason: str, fix: str | None = None) -> None:
+        # args kept simple so the error pickles across DataLoader workers
+        super().__init__(str(path), reason, fix)
         self.path = str(path)
         self.reason = reason
+        self.fix = fix or _FIX
 
     def __str__(self) -> str:
-        return f"cannot read image '{self.path}': {self.reason}. Fix: {_FIX}."
+        return f"cannot read image '{self.path}': {self.reason}. Fix: {self.fix}."
+
+
+# ----------------------------------------------------------------------------------------------
+# pixel limit
+
+
+@contextlib.contextmanager
+def pixel_limit(limit: int | None) -> Iterator[None]:
+    """Within the block, :func:`read_image` refuses images of more than ``limit`` pixels by default
+    (the CLI's ``--max-pixels``); ``None`` keeps the limit in force.
+
+    A limit above Pillow's own decompression-bomb threshold raises that threshold too for the
+    block, so an image the user allowed is not refused by Pillow instead.
+    """
+    global _max_pixels_override
+    if limit is None:
+        yield
+        return
+    if limit < 1:
+        raise ValueError(f"the pixel limit must be at least 1, got {limit}")
+    from PIL import Image
+
+    saved = (_max_pixels_override, Image.MAX_IMAGE_PIXELS)
+    _max_pixels_override = int(limit)
+    # Pillow warns above MAX_IMAGE_PIXELS and errors above twice that.
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = int(limit)
+    try:
+        yield
+    finally:
+        _max_pixels_override, Image.MAX_IMAGE_PIXELS = saved
+
+
+def max_pixels() -> tuple[int, str]:
+    """The pixel limit in force and where it comes from (for error messages)."""
+    if _max_pixels_override is not None:
+        return _max_pixels_override, "set with --max-pixels"
+    available = available_memory_bytes()
+    if available is None:
+        return FALLBACK_MAX_PIXELS, "the default when available memory is unknown"
+    limit = max(1, available // BYTES_PER_PIXEL)
+    gib = available / 2**30
+    return limit, f"from {gib:.1f} GiB of available memory at {BYTES_PER_PIXEL} bytes/pixel"
+
+
+def _mpx(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f} Mpx" if pixels >= 100_000 else f"{pixels:,} pixels"
+
+
+def _check_pixels(path: Path, width: int, height: int, limit: int | None) -> None:
+    """Refuse an image whose header declares more pixels than the limit (nothing decoded yet)."""
+    origin = "max_pixels"
+    if limit is None:
+        limit, origin = max_pixels()
+    pixels = int(width) * int(height)
+    if pixels <= limit:
+        return
+    need = pixels * BYTES_PER_PIXEL / 2**30
+    raise ImageReadError(
+        path,
+        f"its header declares {width} x {height} = {_mpx(pixels)}, more than the limit of "
+        f"{_mpx(limit)} ({origin})",
+        f"if the image is genuine and the machine has about {need:.1f} GiB free, pass "
+        f"--max-pixels {pixels} (max_pixels={pixels}); otherwise downscale or split the image",
+    )
+
+
+@dataclass
+class ImageHeader:
+    """What a file's header says, read without decoding its pixels (see :func:`read_header`).
+
+    Attributes:
+        width, height: stored size (before any EXIF rotation).
+        bit_depth: 8 or 16, as :func:`read_image` would report it.
+        has_alpha: True when :func:`read_image` would return an alpha channel.
+        format: Pillow's format name (``"PNG"``, ``"TIFF"``, ...).
+    """
+
+    width: int
+    height: int
+    bit_depth: int
+    has_alpha: bool
+    format: str | None
 
 
 @dataclass
@@ -183,43 +295,101 @@ def _pil_to_array(img) -> tuple[np.ndarray, int]:
     return arr, 8
 
 
-def read_image(path: str | os.PathLike) -> LoadedImage:
+_MODES_16 = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _tiff_bits(img) -> int | None:
+    bps = img.tag_v2.get(258)
+    return max(bps) if isinstance(bps, tuple) else bps
+
+
+def _header_of(img, path: Path) -> ImageHeader:
+    """The :class:`ImageHeader` of an opened (not yet loaded) Pillow image."""
+    fmt, mode = img.format, img.mode
+    if fmt == "PNG":
+        deep = _png_bit_depth(path) == 16
+    elif fmt == "TIFF":
+        deep = _tiff_bits(img) == 16 or mode in _MODES_16
+    else:
+        deep = mode in _MODES_16
+    # As read_image: palette transparency becomes alpha; 16-bit PNG/TIFF keep their alpha plane.
+    alpha = "A" in mode or (mode == "P" and "transparency" in img.info)
+    if fmt == "PNG" and deep and "transparency" in img.info:
+        alpha = True  # pypng turns a tRNS chunk into an alpha plane
+    width, height = img.size
+    return ImageHeader(int(width), int(height), 16 if deep else 8, bool(alpha), fmt)
+
+
+def _open_image(path: Path):
+    """``Image.open`` (lazy: the header only), with a missing file and unknown formats reported."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise ImageReadError(path, "no such file" if not path.exists() else "not a regular file")
+    try:
+        with warnings.catch_warnings():
+            # Our own limit, checked next, replaces Pillow's warning (its error stays, see below).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not a recognised image format") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(
+            path, f"Pillow refuses it as too large ({exc})",
+            "if the image is genuine, pass --max-pixels with its pixel count (this raises "
+            "Pillow's limit too); otherwise downscale or split the image",
+        ) from None
+    except Exception as exc:  # a plugin failing on a malformed header
+        raise ImageReadError(path, f"{type(exc).__name__}: {exc}") from exc
+
+
+def read_header(path: str | os.PathLike) -> ImageHeader:
+    """Size, bit depth and alpha of an image file from its header (no pixel is decoded).
+
+    Raises:
+        ImageReadError: the file is missing or not a recognised image.
+    """
+    path = Path(path)
+    img = _open_image(path)
+    try:
+        return _header_of(img, path)
+    except Exception as exc:  # malformed tags
+        raise ImageReadError(path, f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        img.close()
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> LoadedImage:
     """Read an image file into an RGB float tensor (see the module docstring for the rule).
 
     Args:
         path: PNG (8/16-bit), JPEG, TIFF (8/16-bit), BMP or WebP file.
+        max_pixels: refuse images with more pixels than this, from the header, before decoding
+            (``None``: the limit of :func:`max_pixels`, by default from the available memory).
 
     Returns:
         A :class:`LoadedImage` with ``image`` ``(3, H, W)`` float32 in [0, 1].
 
     Raises:
-        ImageReadError: the file is missing, truncated, corrupt or in an unsupported layout; the
-            message names the path and the fix.
+        ImageReadError: the file is missing, truncated, corrupt, too large or in an unsupported
+            layout; the message names the path and the fix.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(path, "no such file" if not path.exists() else "not a regular file")
-    from PIL import Image, UnidentifiedImageError
-
+    img = _open_image(path)
     try:
-        with Image.open(path) as img:
+        with img:
+            head = _header_of(img, path)
+            _check_pixels(path, head.width, head.height, max_pixels)
             orientation = int(img.getexif().get(0x0112, 1) or 1)
-            fmt = img.format
-            bits = None
-            if fmt == "TIFF":
-                bps = img.tag_v2.get(258)
-                bits = max(bps) if isinstance(bps, tuple) else bps
-            if fmt == "PNG" and _png_bit_depth(path) == 16:
+            if head.format == "PNG" and head.bit_depth == 16:
                 arr, depth = _read_png16(path), 16
-            elif fmt == "TIFF" and bits == 16 and img.mode not in ("I;16", "I;16B", "I;16L", "I"):
+            elif head.format == "TIFF" and head.bit_depth == 16 and img.mode not in _MODES_16:
                 arr, depth = _read_tiff16(path), 16
             else:
                 img.load()
                 arr, depth = _pil_to_array(img)
     except ImageReadError:
         raise
-    except UnidentifiedImageError:
-        raise ImageReadError(path, "not a recognised image format") from None
     except Exception as exc:  # truncated data, decoder errors, unsupported modes, ...
         raise ImageReadError(path, f"{type(exc).__name__}: {exc}") from exc
 
