@@ -35,10 +35,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import io
 import json
 import logging
 import math
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -67,10 +69,12 @@ from interir.engine.distributed import (
 )
 from interir.engine.ema import ModelEMA
 from interir.losses import RestorationLoss
+from interir.utils.files import OutputPathError, check_writable_dir
 from interir.utils.tensors import centre_crop
 from interir.utils.seed import capture_rng_state, derive_seed, restore_rng_state, seed_everything, seeded
 
-__all__ = ["train", "TrainResult", "build_val_pairs", "validate", "lr_factor", "RUN_FILES"]
+__all__ = ["train", "TrainResult", "build_val_pairs", "validate", "lr_factor", "RUN_FILES",
+           "resume_command"]
 
 log = logging.getLogger("interir.train")
 
@@ -115,6 +119,24 @@ class TrainResult:
     @property
     def completed(self) -> bool:
         return self.step >= self.iterations
+
+    @property
+    def resume_command(self) -> str:
+        """The command that continues this run (see :func:`resume_command`)."""
+        return resume_command(self.run_dir, self.world_size)
+
+
+def resume_command(run_dir: str | os.PathLike, world_size: int = 1) -> str:
+    """The shell command that continues a run from its folder.
+
+    The run folder's ``config.yaml`` is the resolved configuration, command-line overrides
+    included, and names that same folder, so pointing ``interir train`` at the folder (not at the
+    original YAML file, which lacks the overrides and may name another folder) is what works.
+    """
+    folder = shlex.quote(str(run_dir))
+    if world_size > 1:
+        return f"torchrun --nproc_per_node={world_size} -m interir.cli train {folder} --resume"
+    return f"interir train {folder} --resume"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -434,15 +456,11 @@ class _MetricsLog:
     def _truncate(self, step: int) -> None:
         """Drop rows logged after ``step`` by an interrupted session (they will be redone)."""
         if self.jsonl_path.exists():
-            keep = [ln for ln in self.jsonl_path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= step]
+            keep = [ln for ln in _jsonl_rows(self.jsonl_path)
+                    if json.loads(ln).get("step", 0) <= step]
             ckpt.atomic_write_text(self.jsonl_path, "".join(ln + "\n" for ln in keep))
         if self.csv_path.exists():
-            with open(self.csv_path, newline="") as f:
-                rows = list(csv.DictReader(f))
-            rows = [r for r in rows if r.get("step") and int(r["step"]) <= step]
-            import io
-
+            rows = [r for r in _csv_rows(self.csv_path) if int(r["step"]) <= step]
             buf = io.StringIO()
             w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
             w.writeheader()
@@ -467,6 +485,50 @@ class _MetricsLog:
         self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def _complete_lines(path: Path) -> list[str]:
+    """The lines of a log file, without a torn last line (no newline: the writer was killed or
+    the disk was full), which is dropped with a warning; that row is redone on resume anyway."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        log.warning("%s: dropping its last line, cut short by an interrupted write: %r", path,
+                    lines[-1][:80])
+        lines.pop()
+    return [ln.rstrip("\r\n") for ln in lines]
+
+
+def _bad_row(path: Path, number: int, problem: str) -> ValueError:
+    return ValueError(
+        f"{path}, line {number}: {problem}; the file was damaged. Fix: delete that line (and any "
+        "after it) and run again with --resume"
+    )
+
+
+def _jsonl_rows(path: Path) -> list[str]:
+    """The non-empty, valid JSON lines of ``metrics.jsonl`` (a torn last line dropped)."""
+    rows = []
+    for number, line in enumerate(_complete_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            if not isinstance(json.loads(line), dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            raise _bad_row(path, number, f"not a JSON row ({e})") from None
+        rows.append(line)
+    return rows
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of ``metrics.csv`` (a torn last line dropped), each with an integer step."""
+    rows = list(csv.DictReader(_complete_lines(path)))
+    for number, row in enumerate(rows, 2):
+        try:
+            int(row.get("step") or "")
+        except ValueError:
+            raise _bad_row(path, number, f"step {row.get('step')!r} is not a number") from None
+    return rows
 
 
 class _Progress:
@@ -593,17 +655,48 @@ def _amp(cfg: TrainConfig, device: torch.device):
     return factory, scaler, mode
 
 
+def _failed_at_start(run_dir: Path) -> bool:
+    """True when the run folder holds nothing a run produced: no checkpoint (nor a leftover of
+    one), no metrics row, no summary -- what a run that failed at start-up (a missing data
+    folder, a bad train.init_from) or before its first row leaves. Such a folder is reused."""
+    checkpoints = run_dir / "checkpoints"
+    if (checkpoints.is_dir() and any(checkpoints.iterdir())) or (run_dir / "summary.json").exists():
+        return False
+    jsonl, table = run_dir / "metrics.jsonl", run_dir / "metrics.csv"
+    if jsonl.is_file() and jsonl.read_text(errors="replace").strip():
+        return False
+    return not (table.is_file() and len(table.read_text(errors="replace").splitlines()) > 1)
+
+
+def _remove_run_files(run_dir: Path) -> None:
+    """Delete what ``interir train`` writes in a run folder (and nothing else)."""
+    for name in RUN_FILES:
+        p = run_dir / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
 def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool | str, overwrite: bool) -> str | None:
     """Check the run folder (rank 0); return an error message or None."""
+    try:
+        check_writable_dir(run_dir, "run folder")
+    except OutputPathError as err:
+        return f"{err} (output.dir / output.name)"
     last = ckpt._recover_dir(run_dir / "checkpoints" / "last")
     if resume:
         src = last if resume is True else Path(resume)
-        if not (ckpt._recover_dir(src) / ckpt.STATE_FILE).is_file():
-            return (f"nothing to resume: '{src}' holds no {ckpt.STATE_FILE}. Fix: check output.dir/"
-                    f"output.name (run folder '{run_dir}'), or start a new run without --resume")
-        return None
+        if (ckpt._recover_dir(src) / ckpt.STATE_FILE).is_file():
+            return None
+        if resume is True and run_dir.is_dir() and _failed_at_start(run_dir):
+            return (f"nothing to resume: the run in '{run_dir}' stopped before its first "
+                    "checkpoint (its train.log says why). Fix: start it again without --resume; "
+                    "the folder is reused")
+        return (f"nothing to resume: '{src}' holds no {ckpt.STATE_FILE}. Fix: check output.dir/"
+                f"output.name (run folder '{run_dir}'), or start a new run without --resume")
     existing = [n for n in RUN_FILES if (run_dir / n).exists()]
-    if existing and not overwrite:
+    if existing and not overwrite and not _failed_at_start(run_dir):
         what = "a checkpoint" if last.exists() else "files of an earlier run"
         return (f"run folder '{run_dir}' already holds {what} ({', '.join(existing)}). Fix: add --resume to "
                 f"continue it, --overwrite to start over, or choose another output.name")
@@ -708,13 +801,8 @@ def _train(cfg: TrainConfig, di: DistInfo, resume, overwrite: bool, max_steps: i
     problem = None
     if di.is_main:
         problem = _prepare_run_dir(cfg, run_dir, resume, overwrite)
-        if problem is None and overwrite and not resume:
-            for name in RUN_FILES:
-                p = run_dir / name
-                if p.is_dir():
-                    shutil.rmtree(p)
-                elif p.exists():
-                    p.unlink()
+        if problem is None and not resume and (overwrite or _failed_at_start(run_dir)):
+            _remove_run_files(run_dir)
         if problem is None:
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     problem = broadcast_object(problem)
@@ -730,6 +818,11 @@ def _train(cfg: TrainConfig, di: DistInfo, resume, overwrite: bool, max_steps: i
 def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, progress: _Progress,
          stop_flag: _StopFlag, session_start: float) -> TrainResult:
     t_cfg, o_cfg, device = cfg.train, cfg.optim, di.device
+    if di.is_main:  # here, so that train.log records it
+        for name in ("last", "best"):
+            for stale in ckpt.clean_interrupted_writes(run_dir / "checkpoints" / name):
+                log.warning("deleted %s, left by an interrupted checkpoint write", stale)
+    barrier()  # the other processes read checkpoints/last only once it is back in place
     seed_everything(t_cfg.seed, deterministic=t_cfg.deterministic)
     if device.type == "cuda" and not t_cfg.deterministic:
         torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick the fastest kernels
@@ -787,13 +880,6 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
                         di.world_size, extra.get("world_size"))
         _compare_saved_config(run_dir, cfg)
 
-    if di.is_main:
-        ckpt.atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
-        _write_run_info(run_dir, cfg, di, {
-            "started": datetime.fromtimestamp(session_start, timezone.utc).isoformat(timespec="seconds"),
-            "resumed_from_step": start_step if resume else None,
-        })
-
     # --- data ---------------------------------------------------------------------------------
     from interir.degradations import COMBINATIONS, DegradationPipeline, HazeSampling, patch_depth
 
@@ -829,6 +915,13 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
     metrics = None
     if di.is_main:
         metrics = _MetricsLog(run_dir, cfg.output.tensorboard, start_step if resume else None)
+        # Only now, with every start-up step done: a session that fails to start (missing data,
+        # a damaged metrics file) records nothing and leaves the run as it was.
+        ckpt.atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
+        _write_run_info(run_dir, cfg, di, {
+            "started": datetime.fromtimestamp(session_start, timezone.utc).isoformat(timespec="seconds"),
+            "resumed_from_step": start_step if resume else None,
+        })
     log.info(
         "run %s: %s (%.3f M params) on %s x%d%s, %s %d images, patch %d, batch %d (%d per process), "
         "%d iterations%s, amp %s",
@@ -1041,8 +1134,9 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
             log.info("done: %d steps in %s%s", step, _format_eta(elapsed),
                      f", best PSNR {best['psnr']:.3f} dB at step {best['step']}" if best else "")
         else:
-            log.info("stopped (%s) at step %d/%d with a checkpoint; continue with --resume",
-                     reason.replace("_", " "), step, t_cfg.iterations)
+            log.info("stopped (%s) at step %d/%d with a checkpoint; continue with: %s",
+                     reason.replace("_", " "), step, t_cfg.iterations,
+                     resume_command(run_dir, di.world_size))
     barrier()
     return result
 
