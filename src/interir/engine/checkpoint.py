@@ -32,10 +32,13 @@ Public API::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
+import pickle
 import shutil
 import tempfile
 import uuid
@@ -48,7 +51,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from interir.utils.files import _umask, atomic_write_bytes, atomic_write_text, fsync_dir
+from interir.utils.files import atomic_write_bytes, atomic_write_text, default_mode, fsync_dir
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -145,7 +148,7 @@ def _write_dir_atomically(target: Path, fill) -> None:
     try:
         # mkdtemp makes the folder owner-only (0700); a checkpoint gets a plain mkdir's mode, so
         # other users can load a shared run.
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, default_mode(directory=True))
         fill(tmp)
         for p in tmp.iterdir():
             with open(p, "rb") as f:
@@ -348,19 +351,62 @@ class Checkpoint:
     def step(self) -> int | None:
         return self.meta.get("step")
 
-    def build_model(self, use_ema: bool = True) -> nn.Module:
-        """Rebuild the network and load these weights into it (EMA weights when present and
-        ``use_ema``). Returns the model on the weights' device, in eval mode."""
+    def _create(self, meta: bool = False) -> nn.Module:
+        """The described network, with random weights (on the ``meta`` device: no memory)."""
         from interir.registry import create_model, stored_config
 
         try:
-            model = create_model(self.model_name, **stored_config(self.model_name, self.config))
+            with torch.device("meta") if meta else contextlib.nullcontext():
+                return create_model(self.model_name, **stored_config(self.model_name, self.config))
         except (ValueError, TypeError) as e:
             raise CheckpointError(
                 f"checkpoint {self.path} describes model {self.model_name!r} with a config this "
                 f"version of interir cannot build: {e}. Fix: use the interir version that wrote it "
                 f"({self.meta.get('interir_version', 'unknown')})."
             ) from e
+
+    def check_consistent(self) -> None:
+        """Check that the weights fit the model the description names, before building it.
+
+        The model is built on the ``meta`` device (shapes, no memory) and its parameter shapes
+        compared with the stored ones, so a description that does not fit its weights (edited,
+        mixed up, or a hostile header asking for a 4096-wide, 64-stage network) fails before
+        gigabytes are allocated.
+
+        Raises:
+            CheckpointError: the description cannot be built or does not fit the weights.
+        """
+        try:
+            skeleton = self._create(meta=True)
+        except (RuntimeError, NotImplementedError) as e:  # an init step the meta device lacks
+            log.warning("cannot check %s on the meta device (%s); checking after building",
+                        self.path, e)
+            return
+        expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+        for label, state in (("weights", self.state_dict), ("EMA weights", self.ema_state_dict)):
+            if state is None:
+                continue
+            problems = _shape_problems(expected, {k: tuple(v.shape) for k, v in state.items()})
+            if problems:
+                described = _describe_arch(self.model_name, dict(self.config))
+                raise CheckpointError(
+                    f"checkpoint '{self.path}' is inconsistent: its {label} do not fit the model "
+                    f"its description names, {described} ({_count(expected.values()):,} "
+                    f"parameters; the file holds {_count(tuple(v.shape) for v in state.values()):,}"
+                    f"). {'. '.join(problems)}. Fix: the description (model.json, or the header "
+                    "of the .safetensors file) was edited or comes from another checkpoint; use "
+                    "another checkpoint (a run folder keeps 'best' and 'last') or the original file"
+                )
+
+    def build_model(self, use_ema: bool = True) -> nn.Module:
+        """Rebuild the network and load these weights into it (EMA weights when present and
+        ``use_ema``). Returns the model on the weights' device, in eval mode.
+
+        Raises:
+            CheckpointError: see :meth:`check_consistent` (checked before any allocation).
+        """
+        self.check_consistent()
+        model = self._create()
         load_weights_into(model, self, use_ema=use_ema)
         device = next(iter(self.state_dict.values())).device if self.state_dict else torch.device("cpu")
         return model.to(device).eval()
@@ -502,6 +548,37 @@ def load_checkpoint(spec: str | os.PathLike, map_location: str | torch.device = 
     )
 
 
+def _count(shapes) -> int:
+    """Number of values in tensors of these shapes."""
+    return sum(math.prod(shape) for shape in shapes)
+
+
+def _show(items: list[str], n: int = 8) -> str:
+    more = f", ... ({len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
+
+
+def _shape_problems(
+    own: dict[str, tuple[int, ...]], stored: dict[str, tuple[int, ...]], allow_missing: bool = False
+) -> list[str]:
+    """Missing keys, unexpected keys and shape mismatches of ``stored`` weights against a model's
+    ``own`` shapes, one sentence each (empty when they fit)."""
+    missing = [] if allow_missing else sorted(set(own) - set(stored))
+    unexpected = sorted(set(stored) - set(own))
+    shapes = sorted(
+        f"{k}: checkpoint {stored[k]} vs model {own[k]}"
+        for k in set(own) & set(stored) if own[k] != stored[k]
+    )
+    parts = []
+    if missing:
+        parts.append(f"missing keys ({len(missing)}): {_show(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys ({len(unexpected)}): {_show(unexpected)}")
+    if shapes:
+        parts.append(f"shape mismatches ({len(shapes)}): {_show(shapes)}")
+    return parts
+
+
 def _describe_arch(name: str | None, config: dict[str, Any] | None) -> str:
     if not config:
         return repr(name)
@@ -540,15 +617,10 @@ def load_weights_into(
     if use_ema and checkpoint.ema_state_dict is not None:
         state = checkpoint.ema_state_dict
     own = target.state_dict()
-    missing = sorted(set(own) - set(state))
-    left, missing = (missing, []) if allow_missing else ([], missing)
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if tuple(own[k].shape) != tuple(state[k].shape)
-    )
-    if missing or unexpected or shapes:
+    left = sorted(set(own) - set(state)) if allow_missing else []
+    problems = _shape_problems({k: tuple(v.shape) for k, v in own.items()},
+                               {k: tuple(v.shape) for k, v in state.items()}, allow_missing)
+    if problems:
         model_name = getattr(target, "model_name", type(target).__name__)
         model_cfg = _config_to_dict(getattr(target, "config", None)) if hasattr(target, "config") else None
         ck_cfg = _config_to_dict(dict(checkpoint.meta.get("config") or {}))
@@ -557,24 +629,15 @@ def load_weights_into(
             for k in sorted(set(model_cfg) & set(ck_cfg)):  # same family: show what differs
                 if model_cfg[k] != ck_cfg[k]:
                     diff.append(f"{k}: checkpoint {ck_cfg.get(k)!r} vs model {model_cfg.get(k)!r}")
-
-        def show(items: list[str], n: int = 8) -> str:
-            more = f", ... ({len(items) - n} more)" if len(items) > n else ""
-            return ", ".join(items[:n]) + more
-
-        parts = [
-            f"checkpoint '{checkpoint.path}' holds a different architecture: "
-            f"checkpoint model {_describe_arch(checkpoint.model_name, None)} vs "
-            f"model {_describe_arch(model_name, None)}"
-        ]
+        # The same name on both sides is a same-family model of another size, not another model.
+        what = (f"another {model_name!r} configuration than the model" if model_name ==
+                checkpoint.model_name else
+                f"a different architecture: checkpoint model {checkpoint.model_name!r} vs model "
+                f"{model_name!r}")
+        parts = [f"checkpoint '{checkpoint.path}' holds {what}"]
         if diff:
-            parts.append(f"config differences: {show(diff)}")
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {show(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {show(unexpected)}")
-        if shapes:
-            parts.append(f"shape mismatches ({len(shapes)}): {show(shapes)}")
+            parts.append(f"config differences: {_show(diff)}")
+        parts.extend(problems)
         parts.append(
             "Fix: build the model the checkpoint describes (interir.engine.checkpoint.load_model(path) "
             "does this), or train a new checkpoint for this architecture"
@@ -610,10 +673,17 @@ def load_training_state(
     try:
         state = torch.load(state_path, map_location=map_location, weights_only=True)
     except Exception as e:
+        # torch's own text advises weights_only=False, which would run code from the file: it is
+        # replaced, never repeated.
+        refused = isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e)
+        problem = ("it holds Python objects (pickled classes) that interir refuses to unpickle, "
+                   "because unpickling can run code from the file" if refused else
+                   f"it is corrupt or truncated ({type(e).__name__})")
         raise CheckpointError(
-            f"cannot read training state '{state_path}': {e}. It is corrupt, or it holds Python "
-            "objects that interir refuses to unpickle"
-        ) from e
+            f"cannot read training state '{state_path}': {problem}. Fix: resume from a checkpoint "
+            "written by `interir train` (a run's checkpoints/last), or start a new run from these "
+            "weights with train.init_from=PATH"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"'{state_path}' is not an interir training state")
     return state
