@@ -14,7 +14,8 @@ from interir.cli.app import app
 @app.command("synth")
 def synth_command(
     clean_dir: Path = typer.Argument(..., help="Folder of clean images (PNG/JPEG/TIFF/BMP)."),
-    out_dir: Path = typer.Argument(..., help="Output folder (created)."),
+    out_dir: Path = typer.Argument(
+        ..., help="Output folder: new or empty, or an earlier suite to replace with --overwrite."),
     seed: int = typer.Option(
         ..., "--seed", help="Base seed (the canonical CBSD68-MDIR uses 2025)."
     ),
@@ -38,11 +39,19 @@ def synth_command(
         "for small images). Outputs do not depend on it."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an earlier suite in OUT_DIR (its files are deleted "
+        "first; a folder holding other files is refused)."),
+    max_pixels: int = typer.Option(
+        None, "--max-pixels", min=1, help="Refuse clean images with more pixels than this, read "
+        "from the file header (default: what the available memory holds)."),
 ) -> None:
     """Degrade every clean image with each combination; write 8-bit PNG input/target folders
     and manifest.json / manifest.csv. The same arguments give byte-identical files."""
     from interir.data.synthetic import synthesize_suite
     from interir.degradations.pipeline import parse_combinations, parse_levels
+    from interir.utils.files import OutputPathError
+    from interir.utils.io import ImageReadError, pixel_limit
 
     try:
         combos = parse_combinations(combinations)
@@ -71,7 +80,13 @@ def synth_command(
         print(f"[{done:>5}/{total}] {rate:6.1f} img/s  eta {eta:5.0f}s  {message}",
               file=sys.stderr, flush=True)
 
-    manifest = synthesize_suite(clean_dir, out_dir, seed, combos, fixed or None, ranges, progress)
+    try:
+        with pixel_limit(max_pixels):
+            manifest = synthesize_suite(clean_dir, out_dir, seed, combos, fixed or None, ranges,
+                                        progress, overwrite=overwrite)
+    except (FileExistsError, OutputPathError, ImageReadError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
     n = len(manifest["images"])
     typer.echo(
         f"wrote {n} pairs ({manifest['num_images']} images x {len(combos)} combinations) to "

@@ -12,7 +12,10 @@ pairs on the fly; :func:`synthesize_suite` (the ``interir synth`` command) write
     OUT_DIR/manifest.json                       seed, ranges, version, per-image parameters
     OUT_DIR/manifest.csv                        the per-image rows as CSV
 
-and :func:`load_synthetic_suite` reads such a folder back for evaluation.
+and :func:`load_synthetic_suite` reads such a folder back for evaluation. The output folder must be
+new or empty, or hold an earlier suite that ``overwrite=True`` (``--overwrite``) replaces: the old
+suite's files are deleted first, and a folder holding anything else is refused, so a user's files
+are never overwritten and no stale combination survives.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from interir.degradations.pipeline import (
     parse_combinations,
     parse_levels,
 )
+from interir.utils.files import check_writable_dir
 from interir.utils.io import list_images, read_image, write_image
 
 __all__ = [
@@ -59,6 +63,10 @@ MANIFEST_FORMAT = "interir-synth"
 MANIFEST_VERSION = 1
 #: Seed of the canonical CBSD68-MDIR test set.
 CBSD68_MDIR_SEED = 2025
+
+#: Written first and deleted last: lists the files of a suite being written, so that a folder
+#: left by an interrupted ``interir synth`` is still recognised as a suite (and can be replaced).
+PARTIAL_MARKER = ".interir-synth-partial.json"
 
 CSV_FIELDS: tuple[str, ...] = ("combination", "name", "source", "height", "width") + tuple(
     f for f in RECORD_FIELDS if f != "combination"
@@ -209,6 +217,80 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _suite_files(out: Path) -> set[Path] | None:
+    """The files an earlier suite (or an interrupted one) wrote in ``out``, or None if ``out``
+    holds no suite. Listed paths that would leave ``out`` are ignored: a manifest is never trusted
+    to name files outside its folder."""
+    listed: list[str] = []
+    try:
+        if (out / PARTIAL_MARKER).is_file():
+            listed = list(json.loads((out / PARTIAL_MARKER).read_text(encoding="utf-8"))["files"])
+        elif (out / "manifest.json").is_file():
+            manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+            if manifest.get("format") != MANIFEST_FORMAT:
+                return None
+            listed = [r[k] for r in manifest.get("images", []) for k in ("input", "target")]
+        else:
+            return None
+    except (ValueError, KeyError, TypeError, AttributeError, OSError):
+        return None
+    root = out.resolve()
+    files = {out / name for name in ("manifest.json", "manifest.csv", PARTIAL_MARKER)}
+    for name in listed:
+        path = (out / str(name)).resolve()
+        if path.is_relative_to(root) and path != root:
+            files.add(out / path.relative_to(root))
+    return files
+
+
+def _belongs_to_suite(path: Path, suite: set[Path]) -> bool:
+    """A suite file, or the temporary file of an interrupted write of one (``.<name>.tmp`` or
+    ``.<name>.<random>.tmp``, see :func:`interir.utils.files.atomic_open`)."""
+    if path in suite:
+        return True
+    name = path.name
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    rest = name[1:-4]
+    return path.parent / rest in suite or path.parent / rest.rsplit(".", 1)[0] in suite
+
+
+def _clear_folder_for_suite(out: Path, overwrite: bool) -> None:
+    """Make ``out`` ready for a new suite: new, empty, or an earlier suite deleted (``overwrite``).
+
+    Raises:
+        FileExistsError: ``out`` holds other files, or a suite and ``overwrite`` is False.
+    """
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    suite = _suite_files(out)
+    if suite is None:
+        raise FileExistsError(
+            f"output folder '{out}' is not empty and holds no interir synth suite (manifest.json); "
+            "synth would overwrite its files. Fix: choose a new or empty folder"
+        )
+    if not overwrite:
+        raise FileExistsError(
+            f"output folder '{out}' already holds a synthetic suite. Fix: pass --overwrite "
+            "(overwrite=True) to replace it, or choose another folder"
+        )
+    files = [p for p in out.rglob("*") if p.is_symlink() or not p.is_dir()]
+    others = sorted(p for p in files if not _belongs_to_suite(p, suite))
+    if others:
+        shown = ", ".join(str(p.relative_to(out)) for p in others[:3])
+        raise FileExistsError(
+            f"output folder '{out}' holds {len(others)} file(s) that are not part of its suite "
+            f"({shown}{', ...' if len(others) > 3 else ''}); --overwrite replaces a suite only. "
+            "Fix: move those files away, or choose another folder"
+        )
+    for path in files:
+        path.unlink()
+    # Deepest first, so a folder is empty when its turn comes.
+    for folder in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: len(p.parts),
+                         reverse=True):
+        folder.rmdir()
+
+
 def synthesize_suite(
     clean: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -217,29 +299,40 @@ def synthesize_suite(
     levels: str | Mapping[str, float] | None = None,
     max_levels: Mapping[str, float] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write the synthetic test set (layout in the module docstring) and return the manifest.
 
     Args:
         clean: folder of clean images (or a list of files); names must be unique by stem.
-        out_dir: output folder (created; files of the same name are replaced).
+        out_dir: output folder: new, empty, or an earlier suite to replace with ``overwrite``.
         seed: base seed; each (combination, image) is seeded from it by :func:`item_seed`.
         combinations: which combinations (default all seven).
         levels: fixed levels, e.g. ``"haze=100,rain=200,noise=25"``; drawn otherwise.
         max_levels: level range ends (default 150 / 300 / 50).
         progress: called as ``progress(done, total, message)`` after each image.
+        overwrite: delete an earlier suite in ``out_dir`` first (a folder holding other files is
+            refused even so).
 
     Returns:
         The manifest dict (also written to ``manifest.json``; rows to ``manifest.csv``).
 
     Raises:
         ImageReadError: a clean image cannot be read (a test set must not silently skip).
+        FileExistsError: ``out_dir`` is not empty and not a suite, or a suite without ``overwrite``.
+        OutputPathError: ``out_dir`` cannot be written.
     """
     from interir import __version__
 
     ds = SyntheticPairDataset(clean, combinations, seed, levels, max_levels, quantize=True)
     out = Path(out_dir)
+    check_writable_dir(out)
+    _clear_folder_for_suite(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
+    planned = ["manifest.json", "manifest.csv"] + [
+        f"{comb}/{kind}/{f.stem}.png" for comb in ds.combinations for f in ds.files
+        for kind in ("input", "target")]
+    _atomic_write_text(out / PARTIAL_MARKER, json.dumps({"files": planned}) + "\n")
     total = len(ds)
     done = 0
     rows: list[dict[str, Any]] = []
@@ -298,6 +391,7 @@ def synthesize_suite(
     for r in rows:
         writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in CSV_FIELDS})
     _atomic_write_text(out / "manifest.csv", buf.getvalue())
+    (out / PARTIAL_MARKER).unlink()
     return manifest
 
 
