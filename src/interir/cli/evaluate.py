@@ -46,10 +46,16 @@ def eval_command(
         "--limit", min=1, help="At most N images per dataset and per combination (quick looks).")] = None,
     title: Annotated[str, typer.Option("--title", help="Heading of the summary table.")] =
         "Evaluation",
+    max_pixels: Annotated[Optional[int], typer.Option(
+        "--max-pixels", min=1, help="Refuse images with more pixels than this, read from the file "
+                                    "header (default: what the available memory holds).",
+        show_default=False)] = None,
 ) -> None:
     """Evaluate one or more models on datasets; print the summary table and write the reports."""
     from interir.engine.evaluate import EvalOptions, evaluate
     from interir.metrics.image import MetricSettings
+    from interir.utils.files import OutputPathError, check_writable_dir
+    from interir.utils.io import pixel_limit
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if round_y and not y_channel:
@@ -63,8 +69,14 @@ def eval_command(
         limit=limit,
         title=title,
     )
+    try:  # before any model is loaded or image restored
+        check_writable_dir(out, "--out folder")
+    except OutputPathError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from None
     try:
-        report = evaluate(model or ["default"], datasets, options)
+        with pixel_limit(max_pixels):
+            report = evaluate(model or ["default"], datasets, options)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError, ImportError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=1) from err

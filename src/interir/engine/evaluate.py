@@ -125,20 +125,39 @@ def _is_synthetic_suite(root: Path) -> bool:
                for c in COMBINATION_ORDER)
 
 
-def _manifest_records(root: Path) -> dict[tuple[str, str], dict]:
-    """``(combination, stem) -> levels`` from ``manifest.json`` (tolerant of its exact layout)."""
+def _read_manifest(root: Path) -> object:
+    """The parsed ``manifest.json`` of a suite, or None when there is none."""
     path = root / MANIFEST_FILE
     if not path.is_file():
-        return {}
+        return None
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err}); regenerate it with `interir synth`")
+
+
+def _manifest_rows(data: object) -> list:
     if isinstance(data, dict):
-        records = next((data[k] for k in ("images", "records", "items") if isinstance(
+        return next((data[k] for k in ("images", "records", "items") if isinstance(
             data.get(k), list)), [])
-    else:
-        records = data if isinstance(data, list) else []
+    return data if isinstance(data, list) else []
+
+
+def _manifest_combinations(data: object) -> list[str] | None:
+    """The combinations a manifest lists (its ``combinations``, else those of its rows), or None
+    without a manifest. Folders on disk may hold more: a stale one from an earlier suite."""
+    if data is None:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("combinations"), list):
+        return [str(c) for c in data["combinations"]]
+    combos = {str(r["combination"]) for r in _manifest_rows(data)
+              if isinstance(r, dict) and "combination" in r}
+    return sorted(combos) or None
+
+
+def _manifest_records(data: object) -> dict[tuple[str, str], dict]:
+    """``(combination, stem) -> levels`` from a parsed ``manifest.json`` (any of its layouts)."""
+    records = _manifest_rows(data)
     out: dict[tuple[str, str], dict] = {}
     for rec in records:
         if not isinstance(rec, dict) or "combination" not in rec:
@@ -157,14 +176,25 @@ def _manifest_records(root: Path) -> dict[tuple[str, str], dict]:
     return out
 
 
-def _combination_dirs(root: Path) -> list[str]:
-    names = [p.name for p in root.iterdir()
-             if p.is_dir() and (p / "input").is_dir() and (p / "target").is_dir()]
+def _rank(combination: str) -> tuple[int, str]:
+    order = COMBINATION_ORDER.index(combination) if combination in COMBINATION_ORDER else 99
+    return order, combination
 
-    def rank(c: str):
-        return (COMBINATION_ORDER.index(c), c) if c in COMBINATION_ORDER else (99, c)
 
-    return sorted(names, key=rank)
+def _combination_dirs(root: Path, listed: list[str] | None) -> list[str]:
+    """The suite's combinations in canonical order: those its manifest lists, else the folders."""
+    if listed is None:
+        listed = [p.name for p in root.iterdir()
+                  if p.is_dir() and (p / "input").is_dir() and (p / "target").is_dir()]
+    missing = [c for c in listed if not ((root / c / "input").is_dir()
+                                         and (root / c / "target").is_dir())]
+    if missing:
+        raise ValueError(
+            f"'{root / MANIFEST_FILE}' lists combination(s) {', '.join(missing)} whose "
+            "<combination>/input and /target folders are missing. Fix: regenerate the suite with "
+            "`interir synth ... --overwrite`"
+        )
+    return sorted(listed, key=_rank)
 
 
 def open_dataset(path: str | Path, name: str | None = None) -> EvalDataset:
@@ -185,9 +215,10 @@ def open_dataset(path: str | Path, name: str | None = None) -> EvalDataset:
     if _is_synthetic_suite(root):
         from interir.data.paired import find_pairs
 
-        levels = _manifest_records(root)
+        manifest = _read_manifest(root)
+        levels = _manifest_records(manifest)
         entries = []
-        combos = _combination_dirs(root)
+        combos = _combination_dirs(root, _manifest_combinations(manifest))
         for combo in combos:
             for pair in find_pairs(root / combo, ("input", "target")):
                 entries.append((combo, pair.name, levels.get((combo, pair.name)), pair.input,
