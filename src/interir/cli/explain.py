@@ -36,6 +36,38 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _read_pair(image: Path, target: Optional[Path], crop: Optional[int]):
+    """The degraded image and its clean target, checked to be the same size *before* cropping:
+    centre crops of two differently sized images have the same size but show different parts of
+    the scene, so the per-stage PSNR would be silently wrong."""
+    from interir.utils.io import read_image
+    from interir.utils.tensors import centre_crop
+
+    degraded = read_image(image).image
+    clean = read_image(target).image if target is not None else None
+    if clean is not None and clean.shape != degraded.shape:
+        size = lambda t: f"{t.shape[-1]}x{t.shape[-2]}"  # noqa: E731 - width x height
+        raise ValueError(
+            f"--target '{target}' is {size(clean)} but the image '{image}' is {size(degraded)} "
+            "(width x height); PSNR needs the clean image of the same scene and size. Fix: pass "
+            "the matching target, or omit --target"
+        )
+    return centre_crop(degraded, crop), (centre_crop(clean, crop) if clean is not None else None)
+
+
+def _check_out(out: Path) -> None:
+    from interir.utils.files import OutputPathError, check_writable_dir
+
+    try:
+        check_writable_dir(out, "--out folder")
+    except OutputPathError as exc:
+        _fail(str(exc))
+
+
+_MAX_PIXELS_HELP = ("Refuse images with more pixels than this, read from the file header "
+                    "(default: what the available memory holds).")
+
+
 def _scores(result) -> str:
     def num(value) -> str:
         return "n/a" if value is None else f"{value:.3f}"
@@ -75,11 +107,13 @@ def explain_command(
         "--factors",
         help="How P_h/P_w are averaged over channels: abs (mean |P|) | signed.")] = "abs",
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
+    max_pixels: Annotated[Optional[int], typer.Option(
+        "--max-pixels", min=1, help=_MAX_PIXELS_HELP, show_default=False)] = None,
 ) -> None:
     """Show what each unfolding stage and chosen explainable convolutions do on IMAGE."""
-    from interir.explain import MissingExtraError, centre_crop, explain_image, write_report
+    from interir.explain import MissingExtraError, explain_image, write_report
     from interir.models.explainable_conv import explainable_convs
-    from interir.utils.io import read_image
+    from interir.utils.io import pixel_limit
 
     try:
         net = _load(model, device)
@@ -94,9 +128,10 @@ def explain_command(
         return
     if out is None:
         _fail("missing option --out/-o: the folder to write index.html and the figures into")
+    _check_out(out)
     try:
-        degraded = centre_crop(read_image(image).image, crop)
-        clean = centre_crop(read_image(target).image, crop) if target is not None else None
+        with pixel_limit(max_pixels):
+            degraded, clean = _read_pair(image, target, crop)
         explanation = explain_image(
             net, degraded, target=clean, conv_names=conv, channels=channels,
             factor_reduction=factors,
@@ -144,6 +179,8 @@ def embed_command(
         "--perplexity", min=1.0, help="t-SNE perplexity.")] = 30.0,
     seed: Annotated[int, typer.Option("--seed", help="t-SNE random state.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
+    max_pixels: Annotated[Optional[int], typer.Option(
+        "--max-pixels", min=1, help=_MAX_PIXELS_HELP, show_default=False)] = None,
 ) -> None:
     """The paper's Figure 6: t-SNE of degradation embeddings, InterIR beside the deepsn baseline."""
     from interir.explain import (
@@ -156,6 +193,9 @@ def embed_command(
     )
     from interir.explain._plotting import require
     from interir.explain.embedding import untrained_warning
+    from interir.utils.io import pixel_limit
+
+    _check_out(out)
 
     try:
         config = EmbeddingConfig(
@@ -182,7 +222,8 @@ def embed_command(
                 warnings.simplefilter("ignore")  # the untrained-weights warning was printed above
                 net = _load(spec, device)
             with typer.progressbar(length=len(items), label=f"embedding with {spec}") as bar:
-                features = embed_suite(net, items, config, progress=lambda *_: bar.update(1))
+                with pixel_limit(max_pixels):
+                    features = embed_suite(net, items, config, progress=lambda *_: bar.update(1))
             result = analyse_embedding(f"{title} ({spec})", features, labels, config, spec=spec)
         except (FileNotFoundError, ValueError, TypeError, RuntimeError) as exc:
             _fail(str(exc))
