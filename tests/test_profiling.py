@@ -94,17 +94,19 @@ def test_profile_report_tables_and_json():
 
 
 def test_peak_memory_in_a_fresh_process():
-    model = nn.Conv2d(3, 64, 3, padding=1)
+    # The fresh process rebuilds the model from a safetensors checkpoint (no pickle), so it is a
+    # registry model; width 8 and one stage keep the 1024^2 forward pass under a second.
+    model = interir.create_model("interir-tiny", width=8, stages=1)
     # This process holds 512 MiB: the child must not inherit that as its peak (Linux keeps
     # ru_maxrss across exec, so the measurement reads VmHWM instead).
     ballast = torch.ones(128 * 2**20)
-    small = measure_peak_memory(model, (1, 3, 64, 64))
-    large = measure_peak_memory(model, (1, 3, 1024, 1024))
+    small = measure_peak_memory(model, (1, 3, 64, 64), threads=1)
+    large = measure_peak_memory(model, (1, 3, 1024, 1024), threads=1)
     del ballast
     assert small["peak_bytes"] < 512 * 2**20
-    # The 1024^2 output alone is 256 MiB of float32.
-    assert large["working_bytes"] > 200 * 2**20
-    assert large["peak_bytes"] > small["peak_bytes"] + 200 * 2**20
+    # Full-resolution 8-channel features of a 1024^2 image are 32 MiB each (~170 MiB measured).
+    assert large["working_bytes"] > 100 * 2**20
+    assert large["peak_bytes"] > small["peak_bytes"] + 100 * 2**20
 
 
 def test_cli_profile(tmp_path):

@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from interir.utils.files import check_writable_file
+
 __all__ = [
     "EXPORT_FORMATS",
     "ExportResult",
@@ -484,9 +486,14 @@ def export_model(
     ONNX is checked on onnxruntime when it is installed (skipped otherwise); TorchScript always.
     The check shapes default to two sizes different from the example, with batch 2 when the batch
     is dynamic.
+
+    Raises:
+        OutputPathError: ``path`` is a folder or its folder cannot be written (checked first:
+            torch's own failure names neither, e.g. ``enforce fail at inline_container.cc``).
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    check_writable_file(path, "export file")
     if fmt == "onnx":
         result = export_onnx(
             model, path, example_size=example_size, dynamic_batch=dynamic_batch, optimize=optimize

@@ -33,7 +33,18 @@ class PretrainedError(ValueError):
 def _registry() -> dict[str, Any]:
     if not REGISTRY_FILE.is_file():
         return {}
-    return json.loads(REGISTRY_FILE.read_text())
+    try:
+        entries = json.loads(REGISTRY_FILE.read_text())
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        entries = e
+    if not isinstance(entries, dict):
+        problem = entries if isinstance(entries, Exception) else "not a JSON object"
+        raise PretrainedError(
+            f"the registry of shipped weights '{REGISTRY_FILE}' is corrupt ({problem}). Fix: "
+            "reinstall interir (pip install --force-reinstall interir), or restore the file "
+            "with git checkout"
+        )
+    return entries
 
 
 def list_pretrained() -> list[str]:

@@ -38,6 +38,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
+from interir.engine.checkpoint import CheckpointError, load_model, save_checkpoint
 from interir.models.explainable_conv import explanations_disabled
 from interir.utils.device import (
     current_rss_bytes,
@@ -292,8 +293,8 @@ _WORKER_FLAG = "--interir-memory-worker"
 def _memory_worker(spec: dict) -> dict:
     """Child-process side of :func:`measure_peak_memory`."""
     torch.set_num_threads(int(spec.get("threads") or torch.get_num_threads()))
-    model = torch.load(spec["model_path"], map_location="cpu", weights_only=False)
-    model.eval()
+    # A safetensors checkpoint: rebuilt from its name and config, nothing unpickled.
+    model = load_model(spec["model_path"], map_location="cpu", use_ema=False)
     mode = spec.get("mode", "forward")
     with torch.inference_mode(), explanations_disabled(model):
         if mode == "forward":
@@ -336,12 +337,13 @@ def measure_peak_memory(
 ) -> dict[str, int]:
     """Peak memory of one forward pass (or one restoration) of ``model``.
 
-    On the CPU the model is saved to a temporary file and a fresh Python process loads it and
-    runs once, reporting its peak resident set size. On CUDA the forward pass runs here and
-    ``torch.cuda.max_memory_allocated`` is read.
+    On the CPU the model is saved to a temporary safetensors checkpoint and a fresh Python process
+    rebuilds it (no pickle) and runs once, reporting its peak resident set size. On CUDA the
+    forward pass runs here and ``torch.cuda.max_memory_allocated`` is read.
 
     Args:
-        model: the network (its class must be importable in a fresh process for the CPU path).
+        model: the network; on the CPU, one built by :func:`interir.create_model` (or loaded from
+            a checkpoint), whose name and config let the fresh process rebuild it.
         input_shape: ``(B, 3, H, W)`` (or ``(H, W)``) input; unused for ``mode="restore_file"``.
         device: ``"cpu"`` or a CUDA device.
         mode: ``"forward"`` (one ``model(x)``), ``"restore"`` (:func:`restore_tensor` with the
@@ -373,10 +375,13 @@ def measure_peak_memory(
     if run_device.type != "cpu":
         raise ValueError(f"peak memory is measured on cpu or cuda, not {run_device}")
     with tempfile.TemporaryDirectory(prefix="interir-mem-") as tmp:
-        model_path = Path(tmp) / "model.pt"
-        was_device = module_device(model)
-        torch.save(model.to("cpu"), model_path)
-        model.to(was_device)
+        model_path = Path(tmp) / "model.safetensors"
+        try:
+            save_checkpoint(model_path, model)  # copies the weights to the CPU itself
+        except CheckpointError as exc:
+            raise ValueError(
+                f"cannot measure CPU memory of this model in a fresh process: {exc}"
+            ) from None
         spec = {
             "model_path": str(model_path), "shape": list(shape) if shape else None, "mode": mode,
             "tile": tile, "overlap": overlap, "threads": threads or torch.get_num_threads(),

@@ -34,6 +34,7 @@ def export_command(
     from interir.export import EXPORT_FORMATS, export_model
     from interir.inference import load_restoration_model
     from interir.profiling import parse_sizes
+    from interir.utils.files import check_writable_file
 
     if fmt not in EXPORT_FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(EXPORT_FORMATS)}", param_hint="--format")
@@ -43,6 +44,7 @@ def export_command(
         raise typer.BadParameter("one size, e.g. 64x96", param_hint="--example-size") from err
     path = output or Path("interir.onnx" if fmt == "onnx" else "interir.pt")
     try:
+        check_writable_file(path, "--output file")  # before the slow model loading and tracing
         net = load_restoration_model(model, device="cpu")
         result = export_model(
             net, path, fmt, example_size=(h, w), dynamic_batch=False if fixed_batch else None,
