@@ -3,7 +3,6 @@
 
 import fnmatch
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
@@ -16,6 +15,12 @@ import interir
 from interir.cli import _load_commands
 from interir.cli.app import app
 from interir.config import SHIPPED_CONFIG_DIR, list_shipped_configs
+from interir.data import read_exclusion_list
+
+try:
+    import tomllib  # Python 3.11+
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    tomllib = None
 
 REPO = Path(__file__).resolve().parents[1]
 _load_commands()
@@ -54,6 +59,7 @@ def test_app_command_without_gradio_says_what_to_install(monkeypatch):
     assert 'pip install "interir[app]"' in result.output
 
 
+@pytest.mark.skipif(tomllib is None, reason="reading pyproject.toml needs Python 3.11's tomllib")
 def test_every_config_is_shipped_as_package_data():
     names = sorted(p.stem for p in (REPO / "configs").glob("*.yaml"))
     assert list_shipped_configs() == names and "cpu-tiny" in names
@@ -99,3 +105,11 @@ def test_torch_hub_loads_the_default_model_from_the_repository():
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     tiny = torch.hub.load(str(REPO), "interir_model", "interir-tiny", source="local")
     assert tiny.config == interir.create_model("interir-tiny").config
+
+
+def test_shipped_splits_keep_validation_and_rain100h_targets_apart():
+    splits = SHIPPED_CONFIG_DIR / "splits"
+    overlap = read_exclusion_list(splits / "bsds432-overlap-rain100h.txt")
+    validation = read_exclusion_list(splits / "bsds432-val.txt")
+    assert len(overlap) == 67 and len(validation) == 8
+    assert not overlap & validation  # validation images were picked outside the overlap
