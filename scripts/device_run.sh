@@ -24,8 +24,11 @@ BUILD=$(mktemp -d "${TMPDIR:-/tmp}/interir-build.XXXXXX")
 trap 'rm -rf "$SITE" "$BUILD"' EXIT
 PIP=("$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --disable-pip-version-check)
 
+# The wheels are built for the GPU machine's Python; elsewhere (this repository's venv) the
+# packages are installed already and pip refuses them: go on without.
 if compgen -G ".whl/*.whl" >/dev/null; then
-  "${PIP[@]}" --upgrade --target "$SITE" .whl/*.whl
+  "${PIP[@]}" --upgrade --target "$SITE" .whl/*.whl 2>"$BUILD/wheels.log" \
+    || echo "device_run.sh: the wheels in .whl/ do not install here ($(tail -n 1 "$BUILD/wheels.log")); using the installed packages" >&2
 fi
 # Build from a copy, so that no build/ or egg-info is left in the working tree.
 cp -rL pyproject.toml README.md src "$BUILD/"
