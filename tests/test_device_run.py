@@ -20,7 +20,9 @@ from interir.engine.checkpoint import load_model
 from interir.gpurun.cudatests import summarise_junit
 from interir.gpurun.options import Budget, parse_options
 from interir.gpurun.report import copy_tail, out_files
-from interir.gpurun.training import plan_run, rebase, recipe
+from interir.engine.train import train
+from interir.gpurun import training
+from interir.gpurun.training import measure_throughput, plan_run, rebase, recipe
 from interir.gpurun.run import main as gpurun_main
 from interir.gpurun.weights import MiB, read_weights, split_state, storage_dtype, write_weights
 
@@ -187,3 +189,29 @@ def test_junit_summary_counts_outcomes(tmp_path):
     assert s["collection_errors"] == 1  # a module that could not be imported is not a CUDA test
     assert [f["name"] for f in s["failures"]] == ["t::b", "t::d", "::tests.test_app"]
     assert "boom" in s["failures"][0]["message"]
+
+
+def test_throughput_steps_retry_with_stage_checkpointing_after_out_of_memory(tmp_path, monkeypatch):
+    data = _training_folder(tmp_path / "train")
+    argv = ["--device", "cpu", "--data", str(data), "--model", "interir-tiny", "--set", "train.batch_size=2",
+            "--set", "data.patch_size=32", "--set", "train.threads=1"]
+    calls = []
+
+    def oom_once(cfg, **kwargs):
+        calls.append(dict(cfg.model.overrides))
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return train(cfg, **kwargs)
+
+    monkeypatch.setattr(training, "train", oom_once)
+    opts = parse_options(argv)
+    got = measure_throughput(opts, recipe(opts, tmp_path / "work"), 60.0)
+    assert calls == [{}, {"checkpoint_stages": True}] and opts.model_opt == ["checkpoint_stages=true"]
+    assert got["model_overrides"] == {"checkpoint_stages": True} and got["steps"] == 3
+    assert got["images_per_s"] > 0 and got["batch_size"] == 2 and got["amp"] == "off"
+
+    calls.clear()  # a model without stage checkpointing has nothing to retry with
+    opts = parse_options([*argv[:4], "--model", "nafnet-small", *argv[6:]])
+    with pytest.raises(torch.OutOfMemoryError):
+        measure_throughput(opts, recipe(opts, tmp_path / "work2"), 60.0)
+    assert calls == [{}]

@@ -25,7 +25,7 @@ from interir.engine.evaluate import resolve_model
 from interir.engine.train import TrainResult, train, validate
 from interir.gpurun.options import CPU_TRAIN_SETTINGS
 from interir.registry import model_config
-from interir.utils.device import is_out_of_memory
+from interir.utils.device import empty_cache, is_out_of_memory
 
 __all__ = ["SHARED_TRAIN", "rebase", "recipe", "make_config", "measure_throughput", "plan_run",
            "train_planned", "checkpoint_candidates", "best_candidate", "score", "score_spec"]
@@ -94,14 +94,18 @@ def measure_throughput(opts: argparse.Namespace, base: dict[str, Any], seconds: 
     ``opts.model_opt``, so the real run uses it too) and the probe tried once more.
     """
     try:
-        cfg, result, wall = _probe(opts, base, seconds)
+        return _throughput(opts, *_probe(opts, base, seconds))
     except Exception as exc:  # noqa: BLE001 - only out of memory is retried
         fields = {f.name for f in dataclasses.fields(model_config(opts.model))}
         if not is_out_of_memory(exc) or "checkpoint_stages" not in fields:
             raise
-        torch.cuda.empty_cache()
-        opts.model_opt.append("checkpoint_stages=true")
-        cfg, result, wall = _probe(opts, base, seconds)
+    # Outside the except block, so the failed attempt's tensors are freed before the retry.
+    empty_cache(opts.device)
+    opts.model_opt.append("checkpoint_stages=true")
+    return _throughput(opts, *_probe(opts, base, seconds))
+
+
+def _throughput(opts, cfg: TrainConfig, result: TrainResult, wall: float) -> dict[str, Any]:
     batch = cfg.train.batch_size
     ips = result.images_per_s or 0.0
     steps_s = result.step * batch / ips if ips else wall
