@@ -24,7 +24,7 @@ from interir.engine.train import train
 from interir.gpurun import training
 from interir.gpurun.training import measure_throughput, plan_run, rebase, recipe
 from interir.gpurun.run import main as gpurun_main
-from interir.gpurun.weights import MiB, read_weights, split_state, storage_dtype, write_weights
+from interir.gpurun.weights import MiB, read_weights, split_state, storage_dtype, stored_dtype, write_weights
 
 REPO = Path(__file__).resolve().parents[1]
 SPLIT = REPO / "configs" / "splits" / "bsds432-val.txt"
@@ -103,6 +103,7 @@ def _check_scores_and_weights(report: dict, out: Path) -> None:
     assert val["compare"]["model"] == "default"
     for scores in (val["trained"], val["compare"]):
         assert math.isfinite(scores["psnr"]) and 5 < scores["psnr"] < 60 and 0 < scores["ssim"] <= 1
+    assert report["weights"]["dtype"] == "float32" and report["weights"]["files"] == ["weights.safetensors"]
     returned = load_model(out / "weights.safetensors")
     chosen = load_model(report["weights"]["checkpoint"])
     x = torch.rand(1, 3, 40, 48)
@@ -116,6 +117,7 @@ def test_large_weights_come_back_in_16_bit_shards_and_join_exactly(tmp_path):
     paths = write_weights(model, tmp_path / "out", max_file_bytes=fp32 // 3 + 262144 + 1,
                           max_files=4, allowance=int(fp32 * 0.9))
     assert len(paths) >= 2 and all(p.stat().st_size <= fp32 // 3 + 262144 + 1 for p in paths)
+    assert {stored_dtype(p) for p in paths} == {"float16"}
     assert gpurun_main(["join", *map(str, paths), "-o", str(tmp_path / "joined.safetensors")]) == 0
     joined = load_model(tmp_path / "joined.safetensors")
     half = {k: v.half().float() for k, v in model.state_dict().items()}

@@ -24,10 +24,11 @@ from interir.engine.train import TrainResult, build_val_pairs
 from interir.gpurun.bench import precision_flags, speed_rows
 from interir.gpurun.cudatests import run_cuda_tests
 from interir.gpurun.options import PHASE_ENDS, Budget, parse_options
-from interir.gpurun.report import RUN_FILES, copy_tail, device_info, out_files, weights_room, write_report
+from interir.gpurun.report import (MAX_FILE_BYTES, RUN_FILES, copy_tail, device_info, out_files, weights_room,
+                                   write_report)
 from interir.gpurun.training import (best_candidate, measure_throughput, plan_run, recipe, score,
                                      score_spec, train_planned)
-from interir.gpurun.weights import MiB, join_weights, read_weights, write_weights
+from interir.gpurun.weights import MiB, join_weights, read_weights, stored_dtype, write_weights
 from interir.utils.env import git_info
 
 __all__ = ["main", "Run"]
@@ -156,9 +157,9 @@ def _score_and_write(run: Run, cfg, result: TrainResult) -> None:
     pairs = build_val_pairs(cfg)
     chosen, candidates = best_candidate(result, cfg, pairs, device)
     files, room = weights_room()
-    paths = write_weights(load_model(chosen), run.out, 16 * MiB, files, room)
+    paths = write_weights(load_model(chosen), run.out, MAX_FILE_BYTES, files, room)
     run.report["weights"] = {"checkpoint": str(chosen), "files": [p.name for p in paths],
-                             "bytes": sum(p.stat().st_size for p in paths)}
+                             "bytes": sum(p.stat().st_size for p in paths), "dtype": stored_dtype(paths[0])}
     validation: dict[str, Any] = {"pairs": len(pairs), "candidates": candidates,
                                   "trained": score(read_weights(paths), cfg, pairs, device)}
     if run.opts.compare:

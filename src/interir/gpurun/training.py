@@ -11,11 +11,12 @@ with the model replaced by ``--model``/``--model-opt``, the clean images read fr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -146,10 +147,22 @@ def checkpoint_candidates(result: TrainResult) -> list[Path]:
     return out
 
 
+@contextlib.contextmanager
+def plain_fp32() -> Iterator[None]:
+    """TF32 off for convolutions and matrix products, so GPU scores match CPU ones."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def score(model: torch.nn.Module, cfg: TrainConfig, pairs: list[dict], device: torch.device) -> dict[str, Any]:
-    """PSNR/SSIM (fp32) of ``model`` on ``pairs`` under the config's metric convention."""
+    """PSNR/SSIM of ``model`` on ``pairs`` (plain float32) under the config's metric convention."""
     convention = cfg.data.val_sets[0]
-    res = validate(model.to(device), pairs, device, convention.y_channel, convention.crop_border)
+    with plain_fp32():
+        res = validate(model.to(device), pairs, device, convention.y_channel, convention.crop_border)
     sets = {str(k): {m: round(v[m], 4) for m in ("psnr", "ssim")} | {"pairs": v["val_images"]}
             for k, v in res["sets"].items()}
     return {"psnr": round(res["psnr"], 4), "ssim": round(res["ssim"], 4), "pairs": res["val_images"],

@@ -24,7 +24,7 @@ from torch import nn
 from interir.engine.checkpoint import (CHECKPOINT_FORMAT, FORMAT_VERSION, load_model, model_description,
                                        save_checkpoint, unwrap_model)
 
-__all__ = ["MiB", "storage_dtype", "split_state", "write_weights", "read_weights", "join_weights"]
+__all__ = ["MiB", "storage_dtype", "split_state", "write_weights", "stored_dtype", "read_weights", "join_weights"]
 
 MiB = 2**20
 #: Bytes left in each file for the safetensors header (names, shapes, the model config).
@@ -100,6 +100,12 @@ def write_weights(model: nn.Module, out_dir: Path, max_file_bytes: int, max_file
         save_file(shard, str(out_dir / name), metadata=header)
         paths.append(out_dir / name)
     return paths
+
+
+def stored_dtype(path: Path) -> str:
+    """The dtype a file of :func:`write_weights` holds its weights in (``"float16"``, ...)."""
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        return (f.metadata() or {}).get("stored_dtype", "float32")
 
 
 def _merged(paths: list[Path]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
