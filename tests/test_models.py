@@ -102,9 +102,9 @@ def test_return_stages_trajectory():
     torch.testing.assert_close(out, plain)
 
 
-def test_fresh_network_starts_near_identity_of_the_iteration():
-    """With zero-initialised block scales, the InterIR weights start at the ISN step (1, -1, 1)."""
-    model = interir.create_model("interir-tiny")
+def test_fresh_v1_network_starts_at_the_isn_step():
+    """v1 (stage_update="subtract"): the InterIR weights start at the ISN step (1, -1, 1)."""
+    model = interir.create_model("interir-tiny", stage_update="subtract", output_skip="input")
     w1, w2, w3 = model.stages[0].resm.term_weights(torch.rand(1, 3 * 16, 4, 4))
     for w, value in [(w1, 1.0), (w2, -1.0), (w3, 1.0)]:
         torch.testing.assert_close(w, torch.full_like(w, value))

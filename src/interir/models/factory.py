@@ -2,7 +2,8 @@
 
 Paper size (``interir``, ``deepsn``): width 92, 15 stages, working resolution 1/8, heads x16; see
 the README for the measured parameter and multiply-add counts. ``interir-small`` and
-``interir-base`` (the shipped default) and ``interir-tiny`` are the same code at CPU-trainable sizes. Ablations of the paper's Table 4 are the
+``interir-base`` (the shipped default) and ``interir-tiny`` are the same code at CPU-trainable
+sizes. Ablations of the paper's Table 4 are the
 ``conv``/``resm``/``dmum_mum`` overrides of any InterIR variant, e.g.
 ``create_model("interir-small", conv="standard")``.
 """
@@ -13,16 +14,24 @@ from interir.models.baselines.nafnet import NAFNet, NAFNetConfig
 from interir.models.unfolding import InterIR, InterIRConfig
 from interir.registry import register_model
 
-PAPER = InterIRConfig(width=92, stages=15, downsample=8, head_expansion=16)
-SMALL = InterIRConfig(width=32, stages=5, downsample=4, head_expansion=4)
-# [ours] The shipped default's size. Width 48 = 3 * 4**2 as in DeepSN-Net (s = 4, C = 48): the
-# working channels hold as many numbers as the 4x4x3 pixels they stand for, so the residual that Up
-# returns can reach every pixel pattern. interir-small (C = 32 < 48) cannot: a third of white noise
-# lies outside what its Up can subtract, which caps its denoising gain near 4.8 dB.
-# Plus two EPBlocks at full resolution (width 16) after the output: without them the network learns
-# denoising several times more slowly (benchmarks/results/noise_probe.md).
-BASE = InterIRConfig(width=48, stages=4, downsample=4, head_expansion=2, refine_blocks=2, refine_width=16)
-TINY = InterIRConfig(width=16, stages=3, downsample=4, head_expansion=2)
+# Core v2 (issue 14, benchmarks/results/architecture_probes.md): every stage starts as the identity
+# and adds a gated, learned update ([paper] additive form of the supplement; [ours] zero-initialised
+# gates), and the output is Up(I^N - I^0) + D ([ours]), so a fresh network returns its input.
+# Checkpoints written before v2 keep their v1 forms: stored configs fill these fields with the
+# dataclass defaults (interir.registry.stored_config).
+V2 = dict(stage_update="add", output_skip="init")
+# The paper's size (Table 8: 27 M parameters, 22 G multiply-adds at 256^2) fixes C = 92 at s = 8,
+# so this variant cannot be lossless (3 s^2 = 192 > 92): kept as the paper sizes it.
+PAPER = InterIRConfig(width=92, stages=15, downsample=8, head_expansion=16, **V2)
+# [ours] CPU size. Width 48 = 3 * 4**2, as DeepSN-Net (s = 4, C = 48): the working channels hold as
+# many numbers as the 4x4x3 pixels they stand for, so Down loses nothing and Up can return any
+# pixel pattern (v1's C = 32 could not reach a third of white noise).
+SMALL = InterIRConfig(width=48, stages=5, downsample=4, head_expansion=4, **V2)
+# [ours] The shipped default's size (same lossless width), plus two EPBlocks at full resolution
+# (width 16) after the output (benchmarks/results/noise_probe.md); the refinement is reported as
+# its own part of the gain by `interir explain`.
+BASE = InterIRConfig(width=48, stages=4, downsample=4, head_expansion=2, refine_blocks=2, refine_width=16, **V2)
+TINY = InterIRConfig(width=16, stages=3, downsample=4, head_expansion=2, **V2)
 DEEPSN_SWITCHES = dict(conv="standard", resm="deepsn", dmum_mum="deepsn")
 
 
@@ -35,9 +44,9 @@ def _nafnet(config: NAFNetConfig) -> NAFNet:
 
 
 register_model("interir", PAPER, "InterIR at the paper's size (~27 M parameters)")(_interir)
-register_model("interir-small", SMALL, "InterIR for CPU training (width 32, 5 stages)")(_interir)
+register_model("interir-small", SMALL, "InterIR core v2 for CPU training (width 48 = lossless at 1/4, 5 stages)")(_interir)
 register_model(
-    "interir-base", BASE, "InterIR for CPU training: width 48 at 1/4, 4 stages, full-resolution refinement; the default"
+    "interir-base", BASE, "InterIR core v2: width 48 at 1/4, 4 stages, full-resolution refinement (the default's architecture)"
 )(_interir)
 register_model("interir-tiny", TINY, "InterIR for tests and quick experiments (width 16, 3 stages)")(_interir)
 register_model(
@@ -55,5 +64,5 @@ register_model(
 register_model("nafnet", NAFNetConfig(), "NAFNet baseline, width 32 (paper's NAFNet-width32)")(_nafnet)
 register_model(
     "nafnet-small", NAFNetConfig(width=16, encoder_blocks=(1, 1, 2), middle_blocks=2, decoder_blocks=(1, 1, 1)),
-    "NAFNet baseline at interir-small's size",
+    "NAFNet baseline of the equal-budget rematch (width 16, 0.44 M parameters)",
 )(_nafnet)
