@@ -8,22 +8,30 @@ import math
 import pytest
 import torch
 
+from interir.config import ConfigError, validate_config
 from interir.degradations import (
     patch_depth,
     COMBINATIONS,
+    RAIN_STYLES,
     DegradationParams,
     DegradationPipeline,
     GaussianNoise,
     Haze,
     HazeParams,
+    LayeredRainSampling,
     NoiseParams,
     Rain,
+    RainMix,
     RainParams,
     canonical_combination,
+    layered_kernel,
+    layered_rain,
     parse_combinations,
     parse_levels,
     pseudo_depth,
+    rain_sampling_for,
     rescale_depth,
+    sample_rain_params,
     streak_kernel,
     streak_layer,
 )
@@ -382,3 +390,203 @@ def test_clean_fraction_leaves_that_share_of_images_undegraded():
     assert all(not torch.equal(y[i], x[i]) for i in torch.nonzero(~kept).flatten().tolist())
     with pytest.raises(ValueError, match="clean_fraction"):
         DegradationPipeline(clean_fraction=1.0)
+
+
+# ---------------------------------------------------------------------------- rain styles
+
+
+def _tiny(seed=3):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(3, 3, 6, 5, generator=g)
+    return torch.nn.functional.interpolate(x, size=(24, 20), mode="bilinear", align_corners=False)
+
+
+def _layered(b=1, level=300.0, angle=0.0, length=40.0, width=1.5, blend=0.5, seed=1, layers=1,
+             spread=0.0, blur=0.3, veil=0.0, falloff=1.0, density=1.0, same_seed=False):
+    def v(x):
+        return torch.full((b,), float(x))
+
+    seeds = torch.full((b,), seed) if same_seed else torch.arange(seed, seed + b)
+    return RainParams(v(level), v(angle), v(length), v(width), v(blend), seeds.to(torch.int64),
+                      torch.ones(b, dtype=torch.int64), v(layers), v(spread), v(blur), v(veil),
+                      v(falloff), v(density))
+
+
+def test_classic_rain_is_unchanged_for_the_same_seed():
+    # values computed with the code before the layered styles existed
+    x = _tiny()
+    for sampling in (None, "classic"):
+        kw = {} if sampling is None else {"rain_sampling": sampling}
+        pipe = DegradationPipeline(combinations="rain,haze+rain+noise", **kw)
+        y, p = pipe(x, torch.Generator().manual_seed(11))
+        recs = p.to_records()
+        assert [r["rain_seed"] for r in recs] == [
+            1617149500839894484, 4368857027018007643, 3182252286009043448]
+        assert recs[1]["rain_angle"] == pytest.approx(23.876708984375, abs=1e-9)
+        assert recs[2]["rain_width"] == pytest.approx(0.5595114827156067, abs=1e-9)
+        assert recs[0]["noise_seed"] == 4059593266090376771  # later draws not shifted
+        assert all(r["rain_style"] == "classic" and r["rain_layers"] is None for r in recs)
+        assert float(y.double().sum()) == pytest.approx(2752.238170489669, abs=2e-3)
+        assert float(y.double().pow(2).sum()) == pytest.approx(1844.1087421190962, abs=2e-3)
+        assert y[1, :, 5, 7].tolist() == pytest.approx(
+            [0.5831964612007141, 0.6436130404472351, 0.8449031114578247], abs=1e-5)
+    p = RainParams(torch.tensor([250.0, 120.0, 60.0]), torch.tensor([10.0, -30.0, 0.0]),
+                   torch.tensor([30.0, 12.0, 20.0]), torch.tensor([1.0, 0.6, 1.4]),
+                   torch.tensor([0.8, 0.9, 0.7]), torch.tensor([5, 6, 7]))
+    r = Rain()(x, p)
+    assert float(r.double().sum()) == pytest.approx(2397.42371811904, abs=2e-3)
+    assert r[:, 1, 10, 10].tolist() == pytest.approx(
+        [0.5653589367866516, 0.7037490606307983, 0.6310709714889526], abs=1e-5)
+
+
+@pytest.mark.parametrize("style", ["sparse", "heavy", "varied", "benchmark"])
+def test_layered_styles_are_seeded_recorded_and_rebuilt(style):
+    x = _tiny()
+    pipe = DegradationPipeline(combinations="rain,rain+noise", rain_sampling=style)
+    y1, p1 = pipe(x, torch.Generator().manual_seed(4))
+    y2, p2 = pipe(x, torch.Generator().manual_seed(4))
+    y3, p3 = pipe(x, torch.Generator().manual_seed(5))
+    assert torch.equal(y1, y2) and p1.to_records() == p2.to_records()
+    assert not torch.equal(y1, y3)
+    recs = json.loads(json.dumps(p1.to_records()))
+    for r in recs:
+        assert r["rain_style"] == "layered" and isinstance(r["rain_layers"], int)
+        assert all(r[k] is not None for k in ("rain_spread", "rain_blur", "rain_veil", "rain_density"))
+    assert torch.equal(pipe.apply(x, DegradationParams.from_records(recs)), y1)
+    # a classic pipeline rebuilds the same images from the records: the style travels with them
+    assert torch.equal(DegradationPipeline().apply(x, DegradationParams.from_records(recs)), y1)
+
+
+@pytest.mark.parametrize("style", ["sparse", "heavy", "varied"])
+def test_layered_draws_stay_in_the_style_ranges(style):
+    sampling = rain_sampling_for(style)
+    p = sample_rain_params(torch.full((400,), 100.0), torch.Generator().manual_seed(0), style)
+    drawn = {"angle": p.angle, "spread": p.spread, "layers": p.layers, "length": p.length,
+             "width": p.width, "blur": p.blur, "brightness": p.blend, "veil": p.veil,
+             "falloff": p.falloff, "density": p.density}
+    for name, values in drawn.items():
+        lo, hi = getattr(sampling, name)
+        assert float(values.min()) >= lo - 1e-5 and float(values.max()) <= hi + 1e-5, name
+    assert torch.equal(p.layers, p.layers.round())
+    lo, hi = sampling.layers
+    assert set(p.layers.int().tolist()) == set(range(lo, hi + 1))  # every count drawn
+    assert torch.all(p.style == 1)
+
+
+def test_benchmark_style_mixes_the_three_layered_styles():
+    p = sample_rain_params(torch.full((300,), 100.0), torch.Generator().manual_seed(1), "benchmark")
+    single = p.layers == 1
+    assert 0.2 < float(single.float().mean()) < 0.6  # sparse always, varied sometimes, heavy never
+    assert float(p.angle.abs().max()) > 20.0  # only varied leans this far
+    assert float((p.veil[single] == 0).float().mean()) > 0.5  # sparse has no veil
+    assert isinstance(rain_sampling_for("benchmark"), RainMix)
+    assert set(RAIN_STYLES) == {"classic", "sparse", "heavy", "varied", "benchmark"}
+    with pytest.raises(ValueError, match="classic, sparse"):
+        rain_sampling_for("drizzle")
+
+
+def _shift_correlation(r: torch.Tensor, angle: float, dist: float = 10.0) -> float:
+    """Correlation of a (H, W) map with itself moved ``dist`` pixels along ``angle`` (from vertical)."""
+    dy, dx = round(dist * math.cos(math.radians(angle))), round(dist * math.sin(math.radians(angle)))
+    h, w = r.shape
+    a = r[max(0, -dy): h - max(0, dy), max(0, -dx): w - max(0, dx)]
+    b = r[max(0, dy): h + min(0, dy), max(0, dx): w + min(0, dx)]
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).mean() / (a.std() * b.std()))
+
+
+@pytest.mark.parametrize("layers,expect,avoid", [(1, [0.0], [-30.0, 30.0]),
+                                                  (2, [-30.0, 30.0], [0.0]),
+                                                  (3, [-30.0, 0.0, 30.0], [-60.0, 60.0])])
+def test_layers_run_in_their_directions(layers, expect, avoid):
+    p = _layered(level=150.0, length=60.0, width=1.5, layers=layers, spread=60.0)
+    r = layered_rain(p, 128, 128)[0, 0]
+    for a in expect:
+        assert _shift_correlation(r, a) > 0.15, a
+    for a in avoid:
+        assert _shift_correlation(r, a) < 0.08, a
+
+
+def test_layer_count_and_falloff_set_the_amount_of_rain():
+    base = dict(level=150.0, length=30.0, width=1.5, blend=0.5, spread=40.0)
+    one = layered_rain(_layered(layers=1, **base), 96, 96)
+    five = layered_rain(_layered(layers=5, **base), 96, 96)
+    fading = layered_rain(_layered(layers=5, falloff=0.5, **base), 96, 96)
+    assert float(one.amax()) <= 0.5 + 1e-5  # a single layer peaks at its brightness
+    assert float(five.amax()) > 0.6  # crossing layers add up
+    assert float(fading.mean()) < 0.7 * float(five.mean())  # far layers shorter, thinner, dimmer
+
+
+def test_veil_raises_brightness_uniformly_and_rain_is_additive():
+    x = torch.cat([torch.full((1, 3, 48, 48), 0.2), _batch(1, 48, 48) * 0.5])
+    no_veil = Rain()(x, _layered(b=2, blend=0.3, veil=0.0, seed=1, same_seed=True))
+    veiled = Rain()(x, _layered(b=2, blend=0.3, veil=0.1, seed=1, same_seed=True))
+    assert torch.allclose(veiled - no_veil, torch.full_like(x, 0.1), atol=1e-5)
+    # the residual is the same on both backgrounds (nothing clips: x + rain + veil <= 0.9)
+    res = no_veil - x
+    assert torch.allclose(res[0], res[1], atol=1e-5) and float(res.max()) > 0.25
+    assert torch.allclose(res[:, 0], res[:, 2], atol=1e-6)  # gray rain
+    only_veil = Rain()(x, _layered(b=2, blend=0.0, veil=0.15))
+    assert torch.allclose(only_veil, x + 0.15, atol=1e-6)
+
+
+def test_layered_kernel_width_length_and_blur():
+    k = layered_kernel(torch.zeros(3), torch.full((3,), 40.0), torch.tensor([1.0, 3.0, 3.0]),
+                       torch.tensor([0.3, 0.3, 2.0]))
+    assert k.shape == (3, 129, 129) and float(k.min()) >= 0.0 and float(k.max()) <= 1.0
+    row = k[:, 64]  # across a vertical streak through its middle
+    assert row.sum(dim=1).tolist() == pytest.approx([1.0, 3.0, 3.0], rel=0.02)  # width
+    assert float(k[1, :, 64].sum()) == pytest.approx(40.0, rel=0.02)  # length
+    assert float(row[1].max()) > 0.99 and float(row[2].max()) < 0.6  # blur softens and dims
+    tilted = layered_kernel(torch.tensor([30.0]), torch.tensor([40.0]), torch.tensor([1.0]),
+                            torch.tensor([0.3]))[0]
+    c = torch.arange(-64, 65, dtype=torch.float32)
+    yy, xx, w = c[:, None], c[None, :], tilted / tilted.sum()
+    sxx, syy, sxy = (w * xx * xx).sum(), (w * yy * yy).sum(), (w * xx * yy).sum()
+    assert math.degrees(0.5 * math.atan2(2 * float(sxy), float(syy - sxx))) == pytest.approx(30.0, abs=0.5)
+
+
+def test_layered_density_grows_with_level_and_density():
+    cover = [float((layered_rain(_layered(level=lv, density=d), 96, 96) > 0.1).float().mean())
+             for lv, d in ((30.0, 1.0), (150.0, 1.0), (150.0, 2.0))]
+    assert 0 < cover[0] < cover[1] < cover[2]
+    assert float(layered_rain(_layered(level=0.0), 32, 32).abs().max()) == 0.0
+
+
+def test_mixed_styles_in_one_batch_match_their_own_renders():
+    x = _batch(3, 40, 36)
+    classic = _rain(1, 200.0, seed=9)
+    layered = _layered(b=2, layers=3, spread=20.0, veil=0.05, seed=4)
+    both = DegradationParams.cat([
+        DegradationParams(["rain"], HazeParams(torch.zeros(1), torch.zeros(1)), classic,
+                          NoiseParams(torch.zeros(1), torch.zeros(1, dtype=torch.int64))),
+        DegradationParams(["rain"] * 2, HazeParams(torch.zeros(2), torch.zeros(2)), layered,
+                          NoiseParams(torch.zeros(2), torch.zeros(2, dtype=torch.int64))),
+    ])
+    y = Rain()(x, both.rain)
+    assert torch.equal(y[:1], Rain()(x[:1], classic))
+    assert torch.equal(y[1:], Rain()(x[1:], layered))
+
+
+def test_old_records_are_classic_and_bad_styles_fail():
+    rec = {"combination": "rain", "haze_level": 0.0, "rain_level": 100.0, "noise_level": 0.0,
+           "rain_angle": 5.0, "rain_length": 20.0, "rain_width": 1.0, "rain_blend": 0.8,
+           "rain_seed": 3}
+    p = DegradationParams.from_records([rec])
+    assert int(p.rain.style[0]) == 0
+    x = _batch(1, 32, 32)
+    assert torch.equal(DegradationPipeline().apply(x, p), Rain()(x, _rain(1, 100.0, 5.0, 20.0, 1.0, 0.8, 3)))
+    with pytest.raises(ValueError, match="rain_style"):
+        DegradationParams.from_records([{**rec, "rain_style": "drizzle"}])
+
+
+def test_layered_sampling_rejects_bad_ranges_and_config_selects_a_style():
+    with pytest.raises(ValueError, match="layers"):
+        LayeredRainSampling(layers=(0, 3))
+    with pytest.raises(ValueError, match="veil"):
+        LayeredRainSampling(veil=(0.2, 0.1))
+    cfg = validate_config({"data": {"train_roots": ["x"], "rain_style": "benchmark"}})
+    assert cfg.data.rain_style == "benchmark"
+    assert validate_config({"data": {"train_roots": ["x"]}}).data.rain_style == "classic"
+    with pytest.raises(ConfigError, match="rain_style"):
+        validate_config({"data": {"train_roots": ["x"], "rain_style": "drizzle"}})

@@ -144,6 +144,13 @@ def _check_airlight(value: tuple[float, float] | None) -> tuple[float, float] | 
     return value
 
 
+def _check_rain_style(value: str) -> str:
+    from interir.degradations import rain_sampling_for
+
+    rain_sampling_for(value)  # ValueError lists the styles
+    return value
+
+
 class ValSection(_Section):
     """Held-out validation, run every ``train.val_every`` steps and at the end.
 
@@ -232,6 +239,10 @@ class DataSection(_Section):
             patch has them (see :func:`interir.degradations.patch_depth`).
         haze_airlight: range of the gray airlight A drawn per image (default [0.5, 0.9], the
             CBSD68-MDIR recipe; RESIDE's SOTS uses [0.7, 1.0]).
+        rain_style: rain recipe, a name of :data:`interir.degradations.RAIN_STYLES`: ``"classic"``
+            (default; CBSD68-MDIR's), or the layered rain ([ours]) ``"sparse"``, ``"heavy"``,
+            ``"varied"`` (Rain100L-, Rain100H-, Rain800/1400-like) or ``"benchmark"`` (one of
+            those three per image); see ``docs/degradations.md``.
         num_workers: data-loader worker processes (0: load in the training process).
         val: validation settings: one :class:`ValSection` or a list of them (see there).
     """
@@ -248,12 +259,14 @@ class DataSection(_Section):
     degrade_rng: Literal["cpu", "same"] = "cpu"
     haze_depth: Literal["centre", "crop", "mixed", "scene"] = "centre"
     haze_airlight: tuple[float, float] = (0.5, 0.9)
+    rain_style: str = "classic"
     num_workers: int = Field(default=0, ge=0)
     val: ValSpec = Field(default_factory=ValSection)
 
     _combos = field_validator("combinations")(_check_combinations)
     _levels = field_validator("max_levels")(_check_levels)
     _airlight = field_validator("haze_airlight")(_check_airlight)
+    _rain_style = field_validator("rain_style")(_check_rain_style)
 
     @property
     def val_sets(self) -> list[ValSection]:

@@ -18,7 +18,17 @@ import torch
 from interir.degradations.common import check_batch
 from interir.degradations.haze import Haze, HazeParams, HazeSampling, sample_haze_params
 from interir.degradations.noise import GaussianNoise, NoiseParams, sample_noise_params
-from interir.degradations.rain import Rain, RainParams, RainSampling, sample_rain_params
+from interir.degradations.rain import (
+    CLASSIC_FIELD_VALUES,
+    STYLE_NAMES,
+    LayeredRainSampling,
+    Rain,
+    RainMix,
+    RainParams,
+    RainSampling,
+    rain_sampling_for,
+    sample_rain_params,
+)
 
 __all__ = [
     "DEGRADATIONS",
@@ -61,6 +71,17 @@ RECORD_FIELDS: tuple[str, ...] = (
     "rain_seed",
     "noise_sigma",
     "noise_seed",
+    "rain_style",
+    "rain_layers",
+    "rain_spread",
+    "rain_blur",
+    "rain_veil",
+    "rain_falloff",
+    "rain_density",
+)
+#: Record keys of the layered rain's own fields (``None`` for classic rain).
+_LAYERED_RECORDS: tuple[str, ...] = (
+    "rain_layers", "rain_spread", "rain_blur", "rain_veil", "rain_falloff", "rain_density",
 )
 
 
@@ -132,6 +153,23 @@ def _opt(value: Any, default: float) -> float:
     return default if value is None or value == "" else float(value)
 
 
+#: What a record without the layered fields means (the classic values, see ``RainParams``).
+_CLASSIC_RECORD_DEFAULTS: dict[str, float] = {
+    f"rain_{k}": float(v) for k, v in CLASSIC_FIELD_VALUES.items() if k != "style"
+}
+
+
+def _rain_styles(records: Sequence[Mapping[str, Any]], device) -> torch.Tensor:
+    """``(B,)`` int64 style codes of records; a missing or empty ``rain_style`` is classic."""
+    codes = []
+    for r in records:
+        name = r.get("rain_style") or STYLE_NAMES[0]
+        if name not in STYLE_NAMES:
+            raise ValueError(f"unknown rain_style {name!r} in a record; expected one of {STYLE_NAMES}")
+        codes.append(STYLE_NAMES.index(name))
+    return torch.tensor(codes, dtype=torch.int64, device=device)
+
+
 @dataclass
 class DegradationParams:
     """Everything drawn for a batch, per image.
@@ -179,6 +217,7 @@ class DegradationParams:
         """Concatenate parameters of several batches (same device)."""
         if not parts:
             raise ValueError("nothing to concatenate")
+        n_rain = len(parts[0].rain._fields())
 
         def c(get):
             return torch.cat([get(p) for p in parts])
@@ -186,14 +225,16 @@ class DegradationParams:
         return DegradationParams(
             [n for p in parts for n in p.combination],
             HazeParams(c(lambda p: p.haze.level), c(lambda p: p.haze.airlight)),
-            RainParams(*(c(lambda p, i=i: p.rain._fields()[i]) for i in range(6))),
+            RainParams(*(c(lambda p, i=i: p.rain._fields()[i]) for i in range(n_rain))),
             NoiseParams(c(lambda p: p.noise.level), c(lambda p: p.noise.seed)),
         )
 
     def to_records(self) -> list[dict[str, Any]]:
         """One plain dict per image (keys :data:`RECORD_FIELDS`), for manifests.
 
-        Sub-parameters of a degradation whose level is 0 are ``None``.
+        Sub-parameters of a degradation whose level is 0 are ``None``, and so are the layered
+        rain's own fields (``rain_layers`` ...) of classic rain; ``rain_style`` is a name of
+        :data:`~interir.degradations.rain.STYLE_NAMES`.
         """
         cols = {
             "haze_level": self.haze.level,
@@ -206,7 +247,9 @@ class DegradationParams:
             "rain_blend": self.rain.blend,
             "rain_seed": self.rain.seed,
             "noise_seed": self.noise.seed,
+            "rain_style": self.rain.style,
         }
+        cols.update({k: getattr(self.rain, k[len("rain_"):]) for k in _LAYERED_RECORDS})
         vals = {k: v.detach().cpu().tolist() for k, v in cols.items()}
         out = []
         for i, comb in enumerate(self.combination):
@@ -222,6 +265,12 @@ class DegradationParams:
             for k in ("rain_angle", "rain_length", "rain_width", "rain_blend"):
                 rec[k] = float(vals[k][i]) if r > 0 else None
             rec["rain_seed"] = int(vals["rain_seed"][i]) if r > 0 else None
+            style = int(vals["rain_style"][i])
+            rec["rain_style"] = STYLE_NAMES[style] if r > 0 else None
+            for k in _LAYERED_RECORDS:
+                rec[k] = float(vals[k][i]) if r > 0 and style > 0 else None
+            if rec["rain_layers"] is not None:
+                rec["rain_layers"] = int(round(rec["rain_layers"]))
             rec["noise_sigma"] = float(n) / 255.0 if n > 0 else None
             rec["noise_seed"] = int(vals["noise_seed"][i]) if n > 0 else None
             out.append({k: rec[k] for k in RECORD_FIELDS})
@@ -233,7 +282,8 @@ class DegradationParams:
     ) -> "DegradationParams":
         """Rebuild parameters from :meth:`to_records` output (or manifest rows read back).
 
-        Applying the rebuilt parameters reproduces the degraded images exactly.
+        Applying the rebuilt parameters reproduces the degraded images exactly. Records written
+        before the layered rain existed (no ``rain_style``) are classic rain.
         """
         recs = list(records)
 
@@ -256,6 +306,8 @@ class DegradationParams:
                 col("rain_width", 1.0),
                 col("rain_blend", 0.8),
                 seeds("rain_seed"),
+                _rain_styles(recs, device),
+                *(col(k, _CLASSIC_RECORD_DEFAULTS[k]) for k in _LAYERED_RECORDS),
             ),
             NoiseParams(col("noise_level", 0.0), seeds("noise_seed")),
         )
@@ -277,7 +329,10 @@ class DegradationPipeline:
         levels: fixed levels (e.g. ``{"haze": 100}``) used instead of drawing, for the
             degradations of the combination they name; others are still drawn.
         haze_sampling: ranges of the haze sub-parameters.
-        rain_sampling: ranges of the rain sub-parameters.
+        rain_sampling: ranges of the rain sub-parameters, or a style name of
+            :data:`~interir.degradations.rain.RAIN_STYLES` (``"classic"``, the default ranges,
+            ``"sparse"``, ``"heavy"``, ``"varied"``, ``"benchmark"``; see
+            :func:`~interir.degradations.rain.rain_sampling_for`).
         clip: clip the final result to [0, 1].
         rng_device: where the per-image rain/noise fields are drawn: ``"cpu"`` (bit-identical on
             any machine; default) or ``"same"`` (the batch's device: faster on GPU).
@@ -295,7 +350,7 @@ class DegradationPipeline:
         max_levels: Mapping[str, float] | None = None,
         levels: str | Mapping[str, float] | None = None,
         haze_sampling: HazeSampling = HazeSampling(),
-        rain_sampling: RainSampling = RainSampling(),
+        rain_sampling: RainSampling | LayeredRainSampling | RainMix | str = RainSampling(),
         clip: bool = True,
         rng_device: str = "cpu",
         level_power: float = 1.0,
@@ -313,7 +368,9 @@ class DegradationPipeline:
             self.max_levels.update(parse_levels(max_levels))
         self.fixed_levels = parse_levels(levels)
         self.haze_sampling = haze_sampling
-        self.rain_sampling = rain_sampling
+        self.rain_sampling = (
+            rain_sampling_for(rain_sampling) if isinstance(rain_sampling, str) else rain_sampling
+        )
         self.clip = clip
         if rng_device not in ("cpu", "same"):
             raise ValueError(f"rng_device must be 'cpu' or 'same', got {rng_device!r}")
