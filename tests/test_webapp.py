@@ -35,7 +35,8 @@ def tiny(tmp_path_factory):
 def _photo(path, height=37, width=45, seed=0, mode="RGB"):
     rng = np.random.default_rng(seed)
     channels = {"RGB": 3, "RGBA": 4}[mode]
-    Image.fromarray(rng.integers(0, 256, (height, width, channels), dtype=np.uint8), mode).save(path)
+    pixels = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+    Image.fromarray(pixels, mode).save(path)
     return path
 
 

@@ -61,7 +61,7 @@ def list_shipped_configs() -> list[str]:
 
 
 def resolve_config_path(spec: str | os.PathLike) -> Path:
-    """The YAML file meant by ``spec``: a file, a run folder (its ``config.yaml``) or a shipped name.
+    """The YAML file meant by ``spec``: a file, a run folder's ``config.yaml`` or a shipped name.
 
     A path that exists wins over a shipped config of the same name.
 

@@ -35,8 +35,9 @@ def app_command(
         show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
     max_megapixels: Annotated[float, typer.Option(
-        "--max-megapixels", min=0.01, help="Largest photo accepted, in megapixels (bigger ones "
-                                           "are refused with a message; use `interir restore`).")] = 25.0,
+        "--max-megapixels", min=0.01,
+        help="Largest photo accepted, in megapixels (bigger ones are refused with a message; "
+             "use `interir restore`).")] = 25.0,
     max_files: Annotated[int, typer.Option(
         "--max-files", min=1, help="Most photos restored in one request.")] = 8,
     work_dir: Annotated[Optional[Path], typer.Option(

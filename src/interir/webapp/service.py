@@ -30,6 +30,7 @@ from torch import nn
 
 from interir.degradations import COMBINATIONS, DegradationPipeline, canonical_combination
 from interir.demo import DEMO_IMAGE, DEMO_LEVELS
+from interir.explain import MissingExtraError, explain_image, write_report
 from interir.inference import load_restoration_model, restore_tensor
 from interir.metrics import psnr, ssim
 from interir.pretrained import list_pretrained
@@ -373,19 +374,18 @@ def explain_photo(
         AppError: ``degraded`` is not a readable image or is too large, the model has no
             unfolding trace, or matplotlib (the ``viz`` extra) is missing.
     """
-    from interir.explain import MissingExtraError, explain_image, write_report
-
+    report = out_dir / "explanation"
     image = centre_crop(read_upload(degraded, max_pixels).image, crop)
     target = centre_crop(read_image(clean).image, crop) if clean is not None else None
     try:
         explanation = explain_image(model, image, target=target)
-        write_report(explanation, out_dir / "explanation")
+        write_report(explanation, report)
     except (TypeError, MissingExtraError) as exc:
         raise AppError(f"no explanation: {exc}") from exc
-    archive = Path(shutil.make_archive(str(out_dir / "explanation"), "zip", out_dir / "explanation"))
+    archive = Path(shutil.make_archive(str(report), "zip", report))
     numbers = explanation.to_dict()
     line = None
     if explanation.stage_psnr is not None:
         stages = " → ".join(f"{v:.2f}" for v in explanation.stage_psnr)
         line = f"PSNR input {explanation.input_psnr:.2f} dB → {stages} dB (per stage)"
-    return ExplainResult(_figures(out_dir / "explanation"), _stage_table(numbers), archive, line)
+    return ExplainResult(_figures(report), _stage_table(numbers), archive, line)
