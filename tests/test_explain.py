@@ -29,7 +29,15 @@ H, W = 37, 45  # odd sizes: the unfolding pads to a multiple of s = 4 and crops 
 
 
 def _tiny(name: str = "interir-tiny", **overrides):
-    return create_model(name, width=8, head_expansion=1, **overrides).eval()
+    """A small network whose v2 gates are open, as after training (fresh v2 stages are identities)."""
+    model = create_model(name, width=8, head_expansion=1, **overrides).eval()
+    with torch.no_grad():
+        for param_name, param in model.named_parameters():
+            if param_name.endswith("update_gate"):
+                param.fill_(0.1)
+            elif param_name.endswith(("rate.out.bias", "row_weight.out.bias", "col_weight.out.bias")):
+                param.fill_(0.5)
+    return model
 
 
 def _pair(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
