@@ -19,6 +19,9 @@
 #   deepsn-small         runs/deepsn-small           (same config, model.name=deepsn-small)
 #   interir-small-xconv  runs/interir-small-xconv    (same config, model.name=interir-small-xconv)
 #   nafnet-small         runs/nafnet-small           (same config, model.name=nafnet-small)
+#   (the four rows above are the v1 networks, before core v2)
+#   eb-interir-small, eb-interir-small-xconv, eb-deepsn-small, eb-nafnet-small
+#                        the shipped weights of the core-v2 rematch (scripts/rematch.sh): no run needed
 # One thread per evaluation (OMP_NUM_THREADS=1) keeps the timings comparable; set THREADS to change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +30,8 @@ DATA=${DATA:-../shared/data}
 SUITE=results/cbsd68-mdir
 export OMP_NUM_THREADS=${THREADS:-1}
 
-ALL=(default default-stage1 default-stage2 default-stage3 default-stage4 stage4-window stage5-window classical interir-small deepsn-small interir-small-xconv nafnet-small)
+REMATCH=(eb-interir-small eb-interir-small-xconv eb-deepsn-small eb-nafnet-small)
+ALL=(default default-stage1 default-stage2 default-stage3 default-stage4 stage4-window stage5-window classical interir-small deepsn-small interir-small-xconv nafnet-small "${REMATCH[@]}")
 methods=("$@")
 report_only=0
 if [[ ${#methods[@]} -eq 1 && ${methods[0]} == --report ]]; then report_only=1; methods=(); fi
@@ -45,6 +49,7 @@ models_of() {
     classical) echo "-m classical-dcp -m classical-nlm -m classical-dcp+nlm" ;;
     interir-small) echo "-m interir-small=runs/default-small" ;;
     deepsn-small|interir-small-xconv|nafnet-small) echo "-m $1=runs/$1" ;;
+    eb-*) echo "-m $1" ;;
     *) echo "unknown method '$1'; choose from: ${ALL[*]}" >&2; exit 2 ;;
   esac
 }
@@ -64,7 +69,7 @@ for method in "${methods[@]}"; do
 done
 
 reports=()
-for method in default stage5-window default-stage4 stage4-window default-stage3 default-stage2 default-stage1 interir-small interir-small-xconv deepsn-small nafnet-small classical; do
+for method in default stage5-window default-stage4 stage4-window default-stage3 default-stage2 default-stage1 "${REMATCH[@]}" interir-small interir-small-xconv deepsn-small nafnet-small classical; do
   for part in mdir real; do
     [[ -f results/eval/$method/$part/summary.json ]] && reports+=("results/eval/$method/$part")
   done
