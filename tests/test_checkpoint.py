@@ -1,7 +1,6 @@
 """Checkpoints: safetensors + JSON, atomic writes, architecture checks, no unpickling."""
 
 import json
-import sys
 import types
 
 import pytest
@@ -156,19 +155,17 @@ def test_interrupted_swap_is_recovered(tmp_path):
     assert load_checkpoint(tmp_path / "run").step == 3
 
 
-def test_model_names_and_default(tmp_path, monkeypatch):
+def test_model_names_and_default():
     with pytest.warns(UserWarning, match="random"):
         m = load_model("interir-tiny")
     assert m.model_name == "interir-tiny" and not m.training
     with pytest.raises(FileNotFoundError, match='Did you mean "interir-tiny"'):
         load_model("interir-tinyy")
-    fake = types.ModuleType("interir.pretrained")
-    fake.load_pretrained = lambda: _tiny()
-    monkeypatch.setitem(sys.modules, "interir.pretrained", fake)
-    assert load_model("default").model_name == "interir-tiny"
-    monkeypatch.setitem(sys.modules, "interir.pretrained", None)  # import fails
-    with pytest.raises(CheckpointError, match="no default pretrained weights"):
-        load_model("default")
+    default = load_model("default")
+    assert default.pretrained_name == "default" and default.model_name == "interir-base"
+    assert not default.training
+    shipped = load_model("eb-nafnet-small")  # every shipped name, not only "default"
+    assert shipped.pretrained_name == "eb-nafnet-small" and shipped.model_name == "nafnet-small"
 
 
 def test_allow_missing_keeps_new_parameters_and_still_checks_the_rest(tmp_path):
