@@ -61,6 +61,14 @@ PROBES: dict[str, tuple[str, list[str], str]] = {
         V2_CORE + ["model.overrides.width=48", "model.overrides.factor_init=centred", "model.overrides.dmum_expansion=1"],
         "v2-all with DMUM blocks at expansion 1",
     ),
+    "v2-core+gain-lr-x10": (
+        "interir-small", V2_CORE + ["optim.gain_lr_scale=10"],
+        "v2-core with a 10x learning rate for the zero-initialised gains",
+    ),
+    "v2-lossless+gain-lr-x10": (
+        "interir-small", V2_CORE + ["model.overrides.width=48", "optim.gain_lr_scale=10"],
+        "v2-core+lossless with a 10x learning rate for the gains (the rematch model's recipe at 1000 steps)",
+    ),
     "nafnet-small": ("nafnet-small", [], "the NAFNet baseline at the same recipe (reference)"),
 }
 
@@ -81,6 +89,8 @@ def parameter_count(name: str) -> int:
     model, overrides, _ = PROBES[name]
     kwargs = {}
     for item in (V1 + overrides if model == "interir-small" else overrides):
+        if not item.startswith("model.overrides."):
+            continue
         key, value = item.removeprefix("model.overrides.").split("=", 1)
         kwargs[key] = int(value) if value.isdigit() else value
     return sum(p.numel() for p in interir.create_model(model, **kwargs).parameters())

@@ -103,3 +103,17 @@ def test_refinement_is_its_own_entry_with_its_share_of_the_gain():
     assert len(exp.feature_norms) == model.config.stages and exp.initial_norms is not None
     summary = exp.to_dict()
     assert summary["refinement"]["psnr"] == pytest.approx(exp.refined_psnr)
+
+
+def test_gain_learning_rate_puts_only_the_zero_initialised_gains_in_a_faster_group():
+    from interir.engine.train import parameter_groups
+
+    model = _tiny(**V2)
+    assert len(parameter_groups(model, 1e-3)) == 1  # scale 1: the paper's single group
+    rest, gains = parameter_groups(model, 1e-3, gain_lr_scale=10.0)
+    assert gains["lr"] == pytest.approx(1e-2) and "lr" not in rest
+    names = {id(p): n for n, p in model.named_parameters()}
+    gain_names = {names[id(p)] for p in gains["params"]}
+    assert "stages.0.resm.update_gate" in gain_names and "final_resm.update_gate" in gain_names
+    assert all(n.endswith(("update_gate", ".beta", ".gamma", "step_size")) for n in gain_names)
+    assert len(gains["params"]) + len(rest["params"]) == len(list(model.parameters()))

@@ -325,6 +325,11 @@ class OptimSection(_Section):
         warmup_iters: linear warm-up steps from 0 before the schedule (0: none).
         betas, eps, weight_decay: Adam parameters.
         grad_clip: clip the global gradient norm to this value (``None``: off).
+        gain_lr_scale: [ours] learning-rate multiplier for the scalar gains that start at zero
+            (core v2's stage gates ``update_gate``, every EPBlock's ``beta``/``gamma``, v1's step
+            sizes). A stage's blocks learn only once both their own gain and the stage gate have
+            moved off zero, so with one learning rate for all the start is slow; 1 (the paper's
+            single learning rate) keeps one parameter group.
     """
 
     name: Literal["adam", "adamw"] = "adam"
@@ -336,6 +341,7 @@ class OptimSection(_Section):
     eps: float = Field(default=1e-8, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     grad_clip: float | None = Field(default=None, gt=0)
+    gain_lr_scale: float = Field(default=1.0, gt=0)
 
     @field_validator("betas")
     @classmethod

@@ -143,6 +143,20 @@ def resume_command(run_dir: str | os.PathLike, world_size: int = 1) -> str:
 # schedule
 
 
+GAIN_SUFFIXES = ("update_gate", ".beta", ".gamma", "step_size")
+
+
+def parameter_groups(model: nn.Module, lr: float, gain_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """Optimizer parameter groups: one group, or (``gain_lr_scale != 1``) the scalar gains that
+    start at zero (names ending in :data:`GAIN_SUFFIXES`) in a second group at ``lr * scale``."""
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if gain_lr_scale == 1.0:
+        return [{"params": [p for _, p in trainable]}]
+    gains = [p for name, p in trainable if name.endswith(GAIN_SUFFIXES)]
+    rest = [p for name, p in trainable if not name.endswith(GAIN_SUFFIXES)]
+    return [{"params": rest}, {"params": gains, "lr": lr * gain_lr_scale}]
+
+
 def lr_factor(step: int, iterations: int, lr: float, lr_final: float, schedule: str = "cosine",
               warmup: int = 0) -> float:
     """Learning-rate multiplier after ``step`` completed steps (``lr * factor`` is the rate).
@@ -837,10 +851,9 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
 
-    params = [p for p in model.parameters() if p.requires_grad]
     opt_cls = torch.optim.AdamW if o_cfg.name == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(params, lr=o_cfg.lr, betas=tuple(o_cfg.betas), eps=o_cfg.eps,
-                        weight_decay=o_cfg.weight_decay)
+    optimizer = opt_cls(parameter_groups(model, o_cfg.lr, o_cfg.gain_lr_scale), lr=o_cfg.lr,
+                        betas=tuple(o_cfg.betas), eps=o_cfg.eps, weight_decay=o_cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda s: lr_factor(s, t_cfg.iterations, o_cfg.lr, o_cfg.lr_final, o_cfg.schedule,
