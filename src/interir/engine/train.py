@@ -851,6 +851,7 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
 
+    params = [p for p in model.parameters() if p.requires_grad]  # clipped together
     opt_cls = torch.optim.AdamW if o_cfg.name == "adamw" else torch.optim.Adam
     optimizer = opt_cls(parameter_groups(model, o_cfg.lr, o_cfg.gain_lr_scale), lr=o_cfg.lr,
                         betas=tuple(o_cfg.betas), eps=o_cfg.eps, weight_decay=o_cfg.weight_decay)
