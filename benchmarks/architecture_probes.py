@@ -69,6 +69,14 @@ PROBES: dict[str, tuple[str, list[str], str]] = {
         "interir-small", V2_CORE + ["model.overrides.width=48", "optim.gain_lr_scale=10"],
         "v2-core+lossless with a 10x learning rate for the gains (the rematch model's recipe at 1000 steps)",
     ),
+    "v2-learned-down-up": (
+        "interir-small", V2_CORE + ["model.overrides.down_up=learned"],
+        "v2-core with a learned full-resolution Down/Up (one EPBlock of width 16 each side)",
+    ),
+    "v2-learned-down-up+gain-lr-x10": (
+        "interir-small", V2_CORE + ["model.overrides.down_up=learned", "optim.gain_lr_scale=10"],
+        "v2-learned-down-up with the 10x gain learning rate",
+    ),
     "nafnet-small": ("nafnet-small", [], "the NAFNet baseline at the same recipe (reference)"),
 }
 

@@ -117,3 +117,16 @@ def test_gain_learning_rate_puts_only_the_zero_initialised_gains_in_a_faster_gro
     assert "stages.0.resm.update_gate" in gain_names and "final_resm.update_gate" in gain_names
     assert all(n.endswith(("update_gate", ".beta", ".gamma", "step_size")) for n in gain_names)
     assert len(gains["params"]) + len(rest["params"]) == len(list(model.parameters()))
+
+
+def test_learned_down_up_keeps_identity_stages_exact_and_trains_the_gates():
+    model = _tiny(**V2, down_up="learned", down_up_width=4)
+    x = torch.rand(2, 3, 21, 30)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), x, atol=1e-6, rtol=0)
+        trace = model.trace(x)
+    torch.testing.assert_close(trace.images[-1], trace.output)
+    model.train()
+    (model(x) - 0.9 * x).abs().mean().backward()
+    assert model.final_resm.update_gate.grad.abs().sum() > 0
+    assert any(isinstance(m, torch.nn.PixelShuffle) for m in model.up.modules())

@@ -218,3 +218,14 @@ def test_init_from_can_grow_a_trained_network_only_when_asked(tmp_path):
     assert run.reason == "completed"
     assert "kept at their initialisation" in (run.run_dir / "train.log").read_text()
     assert "global_stats.proj.weight" in load_file(run.run_dir / "checkpoints" / "last" / "model.safetensors")
+
+
+def test_gain_learning_rate_trains_the_gates_faster_and_resumes(tmp_path):
+    """optim.gain_lr_scale: the stage gates move gain_lr_scale times further in the first step."""
+    plain = train(_cfg(tmp_path, "plain", "data.val.kind=none"), max_steps=1)
+    fast = train(_cfg(tmp_path, "fast", "data.val.kind=none", "optim.gain_lr_scale=10"), max_steps=1)
+    gate = "final_resm.update_gate"
+    moved = [_weights(r.run_dir)[0][gate].abs().max() for r in (plain, fast)]
+    assert float(moved[1]) == pytest.approx(10 * float(moved[0]), rel=1e-3)  # Adam: first step = lr
+    resumed = train(_cfg(tmp_path, "fast", "data.val.kind=none", "optim.gain_lr_scale=10"), resume=True)
+    assert resumed.reason == "completed" and resumed.step == 8

@@ -92,6 +92,13 @@ class InterIRConfig:
             removed; the plain Gram of positive features is dominated by the mean, so the factors
             start and stay nearly rank 1 and ``P^T P I`` carries little local information.
         dmum_expansion: [ours] channel expansion of DMUM's two EPBlocks (v1: 2, as every block).
+        down_up: ``"pixel"`` ([paper] as we read Eq. 2): Down = PixelUnshuffle + 3x3 conv, Up =
+            1x1 conv + PixelShuffle + 3x3 conv, both linear. ``"learned"`` ([ours]): Down and Up
+            each hold a full-resolution EPBlock of ``down_up_width`` channels (a learned encoder
+            and decoder around the unfolding). With ``output_skip="init"`` the output is
+            ``D + Up(I^N) - Up(I^0)``, so identity stages still return the input exactly and any
+            gain is the stages' work, decoded at full resolution.
+        down_up_width: channels of the learned Down/Up's full-resolution EPBlocks.
     """
 
     width: int = 92
@@ -114,6 +121,8 @@ class InterIRConfig:
     output_skip: Literal["input", "init"] = "input"
     factor_init: Literal["gram", "centred"] = "gram"
     dmum_expansion: int = 2
+    down_up: Literal["pixel", "learned"] = "pixel"
+    down_up_width: int = 16
 
     def __post_init__(self) -> None:
         for name in ("refine_blocks", "pool_window"):
@@ -121,13 +130,14 @@ class InterIRConfig:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)!r}")
         for name in (
             "width", "stages", "downsample", "head_expansion", "dw_expansion", "ffn_expansion", "refine_width",
-            "dmum_expansion",
+            "dmum_expansion", "down_up_width",
         ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         choices = {
             "conv": ("explainable", "standard"), "resm": ("interir", "deepsn"), "dmum_mum": ("interir", "deepsn"),
             "stage_update": ("subtract", "add"), "output_skip": ("input", "init"), "factor_init": ("gram", "centred"),
+            "down_up": ("pixel", "learned"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -437,6 +447,26 @@ class GlobalStatistics(nn.Module):
         return self.proj(extremes)
 
 
+def learned_down(config: InterIRConfig) -> nn.Sequential:
+    """[ours] ``(B, 3, H, W) -> (B, C, H/s, W/s)``: 3x3 conv to ``down_up_width`` channels, one
+    full-resolution EPBlock, PixelUnshuffle(s), 1x1 conv to ``C``."""
+    w, s = config.down_up_width, config.downsample
+    return nn.Sequential(
+        nn.Conv2d(3, w, 3, padding=1), config.epblock(w, full_resolution=True),
+        nn.PixelUnshuffle(s), nn.Conv2d(w * s * s, config.width, 1, bias=False),
+    )
+
+
+def learned_up(config: InterIRConfig) -> nn.Sequential:
+    """[ours] ``(B, C, H/s, W/s) -> (B, 3, H, W)``: 1x1 conv to ``down_up_width * s^2``,
+    PixelShuffle(s), one full-resolution EPBlock, 3x3 conv to 3 channels."""
+    w, s = config.down_up_width, config.downsample
+    return nn.Sequential(
+        nn.Conv2d(config.width, w * s * s, 1), nn.PixelShuffle(s),
+        config.epblock(w, full_resolution=True), nn.Conv2d(w, 3, 3, padding=1),
+    )
+
+
 class FullResolutionRefinement(nn.Module):
     """[ours] ``(B, 3, H, W) -> (B, 3, H, W)`` correction at full resolution: 3x3 conv to
     ``refine_width`` channels, ``refine_blocks`` EPBlocks (same conv switch as the network), 3x3 conv
@@ -468,13 +498,16 @@ class InterIR(nn.Module):
         super().__init__()
         self.config = config
         c, s = config.width, config.downsample
-        self.down = nn.Sequential(nn.PixelUnshuffle(s), nn.Conv2d(3 * s * s, c, 3, padding=1, bias=False))
+        if config.down_up == "learned":
+            self.down, self.up = learned_down(config), learned_up(config)
+        else:
+            self.down = nn.Sequential(nn.PixelUnshuffle(s), nn.Conv2d(3 * s * s, c, 3, padding=1, bias=False))
+            self.up = nn.Sequential(
+                nn.Conv2d(c, 3 * s * s, 1, bias=False), nn.PixelShuffle(s), nn.Conv2d(3, 3, 3, padding=1, bias=False)
+            )
         self.init = InitModule(c, centred=config.factor_init == "centred")
         self.stages = nn.ModuleList(IPBlock(config) for _ in range(config.stages - 1))
         self.final_resm = RESM(config)
-        self.up = nn.Sequential(
-            nn.Conv2d(c, 3 * s * s, 1, bias=False), nn.PixelShuffle(s), nn.Conv2d(3, 3, 3, padding=1, bias=False)
-        )
         self.refine = FullResolutionRefinement(config) if config.refine_blocks > 0 else None
         self.global_stats = GlobalStatistics(c, s) if config.airlight_stats else None
 
@@ -488,11 +521,16 @@ class InterIR(nn.Module):
             return checkpoint(stage, *state, use_reentrant=False)
         return stage(*state)
 
-    def _to_image(self, features: torch.Tensor, initial: torch.Tensor, padded: torch.Tensor, size) -> torch.Tensor:
-        """Image-space estimate of features ``I^k``: ``Up(I^k) + D``, or ``Up(I^k - I^0) + D``."""
-        if self.config.output_skip == "init":
-            features = features - initial
-        return crop_to(self.up(features) + padded, size)
+    def _to_image(self, features: torch.Tensor, initial: torch.Tensor, padded: torch.Tensor, size,
+                  initial_up: torch.Tensor | None = None) -> torch.Tensor:
+        """Image-space estimate of features ``I^k``: ``Up(I^k) + D``, or with
+        ``output_skip="init"`` ``Up(I^k - I^0) + D`` (linear Up) / ``Up(I^k) - Up(I^0) + D``
+        (learned Up; ``initial_up`` is ``Up(I^0)``, computed once)."""
+        if self.config.output_skip != "init":
+            return crop_to(self.up(features) + padded, size)
+        if self.config.down_up == "learned":
+            return crop_to(self.up(features) - initial_up + padded, size)
+        return crop_to(self.up(features - initial) + padded, size)
 
     def _unfold(self, x: torch.Tensor, trace: UnfoldingTrace | None) -> torch.Tensor:
         check_image_batch(x, self.min_size)
@@ -502,15 +540,18 @@ class InterIR(nn.Module):
             degraded = degraded + self.global_stats(padded)
         image, multiplier, p_h, p_w = self.init(degraded)
         initial = image
+        learned_init = self.config.down_up == "learned" and self.config.output_skip == "init"
+        initial_up = self.up(initial) if learned_init else None
+        to_image = lambda features: self._to_image(features, initial, padded, size, initial_up)  # noqa: E731
         if trace is not None:
-            trace.initial_image = self._to_image(initial, initial, padded, size)
+            trace.initial_image = to_image(initial)
             trace.initial_norms = (initial.detach().flatten(1).norm(dim=1), multiplier.detach().flatten(1).norm(dim=1))
         for stage in self.stages:
             image, multiplier, p_h, p_w = self._run_stage(stage, image, multiplier, degraded, p_h, p_w)
             if trace is not None:
-                trace.record(self._to_image(image, initial, padded, size), image, multiplier, p_h, p_w)
+                trace.record(to_image(image), image, multiplier, p_h, p_w)
         image = self.final_resm(image, multiplier, degraded, KroneckerOperator(p_h, p_w))
-        output = self._to_image(image, initial, padded, size)
+        output = to_image(image)
         if trace is not None:
             trace.record(output, image, multiplier, p_h, p_w)
         if self.refine is not None:
