@@ -137,7 +137,8 @@ def test_tiled_restore_falls_back_on_a_real_out_of_memory(exact_fp32, caplog):
     torch.cuda.empty_cache()
     cap = torch.cuda.memory_reserved(CUDA) + 2 * tile_work + 32 * 2**20  # a 2048 px image needs ~16x
     x = torch.rand(3, 2048, 2048)
-    torch.cuda.set_per_process_memory_fraction(cap / torch.cuda.get_device_properties(CUDA).total_memory, CUDA)
+    total = torch.cuda.get_device_properties(CUDA).total_memory
+    torch.cuda.set_per_process_memory_fraction(cap / total, CUDA)
     try:
         out = restore_tensor(model, x, tile=0, overlap=32)
     finally:
@@ -163,7 +164,8 @@ def test_ddp_over_nccl_with_one_process(exact_fp32):
         loss_fn = RestorationLoss(0.1)
         opts = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in (plain, ddp)]
         for step in range(2):  # a parameter without gradient would fail DDP's second step
-            x = torch.rand(2, 3, 64, 64, device=CUDA, generator=torch.Generator(device=CUDA).manual_seed(step))
+            gen = torch.Generator(device=CUDA).manual_seed(step)
+            x = torch.rand(2, 3, 64, 64, device=CUDA, generator=gen)
             for net, opt in zip((plain, ddp), opts):
                 opt.zero_grad()
                 loss_fn(net(x), x.clamp(0.1, 0.9)).backward()

@@ -24,7 +24,8 @@ from interir.engine.train import train
 from interir.gpurun import training
 from interir.gpurun.training import measure_throughput, plan_run, rebase, recipe
 from interir.gpurun.run import main as gpurun_main
-from interir.gpurun.weights import MiB, read_weights, split_state, storage_dtype, stored_dtype, write_weights
+from interir.gpurun.weights import (MiB, read_weights, split_state, storage_dtype, stored_dtype,
+                                    write_weights)
 
 REPO = Path(__file__).resolve().parents[1]
 SPLIT = REPO / "configs" / "splits" / "bsds432-val.txt"
@@ -160,7 +161,8 @@ def test_budget_phases_and_plan():
     assert budget.for_training() == 480 - 100 - 48  # reserve: 10 % of the budget
     tp = {"images_per_s": 64.0, "batch_size": 32, "setup_s": 20.0}
     plan = plan_run(tp, 320.0, None)
-    assert plan == {"iterations": int(300 * 0.85 * 2), "ckpt_every": 120, "val_every": int(300 * 0.85 * 2) // 4}
+    steps = int(300 * 0.85 * 2)  # (320 s - 20 s of setup) x 85 % x 2 steps/s
+    assert plan == {"iterations": steps, "ckpt_every": 120, "val_every": steps // 4}
     assert plan_run(tp, 320.0, 5) == {"iterations": 5, "ckpt_every": 0, "val_every": 0}
 
 
@@ -227,7 +229,8 @@ def test_a_failing_phase_is_recorded_and_fails_the_run(tmp_path):
     assert gpurun_main(argv) == 1
     report = json.loads((out / "report.json").read_text())
     assert report["status"] == "failed"
-    assert report["phases"]["tests"] == {"status": "skipped"} and report["phases"]["train"]["status"] == "error"
+    assert report["phases"]["tests"] == {"status": "skipped"}
+    assert report["phases"]["train"]["status"] == "error"
     (error,) = report["errors"]
     assert error["phase"] == "train" and "missing/bsds432' does not exist" in error["error"]
     assert [f["name"] for f in report["out"]["files"]] == ["report.json"]  # no weights, nothing else

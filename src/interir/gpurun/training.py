@@ -66,7 +66,8 @@ def recipe(opts: argparse.Namespace, work: Path) -> dict[str, Any]:
     return base
 
 
-def make_config(opts: argparse.Namespace, base: dict[str, Any], name: str, **train_fields: Any) -> TrainConfig:
+def make_config(opts: argparse.Namespace, base: dict[str, Any], name: str,
+                **train_fields: Any) -> TrainConfig:
     """``base`` with ``train_fields`` set, then the CPU settings (on a CPU), ``--model-opt`` and
     ``--set`` applied in that order, validated."""
     d = copy.deepcopy(base)
@@ -158,7 +159,8 @@ def plain_fp32() -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def score(model: torch.nn.Module, cfg: TrainConfig, pairs: list[dict], device: torch.device) -> dict[str, Any]:
+def score(model: torch.nn.Module, cfg: TrainConfig, pairs: list[dict],
+          device: torch.device) -> dict[str, Any]:
     """PSNR/SSIM of ``model`` on ``pairs`` (plain float32) under the config's metric convention."""
     convention = cfg.data.val_sets[0]
     with plain_fp32():
@@ -169,7 +171,8 @@ def score(model: torch.nn.Module, cfg: TrainConfig, pairs: list[dict], device: t
             "seconds": round(res["seconds"], 2), "sets": sets}
 
 
-def score_spec(spec: str, cfg: TrainConfig, pairs: list[dict], device: torch.device) -> dict[str, Any]:
+def score_spec(spec: str, cfg: TrainConfig, pairs: list[dict],
+               device: torch.device) -> dict[str, Any]:
     """:func:`score` of a model spec as ``interir eval -m`` takes it (e.g. ``default``)."""
     label, model = resolve_model(spec, device)
     return {"model": label, **score(model, cfg, pairs, device)}

@@ -24,7 +24,8 @@ from torch import nn
 from interir.engine.checkpoint import (CHECKPOINT_FORMAT, FORMAT_VERSION, load_model, model_description,
                                        save_checkpoint, unwrap_model)
 
-__all__ = ["MiB", "storage_dtype", "split_state", "write_weights", "stored_dtype", "read_weights", "join_weights"]
+__all__ = ["MiB", "storage_dtype", "split_state", "write_weights", "stored_dtype", "read_weights",
+           "join_weights"]
 
 MiB = 2**20
 #: Bytes left in each file for the safetensors header (names, shapes, the model config).
