@@ -590,3 +590,30 @@ def test_layered_sampling_rejects_bad_ranges_and_config_selects_a_style():
     assert validate_config({"data": {"train_roots": ["x"]}}).data.rain_style == "classic"
     with pytest.raises(ConfigError, match="rain_style"):
         validate_config({"data": {"train_roots": ["x"], "rain_style": "drizzle"}})
+
+
+# ---------------------------------------------------------------------------- wide haze depth
+
+
+def test_haze_depth_modes_unchanged_and_wide_spans_real_depth_ratios():
+    clean = torch.rand(3, 3, 20, 24, generator=torch.Generator().manual_seed(2))
+    # sums computed with the code before the "wide" mode existed
+    for mode, expected in (("crop", 19184.0443983078), ("mixed", 14769.118049144745),
+                           ("scene", 16767.516709327698)):
+        d = patch_depth(3, 20, 24, torch.Generator().manual_seed(5), mode, clean=clean)
+        assert float(d.double().sum()) == pytest.approx(expected, abs=1e-3), mode
+    wide = patch_depth(64, 20, 24, torch.Generator().manual_seed(5), "wide",
+                       clean=torch.rand(64, 3, 20, 24, generator=torch.Generator().manual_seed(3)))
+    near, far = wide.amin(dim=(1, 2, 3)), wide.amax(dim=(1, 2, 3))
+    ratio = far / near
+    assert float(far.min()) >= 12.0 - 1e-4 and float(far.max()) <= 16.0 + 1e-4
+    assert float(ratio.min()) >= 3.0 - 1e-3 and float(ratio.max()) <= 30.0 + 1e-2
+    assert float(ratio.median()) > 6.0  # log-uniform in [3, 30]: median about 9.5
+    scene = patch_depth(64, 20, 24, torch.Generator().manual_seed(5), "scene",
+                        clean=torch.rand(64, 3, 20, 24, generator=torch.Generator().manual_seed(3)))
+    assert float((scene.amax(dim=(1, 2, 3)) / scene.amin(dim=(1, 2, 3))).max()) < 3.0
+    with pytest.raises(ValueError, match="clean"):
+        patch_depth(2, 8, 8, torch.Generator(), "wide")
+    cfg = validate_config({"data": {"train_roots": ["x"], "haze_depth": "wide",
+                                    "val": {"kind": "synthetic", "roots": ["x"], "haze_depth": "wide"}}})
+    assert cfg.data.haze_depth == "wide" and cfg.data.val.haze_depth == "wide"

@@ -14,6 +14,7 @@ centre), whereas the raw recipe goes negative on images larger than about 1000 p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ __all__ = [
     "sample_haze_params",
     "PSEUDO_DEPTH_REFERENCE",
     "PATCH_DEPTH_MODES",
+    "WIDE_DEPTH_RATIO",
     "patch_depth",
 ]
 
@@ -133,7 +135,10 @@ def rescale_depth(
 
 
 #: How training patches get their haze depth (see :func:`patch_depth`).
-PATCH_DEPTH_MODES = ("centre", "crop", "mixed", "scene")
+PATCH_DEPTH_MODES = ("centre", "crop", "mixed", "scene", "wide")
+#: Range of far/near depth of the ``"wide"`` mode ([ours]): SOTS-indoor's optical depth spans a
+#: 90th/10th percentile ratio of 2.5-17 (median 3.9), ours 1.1-1.5 before (docs/degradations.md).
+WIDE_DEPTH_RATIO = (3.0, 30.0)
 
 
 def _crop_of_pseudo_depth(
@@ -158,12 +163,17 @@ def _crop_of_pseudo_depth(
     return _centre_distance(r, torch.maximum(full_h, full_w)[:, None, None], reference)[:, None]
 
 
-def _smooth_random_field(n: int, height: int, width: int, generator: torch.Generator):
+def _smooth_random_field(n: int, height: int, width: int, generator: torch.Generator, wide: bool = False):
     """A smooth random field (a 3x3 grid of values plus a ramp) and a random near/far range.
+
+    Args:
+        wide: draw the range as real indoor depth has it ([ours], measured on SOTS-indoor in
+            ``docs/degradations.md``): far in [12, 16] and far/near log-uniform in
+            [WIDE_DEPTH_RATIO]; otherwise near in [6, 12] and far at most 16 (the same draws).
 
     Returns:
         ``(field, near, far)``: ``(n, 1, H, W)`` float64 in arbitrary units, and ``(n, 1, 1, 1)``
-        ranges inside [6, 16] (the pseudo-depth's units).
+        ranges inside [6, 16] (``wide``: [0.4, 16]), the pseudo-depth's units.
     """
     gdev = generator.device
     grid = torch.rand(n, 1, 3, 3, generator=generator, device=gdev, dtype=torch.float64).cpu()
@@ -172,8 +182,13 @@ def _smooth_random_field(n: int, height: int, width: int, generator: torch.Gener
     ys = torch.linspace(-1.0, 1.0, height, dtype=torch.float64).view(1, 1, height, 1)
     xs = torch.linspace(-1.0, 1.0, width, dtype=torch.float64).view(1, 1, 1, width)
     field = field + (2 * u[:, 0] - 1).view(-1, 1, 1, 1) * ys + (2 * u[:, 1] - 1).view(-1, 1, 1, 1) * xs
-    near = 6.0 + 6.0 * u[:, 2]
-    far = torch.minimum(near + 1.0 + 7.0 * u[:, 3], torch.full_like(near, 16.0))
+    if wide:
+        far = 12.0 + 4.0 * u[:, 3]
+        lo, hi = (math.log(r) for r in WIDE_DEPTH_RATIO)
+        near = far / torch.exp(lo + (hi - lo) * u[:, 2])
+    else:
+        near = 6.0 + 6.0 * u[:, 2]
+        far = torch.minimum(near + 1.0 + 7.0 * u[:, 3], torch.full_like(near, 16.0))
     return field, near.view(-1, 1, 1, 1), far.view(-1, 1, 1, 1)
 
 
@@ -189,7 +204,8 @@ def _unit_range(x: torch.Tensor) -> torch.Tensor:
 
 
 def _scene_depth(
-    n: int, height: int, width: int, generator: torch.Generator, clean: torch.Tensor | None, rows
+    n: int, height: int, width: int, generator: torch.Generator, clean: torch.Tensor | None, rows,
+    wide: bool = False,
 ) -> torch.Tensor:
     """``(len(rows), 1, H, W)``: smooth random fields given edges where the clean patches have them.
 
@@ -198,10 +214,11 @@ def _scene_depth(
     is blended with a lightly blurred random colour projection of its clean patch (weight drawn in
     [0, 1], sign random: bright regions may be near or far), then rescaled to the field's range.
     All draws are made for the ``n`` images of the batch; ``rows`` picks the ones ``clean`` holds.
+    ``wide`` draws the near/far range of real indoor depth (see :func:`_smooth_random_field`).
     """
     if clean is None:
-        raise ValueError("haze depth mode 'scene' needs the clean patches (clean=...)")
-    field, near, far = _smooth_random_field(n, height, width, generator)
+        raise ValueError("haze depth modes 'scene' and 'wide' need the clean patches (clean=...)")
+    field, near, far = _smooth_random_field(n, height, width, generator, wide)
     u = torch.rand(n, 5, generator=generator, device=generator.device, dtype=torch.float64).cpu()
     field, near, far, u = field[rows], near[rows], far[rows], u[rows]
     if clean.ndim != 4 or clean.shape[0] != len(u) or clean.shape[-2:] != (height, width):
@@ -247,7 +264,9 @@ def patch_depth(
             (the test sets' statistics); ``"mixed"`` -- half ``"crop"``, half a smooth random
             field (scene-like depth that is not centred, for real haze such as SOTS);
             ``"scene"`` -- half ``"crop"``, half a smooth field blended with the structure of
-            the clean patch, so the depth has edges where the scene has (needs ``clean``).
+            the clean patch, so the depth has edges where the scene has (needs ``clean``);
+            ``"wide"`` -- every patch such a scene field, over the wide near/far range of real
+            indoor depth (:data:`WIDE_DEPTH_RATIO`; needs ``clean``) ([ours]).
         clean: ``(len(rows), C, H, W)`` clean patches in [0, 1]; used by ``"scene"`` only.
         rows: which of the ``batch`` images to return (default all). Every draw is made for the
             whole batch, so a process that holds a slice of a distributed batch gets exactly
@@ -262,6 +281,8 @@ def patch_depth(
     if mode == "centre":
         return None
     rows = list(range(batch)) if rows is None else list(rows)
+    if mode == "wide":
+        return _scene_depth(batch, height, width, generator, clean, rows, wide=True).float()
     depth = _crop_of_pseudo_depth(batch, height, width, generator, reference)
     if mode == "mixed":
         other = _smooth_random_depth(batch, height, width, generator)
