@@ -130,3 +130,16 @@ def test_learned_down_up_keeps_identity_stages_exact_and_trains_the_gates():
     (model(x) - 0.9 * x).abs().mean().backward()
     assert model.final_resm.update_gate.grad.abs().sum() > 0
     assert any(isinstance(m, torch.nn.PixelShuffle) for m in model.up.modules())
+
+
+@pytest.mark.parametrize("down_up", ["pixel", "learned"])
+def test_parameter_order_is_down_init_stages_final_up(down_up):
+    """The optimizer state is stored by parameter order: a run saved earlier resumes only if the
+    modules keep their registration order."""
+    model = _tiny(**V2, down_up=down_up, down_up_width=4, refine_blocks=1, refine_width=4)
+    tops = []
+    for name, _ in model.named_parameters():
+        top = name.split(".")[0]
+        if not tops or tops[-1] != top:
+            tops.append(top)
+    assert tops == ["down", "init", "stages", "final_resm", "up", "refine"]

@@ -498,16 +498,18 @@ class InterIR(nn.Module):
         super().__init__()
         self.config = config
         c, s = config.width, config.downsample
-        if config.down_up == "learned":
-            self.down, self.up = learned_down(config), learned_up(config)
-        else:
-            self.down = nn.Sequential(nn.PixelUnshuffle(s), nn.Conv2d(3 * s * s, c, 3, padding=1, bias=False))
-            self.up = nn.Sequential(
-                nn.Conv2d(c, 3 * s * s, 1, bias=False), nn.PixelShuffle(s), nn.Conv2d(3, 3, 3, padding=1, bias=False)
-            )
+        learned = config.down_up == "learned"
+        # Registration order (down, init, stages, final_resm, up) fixes the optimizer state's
+        # parameter order: keep it, or runs saved earlier cannot resume.
+        self.down = learned_down(config) if learned else nn.Sequential(
+            nn.PixelUnshuffle(s), nn.Conv2d(3 * s * s, c, 3, padding=1, bias=False)
+        )
         self.init = InitModule(c, centred=config.factor_init == "centred")
         self.stages = nn.ModuleList(IPBlock(config) for _ in range(config.stages - 1))
         self.final_resm = RESM(config)
+        self.up = learned_up(config) if learned else nn.Sequential(
+            nn.Conv2d(c, 3 * s * s, 1, bias=False), nn.PixelShuffle(s), nn.Conv2d(3, 3, 3, padding=1, bias=False)
+        )
         self.refine = FullResolutionRefinement(config) if config.refine_blocks > 0 else None
         self.global_stats = GlobalStatistics(c, s) if config.airlight_stats else None
 
