@@ -34,7 +34,7 @@ from interir.utils.env import git_info
 __all__ = ["main", "Run"]
 
 #: Seconds the CUDA tests and the speed table get even when the budget's share is spent.
-TESTS_FLOOR_S = 60.0
+TESTS_FLOOR_S = 120.0
 BENCH_FLOOR_S = 20.0
 
 
