@@ -525,6 +525,7 @@ def restore_paths(
     on_result: Callable[[str, Path, object], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     max_pixels: int | None = None,
+    on_start: Callable[[Path, int, int], None] | None = None,
 ) -> RestoreReport:
     """Restore image files and folders into ``out_dir``; failures are reported, not raised.
 
@@ -546,6 +547,9 @@ def restore_paths(
             input finishes.
         progress: called as ``progress(done, total)`` after each tile of the current image.
         max_pixels: largest image accepted (see :func:`interir.utils.io.read_image`).
+        on_start: called as ``on_start(input, index, count)`` before each planned input is
+            read (``index`` from 0; ``count`` counts the inputs refused while planning too, which
+            are reported through ``on_result`` first).
 
     Returns:
         A :class:`RestoreReport`.
@@ -568,7 +572,10 @@ def restore_paths(
         emit("failed", src, reason)
     options = dict(overwrite=overwrite, tile=tile, overlap=overlap, quality=quality,
                    exact=output_format != "same", progress=progress, max_pixels=max_pixels)
-    for src, requested, dst in planned:
+    count = len(failed) + len(planned)
+    for index, (src, requested, dst) in enumerate(planned, start=len(failed)):
+        if on_start is not None:
+            on_start(src, index, count)
         start = time.perf_counter()
         try:
             status, note = _restore_planned(src, requested, dst, model, **options)
