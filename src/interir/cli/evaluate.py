@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from interir.cli.app import app
+from interir.utils.progress import ProgressDisplay
+from interir.utils.threads import THREADS_HELP
 
 
 @app.command("eval")
@@ -50,14 +52,22 @@ def eval_command(
         "--max-pixels", min=1, help="Refuse images with more pixels than this, read from the file "
                                     "header (default: what the available memory holds).",
         show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=1, help=THREADS_HELP, show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress output (the table is still printed).")] = False,
 ) -> None:
-    """Evaluate one or more models on datasets; print the summary table and write the reports."""
+    """Evaluate one or more models on datasets; print the summary table and write the reports.
+
+    Progress (per image) is a bar on a terminal and plain lines otherwise.
+    """
     from interir.engine.evaluate import EvalOptions, evaluate
     from interir.metrics.image import MetricSettings
     from interir.utils.files import OutputPathError, check_writable_dir
     from interir.utils.io import pixel_limit
+    from interir.utils.threads import apply_threads
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     if round_y and not y_channel:
         raise typer.BadParameter("--round-y only applies with --y-channel", param_hint="--round-y")
     options = EvalOptions(
@@ -68,14 +78,18 @@ def eval_command(
         save_images_to=out / "images" if save_images else None,
         limit=limit,
         title=title,
+        log_every=0,
     )
+    display = ProgressDisplay(0, "images", mode="off" if quiet else "auto", interval=5.0)
+    options.progress = display.update
     try:  # before any model is loaded or image restored
         check_writable_dir(out, "--out folder")
     except OutputPathError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2) from None
+    apply_threads(threads)
     try:
-        with pixel_limit(max_pixels):
+        with pixel_limit(max_pixels), display:
             report = evaluate(model or ["default"], datasets, options)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError, ImportError) as err:
         typer.echo(f"error: {err}", err=True)
@@ -84,3 +98,5 @@ def eval_command(
     typer.echo(report.table.to_markdown())
     typer.echo("Wrote " + ", ".join(str(p) for p in paths.values())
                + (f" and {out / 'images'}/" if save_images else ""))
+    if not quiet:
+        typer.echo(f"Scored {display.summary()}")
