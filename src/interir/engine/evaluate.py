@@ -27,6 +27,7 @@ import json
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,6 +330,9 @@ class EvalOptions:
             (quick looks), ``None`` = all.
         log_every: log progress every N images.
         title: heading of the summary table.
+        progress: called as ``progress(done, total, "<dataset>/[<combination>/]<name>")`` after
+            each image is scored by every model; ``total`` counts the images of all datasets
+            that will be scored (``limit`` applied).
     """
 
     settings: MetricSettings = field(default_factory=MetricSettings)
@@ -338,6 +342,7 @@ class EvalOptions:
     limit: int | None = None
     log_every: int = 10
     title: str = "Evaluation"
+    progress: Callable[[int, int, str], None] | None = None
 
 
 @dataclass
@@ -364,6 +369,16 @@ class EvalReport:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("_") or "model"
+
+
+def _scored_count(ds: EvalDataset, limit: int | None) -> int:
+    """How many images of ``ds`` :func:`evaluate` scores (at most ``limit`` per combination)."""
+    if limit is None:
+        return len(ds)
+    if ds._paired is not None or not ds._entries:
+        return min(len(ds), limit)
+    per_combination = Counter(entry[0] for entry in ds._entries)
+    return sum(min(count, limit) for count in per_combination.values())
 
 
 def _unique_names(datasets: list[EvalDataset]) -> None:
@@ -415,6 +430,7 @@ def evaluate(
 
     results: list[ImageResult] = []
     seconds = {label: 0.0 for label in named}
+    total, done = sum(_scored_count(d, opts.limit) for d in opened), 0
     for ds in opened:
         log.info("evaluating %d model(s) on %s (%s, %d images%s)", len(named), ds.name, ds.kind,
                  len(ds), "" if opts.limit is None else f", at most {opts.limit} per column")
@@ -452,6 +468,10 @@ def evaluate(
                     if item.combination:
                         folder = folder / _safe(item.combination)
                     write_image(folder / f"{item.name}.png", out[0].clamp(0, 1).float().cpu())
+            done += 1
+            if opts.progress is not None:
+                where = (ds.name, item.combination, item.name)
+                opts.progress(done, total, "/".join(part for part in where if part))
             if opts.log_every and (i + 1) % opts.log_every == 0:
                 log.info("  %s: %d/%d images", ds.name, i + 1, len(ds))
 
