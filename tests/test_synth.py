@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -177,7 +178,48 @@ def test_progress_output(clean_dir, tmp_path):
     r = runner.invoke(app, ["synth", str(clean_dir), str(tmp_path / "o"), "--seed", "1",
                             "--combinations", "noise"])
     assert r.exit_code == 0
-    assert "[    3/3]" in r.output  # the final progress line is always printed
+    assert "[3/3 pairs]" in r.output  # the final progress line is always printed
+    q = runner.invoke(app, ["synth", str(clean_dir), str(tmp_path / "q"), "--seed", "1",
+                            "--combinations", "noise", "-q"])
+    assert q.exit_code == 0 and "pairs]" not in q.output
+
+
+def test_single_files_and_folders_mixed_with_the_printed_default_seed(clean_dir, tmp_path):
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    Image.open(DATA / "coffee.png").resize((30, 20)).save(extra / "mug.png")
+    one = runner.invoke(app, ["synth", str(extra / "mug.png"), str(tmp_path / "one"),
+                              "--combinations", "haze,noise", "-q"])
+    assert one.exit_code == 0, one.output
+    printed = int(re.search(r"^seed (\d+) \(the default", one.output, re.M).group(1))
+    m = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    assert m["seed"] == printed == 2025 and [s["name"] for s in m["sources"]] == ["mug"]
+    assert sorted(str(p.relative_to(tmp_path / "one")) for p in (tmp_path / "one").rglob("*.png")) \
+        == ["haze/input/mug.png", "haze/target/mug.png", "noise/input/mug.png",
+            "noise/target/mug.png"]
+    # the pair equals the one the whole folder gives with the same seed
+    synthesize_suite(extra, tmp_path / "folder", seed=2025, combinations="haze,noise")
+    assert _files(tmp_path / "folder" / "haze") == _files(tmp_path / "one" / "haze")
+    mixed = runner.invoke(app, ["synth", str(clean_dir), str(extra / "mug.png"),
+                                str(clean_dir / "camera.png"), str(tmp_path / "mixed"),
+                                "--seed", "5", "--combinations", "rain", "-q"])
+    assert mixed.exit_code == 0, mixed.output  # camera.png named twice counts once
+    assert "seed 5\n" in mixed.output and "wrote 4 pairs" in mixed.output
+    m = json.loads((tmp_path / "mixed" / "manifest.json").read_text())
+    assert m["seed"] == 5 and sorted(s["name"] for s in m["sources"]) == [
+        "camera", "chelsea", "coffee", "mug"]
+
+
+def test_single_file_errors_are_clear(clean_dir, tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    r = runner.invoke(app, ["synth", str(tmp_path / "notes.txt"), str(tmp_path / "o")])
+    assert r.exit_code == 2 and "not an image file" in r.output
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(clean_dir / "camera.png", other / "camera.png")
+    r = runner.invoke(app, ["synth", str(clean_dir), str(other / "camera.png"),
+                            str(tmp_path / "o")])
+    assert r.exit_code == 2 and "unique names" in r.output
 
 
 def test_load_synthetic_suite(clean_dir, tmp_path):

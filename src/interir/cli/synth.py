@@ -2,22 +2,54 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 
 import typer
 
 from interir.cli.app import app
+from interir.utils.progress import ProgressDisplay
+
+#: ``--seed`` when not given: the seed of the canonical CBSD68-MDIR test set (printed, and
+#: recorded in manifest.json like any other seed).
+DEFAULT_SEED = 2025
+
+
+def clean_images(paths: list[Path]) -> list[Path]:
+    """Image files from files and folders (a folder's images, not its sub-folders), in order,
+    each file once. Raises ``typer.BadParameter`` for a missing path, a file that is not an image
+    and a folder without images."""
+    from interir.utils.io import IMAGE_EXTENSIONS, list_images
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = list_images(path)
+            if not found:
+                raise typer.BadParameter(f"folder '{path}' holds no images "
+                                         f"({', '.join(IMAGE_EXTENSIONS)})")
+            files.extend(found)
+        elif path.is_file():
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                raise typer.BadParameter(f"'{path}' is not an image file "
+                                         f"({', '.join(IMAGE_EXTENSIONS)})")
+            files.append(path)
+        else:
+            raise typer.BadParameter(f"clean image or folder '{path}' does not exist")
+    unique = {str(f.resolve()): f for f in reversed(files)}  # a file named twice counts once
+    return [f for f in files if unique.get(str(f.resolve())) is f]
 
 
 @app.command("synth")
 def synth_command(
-    clean_dir: Path = typer.Argument(..., help="Folder of clean images (PNG/JPEG/TIFF/BMP)."),
+    clean: list[Path] = typer.Argument(
+        ..., help="Clean images: folders of images (PNG/JPEG/TIFF/BMP/WebP) and/or single image "
+        "files, in any mix; names must be unique by stem.", show_default=False),
     out_dir: Path = typer.Argument(
-        ..., help="Output folder: new or empty, or an earlier suite to replace with --overwrite."),
+        ..., help="Output folder: new or empty, or an earlier suite to replace with --overwrite.",
+        show_default=False),
     seed: int = typer.Option(
-        ..., "--seed", help="Base seed (the canonical CBSD68-MDIR uses 2025)."
+        DEFAULT_SEED, "--seed", help="Base seed; printed and recorded in manifest.json. The "
+        "default is the canonical CBSD68-MDIR seed."
     ),
     combinations: str = typer.Option(
         "all",
@@ -47,7 +79,7 @@ def synth_command(
         "from the file header (default: what the available memory holds)."),
 ) -> None:
     """Degrade every clean image with each combination; write 8-bit PNG input/target folders
-    and manifest.json / manifest.csv. The same arguments give byte-identical files."""
+    and manifest.json / manifest.csv. The same arguments (and seed) give byte-identical files."""
     from interir.data.synthetic import synthesize_suite
     from interir.degradations.pipeline import parse_combinations, parse_levels
     from interir.utils.files import OutputPathError
@@ -59,36 +91,25 @@ def synth_command(
         ranges = parse_levels(max_levels) if max_levels else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    if not clean_dir.is_dir():
-        raise typer.BadParameter(f"clean folder '{clean_dir}' does not exist")
-
+    files = clean_images(clean)
     if threads < 1:
         raise typer.BadParameter("--threads must be >= 1")
     import torch
 
     torch.set_num_threads(threads)
-    start = time.perf_counter()
-    last = [0.0]
-
-    def progress(done: int, total: int, message: str) -> None:
-        now = time.perf_counter()
-        if quiet or (now - last[0] < 1.0 and done != total):
-            return
-        last[0] = now
-        rate = done / max(now - start, 1e-9)
-        eta = (total - done) / max(rate, 1e-9)
-        print(f"[{done:>5}/{total}] {rate:6.1f} img/s  eta {eta:5.0f}s  {message}",
-              file=sys.stderr, flush=True)
-
+    typer.echo(f"seed {seed}" + ("" if seed != DEFAULT_SEED else " (the default; --seed N for "
+                                 "another draw)"))
+    display = ProgressDisplay(len(files) * len(combos), "pairs", mode="off" if quiet else "auto")
     try:
-        with pixel_limit(max_pixels):
-            manifest = synthesize_suite(clean_dir, out_dir, seed, combos, fixed or None, ranges,
-                                        progress, overwrite=overwrite)
-    except (FileExistsError, OutputPathError, ImageReadError) as exc:
+        with pixel_limit(max_pixels), display:
+            manifest = synthesize_suite(files, out_dir, seed, combos, fixed or None, ranges,
+                                        display.update, overwrite=overwrite)
+    except (FileExistsError, OutputPathError, ImageReadError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
     n = len(manifest["images"])
     typer.echo(
         f"wrote {n} pairs ({manifest['num_images']} images x {len(combos)} combinations) to "
-        f"{out_dir} in {time.perf_counter() - start:.1f}s; manifest: {out_dir / 'manifest.json'}"
+        f"{out_dir} in {display.elapsed:.1f}s; seed {manifest['seed']}; manifest: "
+        f"{out_dir / 'manifest.json'}"
     )
