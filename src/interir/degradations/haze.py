@@ -138,7 +138,7 @@ def rescale_depth(
 PATCH_DEPTH_MODES = ("centre", "crop", "mixed", "scene", "wide")
 #: Range of far/near depth of the ``"wide"`` mode ([ours]): SOTS-indoor's optical depth spans a
 #: 90th/10th percentile ratio of 2.5-17 (median 3.9), ours 1.1-1.5 before (docs/degradations.md).
-WIDE_DEPTH_RATIO = (3.0, 30.0)
+WIDE_DEPTH_RATIO = (5.0, 50.0)
 
 
 def _crop_of_pseudo_depth(
@@ -173,7 +173,7 @@ def _smooth_random_field(n: int, height: int, width: int, generator: torch.Gener
 
     Returns:
         ``(field, near, far)``: ``(n, 1, H, W)`` float64 in arbitrary units, and ``(n, 1, 1, 1)``
-        ranges inside [6, 16] (``wide``: [0.4, 16]), the pseudo-depth's units.
+        ranges inside [6, 16] (``wide``: [0.24, 16]), the pseudo-depth's units.
     """
     gdev = generator.device
     grid = torch.rand(n, 1, 3, 3, generator=generator, device=gdev, dtype=torch.float64).cpu()
@@ -214,7 +214,9 @@ def _scene_depth(
     is blended with a lightly blurred random colour projection of its clean patch (weight drawn in
     [0, 1], sign random: bright regions may be near or far), then rescaled to the field's range.
     All draws are made for the ``n`` images of the batch; ``rows`` picks the ones ``clean`` holds.
-    ``wide`` draws the near/far range of real indoor depth (see :func:`_smooth_random_field`).
+    ``wide`` draws the near/far range of real indoor depth (see :func:`_smooth_random_field`) and
+    maps the blend to it geometrically, so that the optical depth's 90th/10th percentile ratio
+    reaches real depth's (a linear map keeps it below about 4 whatever the range).
     """
     if clean is None:
         raise ValueError("haze depth modes 'scene' and 'wide' need the clean patches (clean=...)")
@@ -236,6 +238,8 @@ def _scene_depth(
     sign = torch.where(u[:, 3] < 0.5, -1.0, 1.0).view(-1, 1, 1, 1)
     weight = u[:, 4].view(-1, 1, 1, 1)
     blended = (1 - weight) * _unit_range(field) + weight * _unit_range(sign * projection)
+    if wide:  # geometric: as much room between 1 m and 2 m as between 4 m and 8 m
+        return near * (far / near) ** _unit_range(blended)
     return rescale_depth(blended, near, far)
 
 
