@@ -84,7 +84,7 @@ PROBES: dict[str, tuple[str, list[str], str]] = {
 def command(name: str, seed: int) -> list[str]:
     model, overrides, _ = PROBES[name]
     if model == "interir-small":
-        overrides = V1 + overrides  # later overrides win
+        overrides = V1 + [o for o in overrides if o not in V1]  # later overrides win
     return [
         "interir", "train", "configs/cpu-small.yaml", f"model.name={model}", *overrides, *RECIPE,
         f"train.seed={seed}", "output.dir=runs/probes", f"output.name={name}-s{seed}",
@@ -134,11 +134,25 @@ def save(entry: dict) -> None:
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
 
 
+def training_minutes(name: str, seed: int) -> float | None:
+    """Training time of a probe's run (its own clock, all sessions), from ``metrics.jsonl``."""
+    path = ROOT / "runs" / "probes" / f"{name}-s{seed}" / "metrics.jsonl"
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    elapsed = [r["elapsed_s"] for r in rows if r.get("kind") == "train" and "elapsed_s" in r]
+    return elapsed[-1] / 60 if elapsed else None
+
+
 def report() -> str:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    for r in results:
+        minutes = training_minutes(r["probe"], r["seed"])
+        if minutes is not None:
+            r["train_min"] = round(minutes, 1)
     base = {r["seed"]: r["psnr"] for r in results if r["probe"] == "v1"}
     lines = [
-        "| probe | what it changes | seed | val PSNR (dB) | vs v1 same seed | SSIM | params | wall |",
+        "| probe | what it changes | seed | val PSNR (dB) | vs v1 same seed | SSIM | params | training time (shared CPU) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     order = {name: i for i, name in enumerate(PROBES)}
@@ -147,7 +161,7 @@ def report() -> str:
         params = f"{r['parameters'] / 1e6:.3f} M" if r.get("parameters") else ""
         lines.append(
             f"| {r['probe']} | {r['what']} | {r['seed']} | {r['psnr']:.2f} | {delta} | {r['ssim']:.4f} | "
-            f"{params} | {r['wall_s'] / 60:.1f} min |"
+            f"{params} | {r.get('train_min', r['wall_s'] / 60):.1f} min |"
         )
     lines += ["", "Commands (run from the repository root):", ""]
     lines += [f"- `{r['probe']}` seed {r['seed']}: `{shlex.join(command(r['probe'], r['seed']))}`" for r in results]
