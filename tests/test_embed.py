@@ -159,6 +159,8 @@ def test_embed_command(tmp_path):
     ])
     assert result.exit_code == 0, result.output
     assert "untrained" in result.output
+    assert "embedding with interir-tiny" in result.output  # the shared progress display
+    assert result.output.count("[9/9 images]") == 2  # its last line, once per model
     scores = json.loads((tmp_path / "out" / "embedding.json").read_text())
     names = list(scores["models"])
     assert names == ["InterIR (interir-tiny)", "DeepSN-Net baseline (deepsn-small)"]

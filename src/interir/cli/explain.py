@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 import typer
 
 from interir.cli.app import app
+from interir.utils.progress import ProgressDisplay
 
 _MODEL_HELP = (
     "Checkpoint folder/run/.safetensors, 'default' (bundled weights) or a registered name "
@@ -221,9 +222,10 @@ def embed_command(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the untrained-weights warning was printed above
                 net = _load(spec, device)
-            with typer.progressbar(length=len(items), label=f"embedding with {spec}") as bar:
-                with pixel_limit(max_pixels):
-                    features = embed_suite(net, items, config, progress=lambda *_: bar.update(1))
+            display = ProgressDisplay(len(items), "images")
+            with pixel_limit(max_pixels), display:
+                display.print(f"embedding with {spec}", err=True)
+                features = embed_suite(net, items, config, progress=display.update)
             result = analyse_embedding(f"{title} ({spec})", features, labels, config, spec=spec)
         except (FileNotFoundError, ValueError, TypeError, RuntimeError) as exc:
             _fail(str(exc))
