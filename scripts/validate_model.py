@@ -12,8 +12,9 @@ import argparse
 import torch
 
 from interir.config import load_config
-from interir.engine.evaluate import resolve_model
-from interir.engine.train import build_val_pairs, per_set_text, validate
+from interir.engine.evaluate import EvalOptions, evaluate, resolve_model
+from interir.engine.train import build_val_pairs, per_set_text, validation_datasets, validation_scores
+from interir.metrics.image import MetricSettings
 
 
 def main() -> None:
@@ -25,14 +26,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
     pairs = build_val_pairs(cfg)
-    device = torch.device("cpu")
     print(f"{len(pairs)} validation pairs of {args.config}")
-    for spec in args.model:
-        label, model = resolve_model(spec, device)
-        convention = cfg.data.val_sets[0]
-        res = validate(model, pairs, device, convention.y_channel, convention.crop_border)
+    models = dict(resolve_model(spec, "cpu") for spec in args.model)
+    convention = cfg.data.val_sets[0]
+    settings = MetricSettings(y_channel=convention.y_channel, crop_border=convention.crop_border)
+    report = evaluate(models, validation_datasets(pairs),
+                      EvalOptions(settings=settings, device="cpu", log_every=0))
+    for label in models:
+        res = validation_scores(report, label)
         print(f"{label}: PSNR {res['psnr']:.3f} dB  SSIM {res['ssim']:.4f}{per_set_text(res, ssim=True)}  "
-              f"({res['seconds']:.1f} s)")
+              f"({report.seconds[label]:.1f} s)")
 
 
 if __name__ == "__main__":

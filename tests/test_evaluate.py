@@ -12,6 +12,8 @@ from PIL import Image
 from torch import nn
 from typer.testing import CliRunner
 
+from interir.classical import create_classical
+from interir.engine import evaluate as evaluate_module
 from interir.engine.evaluate import EvalOptions, evaluate, open_dataset, resolve_model
 from interir.metrics import MetricSettings, psnr, ssim
 from interir.metrics.report import INPUT_ROW, SummaryTable, read_csv
@@ -183,18 +185,13 @@ def test_suite_written_by_interir_synth(tmp_path):
 
 
 def test_networks_go_through_restore_tensor_classical_do_not(monkeypatch, suite):
-    import sys
-    import types
-
     calls = []
 
     def restore_tensor(model, image, tile=None, overlap=None):
         calls.append((type(model).__name__, tuple(image.shape), tile))
         return model(image)
 
-    monkeypatch.setitem(sys.modules, "interir.inference",
-                        types.SimpleNamespace(restore_tensor=restore_tensor))
-    from interir.classical import create_classical
+    monkeypatch.setattr(evaluate_module, "restore_tensor", restore_tensor)
 
     evaluate({"id": nn.Identity(), "dcp": create_classical("classical-dcp")}, [suite],
              EvalOptions(tile=64, limit=1))

@@ -33,9 +33,10 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from interir.data.paired import PairedImageDataset
+from interir.data.paired import PairedImageDataset, find_pairs
 from interir.degradations.haze import PATCH_DEPTH_MODES, HazeSampling, patch_depth
 from interir.degradations.pipeline import (
+    COMBINATIONS,
     DEFAULT_MAX_LEVELS,
     RECORD_FIELDS,
     DegradationParams,
@@ -43,7 +44,8 @@ from interir.degradations.pipeline import (
     parse_combinations,
     parse_levels,
 )
-from interir.utils.files import check_writable_dir
+from interir.pretrained import sha256_of
+from interir.utils.files import atomic_write_text, check_writable_dir
 from interir.utils.io import list_images, read_image, write_image
 
 __all__ = [
@@ -56,9 +58,16 @@ __all__ = [
     "synthesize_suite",
     "SyntheticSuite",
     "load_synthetic_suite",
+    "MANIFEST_FILE",
+    "SuiteImage",
+    "combination_rank",
+    "is_suite",
+    "read_manifest",
+    "read_suite",
 ]
 
 MANIFEST_FORMAT = "interir-synth"
+MANIFEST_FILE = "manifest.json"
 #: Version of the synthesis recipe and manifest layout; bump when outputs would change.
 MANIFEST_VERSION = 1
 #: Seed of the canonical CBSD68-MDIR test set.
@@ -202,21 +211,6 @@ class SyntheticPairDataset(Dataset):
 # writing and reading a whole suite
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def _suite_files(out: Path) -> set[Path] | None:
     """The files an earlier suite (or an interrupted one) wrote in ``out``, or None if ``out``
     holds no suite. Listed paths that would leave ``out`` are ignored: a manifest is never trusted
@@ -332,7 +326,7 @@ def synthesize_suite(
     planned = ["manifest.json", "manifest.csv"] + [
         f"{comb}/{kind}/{f.stem}.png" for comb in ds.combinations for f in ds.files
         for kind in ("input", "target")]
-    _atomic_write_text(out / PARTIAL_MARKER, json.dumps({"files": planned}) + "\n")
+    atomic_write_text(out / PARTIAL_MARKER, json.dumps({"files": planned}) + "\n", fsync=False)
     total = len(ds)
     done = 0
     rows: list[dict[str, Any]] = []
@@ -344,7 +338,7 @@ def synthesize_suite(
         sources.append({
             "name": f.stem,
             "file": f.name,
-            "sha256": _sha256(f),
+            "sha256": sha256_of(f),
             "height": h,
             "width": w,
             "bit_depth": loaded.bit_depth,
@@ -383,14 +377,14 @@ def synthesize_suite(
         "sources": sources,
         "images": rows,
     }
-    _atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n", fsync=False)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), extrasaction="ignore",
                             lineterminator="\n")
     writer.writeheader()
     for r in rows:
         writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in CSV_FIELDS})
-    _atomic_write_text(out / "manifest.csv", buf.getvalue())
+    atomic_write_text(out / "manifest.csv", buf.getvalue(), fsync=False)
     (out / PARTIAL_MARKER).unlink()
     return manifest
 
@@ -449,15 +443,14 @@ def load_synthetic_suite(
         ValueError: a combination is missing, or images and manifest disagree (one error).
     """
     root = Path(root)
-    mpath = root / "manifest.json"
-    if not mpath.is_file():
+    manifest = read_manifest(root)
+    if manifest is None:
         raise FileNotFoundError(
             f"'{root}' has no manifest.json; create the set with "
             f"`interir synth CLEAN_DIR {root} --seed {CBSD68_MDIR_SEED}`"
         )
-    manifest = json.loads(mpath.read_text(encoding="utf-8"))
     if manifest.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{mpath} is not an interir synth manifest (format field)")
+        raise ValueError(f"{root / MANIFEST_FILE} is not an interir synth manifest (format field)")
     wanted = list(manifest["combinations"]) if combinations is None else list(
         parse_combinations(combinations))
     suite = SyntheticSuite(root, manifest)
@@ -478,3 +471,131 @@ def load_synthetic_suite(
     if combinations is not None:
         suite.manifest = dict(manifest, combinations=wanted)
     return suite
+
+
+# ------------------------------------------------------------------------------------------
+# the one reader of a suite's layout (eval, embed and load_synthetic_suite)
+
+
+def combination_rank(name: str) -> tuple[int, str]:
+    """Sort key of the one combination order: ``COMBINATIONS`` (haze, rain, noise, haze+rain,
+    ...), then unknown names alphabetically."""
+    if name in COMBINATIONS:
+        return COMBINATIONS.index(name), name
+    return len(COMBINATIONS), name
+
+
+@dataclass(frozen=True)
+class SuiteImage:
+    """One image of a suite: ``ROOT/<combination>/input/<name>.png`` and its target.
+
+    Attributes:
+        combination: the combination folder.
+        name: the image stem.
+        input: the degraded image.
+        target: the clean image, or None when read without targets.
+        levels: the degradation levels of its manifest row (``*_level`` fields), or None.
+    """
+
+    combination: str
+    name: str
+    input: Path
+    target: Path | None
+    levels: dict[str, Any] | None
+
+
+def is_suite(root: str | os.PathLike) -> bool:
+    """True when ``root`` holds a ``manifest.json`` or a known ``<combination>/input`` + ``/target``."""
+    root = Path(root)
+    if (root / MANIFEST_FILE).is_file():
+        return True
+    return any(_has_folders(root / c, True) for c in COMBINATIONS)
+
+
+def read_manifest(root: str | os.PathLike) -> dict[str, Any] | None:
+    """The parsed ``manifest.json`` of a suite, or None when there is none.
+
+    Raises:
+        ValueError: the file is not valid JSON, or not an object.
+    """
+    path = Path(root) / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); regenerate it with `interir synth`")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a JSON object; regenerate it with `interir synth`")
+    return data
+
+
+def _manifest_rows(manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
+    rows = (manifest or {}).get("images")
+    return [r for r in rows if isinstance(r, dict) and "combination" in r and "name" in r] \
+        if isinstance(rows, list) else []
+
+
+def _has_folders(folder: Path, targets: bool) -> bool:
+    return (folder / "input").is_dir() and (not targets or (folder / "target").is_dir())
+
+
+def suite_combinations(
+    root: str | os.PathLike, manifest: dict[str, Any] | None, targets: bool = True
+) -> list[str]:
+    """The suite's combinations in :func:`combination_rank` order.
+
+    Those its manifest lists (its ``combinations``, else those of its rows), else every folder
+    holding ``input/`` (and ``target/`` with ``targets``). Folders on disk may hold more: a stale
+    one from an earlier suite is not read.
+
+    Raises:
+        ValueError: the manifest lists a combination whose folders are missing.
+    """
+    root = Path(root)
+    listed = (manifest or {}).get("combinations")
+    if not isinstance(listed, list):
+        listed = sorted({str(r["combination"]) for r in _manifest_rows(manifest)}) or None
+    if listed is None:
+        listed = [p.name for p in root.iterdir() if p.is_dir() and _has_folders(p, targets)]
+    missing = [c for c in map(str, listed) if not _has_folders(root / c, targets)]
+    if missing:
+        raise ValueError(
+            f"'{root / MANIFEST_FILE}' lists combination(s) {', '.join(missing)} whose "
+            f"<combination>/input{' and /target' if targets else ''} folders are missing. Fix: "
+            "regenerate the suite with `interir synth ... --overwrite`"
+        )
+    return sorted(map(str, listed), key=combination_rank)
+
+
+def read_suite(
+    root: str | os.PathLike,
+    targets: bool = True,
+    combinations: Sequence[str] | None = None,
+) -> list[SuiteImage]:
+    """The images of a suite, in (combination, file name) order, with their manifest levels.
+
+    Args:
+        root: a folder written by ``interir synth`` (a manifest is optional).
+        targets: pair every input with its target (checked by :func:`find_pairs`); without,
+            only ``<combination>/input/`` is listed.
+        combinations: read these combinations (default: :func:`suite_combinations`).
+    """
+    root = Path(root)
+    manifest = read_manifest(root)
+    levels = {(str(r["combination"]), Path(str(r["name"])).stem): _levels(r)
+              for r in _manifest_rows(manifest)}
+    combos = suite_combinations(root, manifest, targets) if combinations is None else combinations
+    images: list[SuiteImage] = []
+    for combo in combos:
+        if targets:
+            found = [(p.name, p.input, p.target) for p in find_pairs(root / combo, ("input", "target"))]
+        else:
+            found = [(f.stem, f, None) for f in list_images(root / combo / "input")]
+        images.extend(SuiteImage(combo, name, inp, tgt, levels.get((combo, name)))
+                      for name, inp, tgt in found)
+    return images
+
+
+def _levels(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k.endswith("_level") and v is not None}

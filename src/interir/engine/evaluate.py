@@ -23,7 +23,7 @@ Public API::
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import re
 import time
@@ -35,9 +35,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from interir.classical import ClassicalMethod
+from interir.data.synthetic import MANIFEST_FILE, is_suite, read_suite
+from interir.inference import restore_tensor
 from interir.metrics.image import MetricSettings, psnr_ssim
 from interir.metrics.report import (
-    COMBINATION_ORDER,
     ImageResult,
     SummaryTable,
     summarize,
@@ -59,7 +61,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FILE = "manifest.json"
 ModelLike = nn.Module | Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -90,7 +91,8 @@ class EvalDataset:
     Attributes:
         name: label used in tables (folder name unless given).
         root: the folder.
-        kind: ``"synthetic"`` (combination sub-folders) or ``"paired"``.
+        kind: ``"synthetic"`` (combination sub-folders), ``"paired"`` or ``"pairs"`` (in memory,
+            :meth:`from_pairs`).
         combinations: combinations present (synthetic suites), in canonical order.
     """
 
@@ -101,6 +103,16 @@ class EvalDataset:
     _entries: list[tuple[str, str, dict | None, Path, Path]] = field(default_factory=list,
                                                                     repr=False)
     _paired: object = field(default=None, repr=False)
+
+    @classmethod
+    def from_pairs(cls, name: str, pairs: Sequence[Mapping[str, object]]) -> "EvalDataset":
+        """Pairs already in memory (training's validation pairs), in their order.
+
+        Args:
+            name: label used in tables.
+            pairs: ``{"name", "input" (3, H, W), "target" (3, H, W)}`` mappings, float in [0, 1].
+        """
+        return cls(name=name, root=Path("(in memory)"), kind="pairs", _paired=list(pairs))
 
     def __len__(self) -> int:
         return len(self._paired) if self._paired is not None else len(self._entries)
@@ -119,85 +131,6 @@ class EvalDataset:
                            input=read_image(inp).image, target=read_image(tgt).image)
 
 
-def _is_synthetic_suite(root: Path) -> bool:
-    if (root / MANIFEST_FILE).is_file():
-        return True
-    return any((root / c / "input").is_dir() and (root / c / "target").is_dir()
-               for c in COMBINATION_ORDER)
-
-
-def _read_manifest(root: Path) -> object:
-    """The parsed ``manifest.json`` of a suite, or None when there is none."""
-    path = root / MANIFEST_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); regenerate it with `interir synth`")
-
-
-def _manifest_rows(data: object) -> list:
-    if isinstance(data, dict):
-        return next((data[k] for k in ("images", "records", "items") if isinstance(
-            data.get(k), list)), [])
-    return data if isinstance(data, list) else []
-
-
-def _manifest_combinations(data: object) -> list[str] | None:
-    """The combinations a manifest lists (its ``combinations``, else those of its rows), or None
-    without a manifest. Folders on disk may hold more: a stale one from an earlier suite."""
-    if data is None:
-        return None
-    if isinstance(data, dict) and isinstance(data.get("combinations"), list):
-        return [str(c) for c in data["combinations"]]
-    combos = {str(r["combination"]) for r in _manifest_rows(data)
-              if isinstance(r, dict) and "combination" in r}
-    return sorted(combos) or None
-
-
-def _manifest_records(data: object) -> dict[tuple[str, str], dict]:
-    """``(combination, stem) -> levels`` from a parsed ``manifest.json`` (any of its layouts)."""
-    records = _manifest_rows(data)
-    out: dict[tuple[str, str], dict] = {}
-    for rec in records:
-        if not isinstance(rec, dict) or "combination" not in rec:
-            continue
-        name = rec.get("name") or rec.get("stem")
-        if name is None:
-            for key in ("input", "file", "path", "target"):
-                if isinstance(rec.get(key), str):
-                    name = Path(rec[key]).stem
-                    break
-        if name is None:
-            continue
-        levels = dict(rec["levels"]) if isinstance(rec.get("levels"), dict) else {
-            k: v for k, v in rec.items() if k.endswith("_level") and v is not None}
-        out[(str(rec["combination"]), Path(str(name)).stem)] = levels
-    return out
-
-
-def _rank(combination: str) -> tuple[int, str]:
-    order = COMBINATION_ORDER.index(combination) if combination in COMBINATION_ORDER else 99
-    return order, combination
-
-
-def _combination_dirs(root: Path, listed: list[str] | None) -> list[str]:
-    """The suite's combinations in canonical order: those its manifest lists, else the folders."""
-    if listed is None:
-        listed = [p.name for p in root.iterdir()
-                  if p.is_dir() and (p / "input").is_dir() and (p / "target").is_dir()]
-    missing = [c for c in listed if not ((root / c / "input").is_dir()
-                                         and (root / c / "target").is_dir())]
-    if missing:
-        raise ValueError(
-            f"'{root / MANIFEST_FILE}' lists combination(s) {', '.join(missing)} whose "
-            "<combination>/input and /target folders are missing. Fix: regenerate the suite with "
-            "`interir synth ... --overwrite`"
-        )
-    return sorted(listed, key=_rank)
-
-
 def open_dataset(path: str | Path, name: str | None = None) -> EvalDataset:
     """Open a synthetic suite or a paired folder for evaluation.
 
@@ -213,21 +146,14 @@ def open_dataset(path: str | Path, name: str | None = None) -> EvalDataset:
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder '{root}' does not exist; check the path")
     label = name or root.resolve().name
-    if _is_synthetic_suite(root):
-        from interir.data.paired import find_pairs
-
-        manifest = _read_manifest(root)
-        levels = _manifest_records(manifest)
-        entries = []
-        combos = _combination_dirs(root, _manifest_combinations(manifest))
-        for combo in combos:
-            for pair in find_pairs(root / combo, ("input", "target")):
-                entries.append((combo, pair.name, levels.get((combo, pair.name)), pair.input,
-                                pair.target))
-        if not entries:
+    if is_suite(root):
+        images = read_suite(root)
+        if not images:
             raise ValueError(
                 f"'{root}' looks like a synthetic suite but holds no <combination>/input + "
                 "<combination>/target image pairs")
+        entries = [(i.combination, i.name, i.levels, i.input, i.target) for i in images]
+        combos = list(dict.fromkeys(i.combination for i in images))
         return EvalDataset(name=label, root=root, kind="synthetic", combinations=combos,
                            _entries=entries)
     try:
@@ -307,9 +233,6 @@ def restore(model: ModelLike, image: torch.Tensor, tile: int | None = None) -> t
     are of the whole image unless ``tile`` asks for tiles. Classical methods always see the whole
     image (DCP estimates a global airlight).
     """
-    from interir.classical import ClassicalMethod
-    from interir.inference import restore_tensor
-
     if isinstance(model, nn.Module) and not isinstance(model, ClassicalMethod):
         return restore_tensor(model, image, tile=tile or 0)
     return model(image)
@@ -330,6 +253,8 @@ class EvalOptions:
             (quick looks), ``None`` = all.
         log_every: log progress every N images.
         title: heading of the summary table.
+        autocast: a context manager factory the models run under (training's mixed precision),
+            ``None`` = none.
         progress: called as ``progress(done, total, "<dataset>/[<combination>/]<name>")`` after
             each image is scored by every model; ``total`` counts the images of all datasets
             that will be scored (``limit`` applied).
@@ -342,6 +267,7 @@ class EvalOptions:
     limit: int | None = None
     log_every: int = 10
     title: str = "Evaluation"
+    autocast: Callable[[], contextlib.AbstractContextManager] | None = None
     progress: Callable[[int, int, str], None] | None = None
 
 
@@ -401,7 +327,8 @@ def evaluate(
     Args:
         models: ``{label: model}`` (callables mapping ``(B, 3, H, W)`` in [0, 1] to the same
             shape) or spec strings for :func:`resolve_model`.
-        datasets: folders (see :func:`open_dataset`) or opened :class:`EvalDataset` objects.
+        datasets: folders (see :func:`open_dataset`) or :class:`EvalDataset` objects (opened
+            folders, or pairs in memory from :meth:`EvalDataset.from_pairs`).
         options: see :class:`EvalOptions`.
 
     Returns:
@@ -432,8 +359,9 @@ def evaluate(
     seconds = {label: 0.0 for label in named}
     total, done = sum(_scored_count(d, opts.limit) for d in opened), 0
     for ds in opened:
-        log.info("evaluating %d model(s) on %s (%s, %d images%s)", len(named), ds.name, ds.kind,
-                 len(ds), "" if opts.limit is None else f", at most {opts.limit} per column")
+        if opts.log_every:
+            log.info("evaluating %d model(s) on %s (%s, %d images%s)", len(named), ds.name,
+                     ds.kind, len(ds), "" if opts.limit is None else f", at most {opts.limit} per column")
         seen: dict[str | None, int] = {}
         for i, item in enumerate(ds):
             # Count per combination so a limited look at a suite still fills every column.
@@ -449,7 +377,8 @@ def evaluate(
             in_p, in_s = psnr_ssim(x, y, opts.settings)
             for label, model in named.items():
                 start = time.perf_counter()
-                with torch.inference_mode():
+                precision = opts.autocast() if opts.autocast else contextlib.nullcontext()
+                with torch.inference_mode(), precision:
                     out = restore(model, x, tile=opts.tile)
                 seconds[label] += time.perf_counter() - start
                 if out.shape != y.shape:

@@ -68,7 +68,9 @@ from interir.engine.distributed import (
     per_rank_batch,
 )
 from interir.engine.ema import ModelEMA
+from interir.engine.evaluate import EvalDataset, EvalOptions, EvalReport, evaluate
 from interir.losses import RestorationLoss
+from interir.metrics.image import MetricSettings
 from interir.utils.files import OutputPathError, check_writable_dir
 from interir.utils.tensors import centre_crop
 from interir.utils.seed import capture_rng_state, derive_seed, restore_rng_state, seed_everything, seeded
@@ -377,7 +379,6 @@ def _val_pairs_of(v: ValSection, cfg: TrainConfig, label: str) -> list[dict[str,
     return pairs
 
 
-@torch.no_grad()
 def validate(
     model: nn.Module,
     pairs: list[dict[str, Any]],
@@ -386,46 +387,45 @@ def validate(
     crop_border: int = 0,
     autocast: Any = None,
 ) -> dict[str, float]:
-    """Mean PSNR/SSIM of ``model`` on fixed pairs (output clamped to [0, 1], 8-bit quantised).
+    """Mean PSNR/SSIM of ``model`` on fixed pairs, scored by :func:`interir.engine.evaluate.evaluate`
+    (output clamped to [0, 1]; a PSNR above 100 dB, e.g. identical images, counts as 100).
 
     Returns:
         ``{"psnr", "ssim", "val_images", "seconds", "sets"}``; ``"sets"`` maps each pair's
         ``"set"`` (0 when absent) to that set's mean ``{"psnr", "ssim", "val_images"}``.
     """
-    from interir.metrics import MetricSettings, psnr_ssim
-
     settings = MetricSettings(y_channel=y_channel, crop_border=crop_border)
+    options = EvalOptions(settings=settings, device=str(device), log_every=0, autocast=autocast)
     was_training = model.training
-    model.eval()
     t0 = time.perf_counter()
-    ps: list[float] = []
-    ss: list[float] = []
-    groups: list[int] = []
     try:
-        for pair in pairs:
-            x = pair["input"][None].to(device)
-            with autocast() if autocast is not None else contextlib.nullcontext():
-                pred = model(x)
-            pred = pred.float().clamp(0, 1)
-            p, s = psnr_ssim(pred, pair["target"][None].to(device), settings)
-            ps.append(min(float(p.item()), 100.0))  # identical images give inf
-            ss.append(float(s.item()))
-            groups.append(int(pair.get("set", 0)))
+        report = evaluate({"model": model}, validation_datasets(pairs), options)
     finally:
         model.train(was_training)
+    return dict(validation_scores(report, "model"), seconds=time.perf_counter() - t0)
+
+
+def validation_datasets(pairs: list[dict[str, Any]]) -> list[EvalDataset]:
+    """One in-memory :class:`EvalDataset` per ``"set"`` of the pairs (named ``set<k>``)."""
+    sets = sorted({int(pair.get("set", 0)) for pair in pairs})
+    return [EvalDataset.from_pairs(f"set{k}", [p for p in pairs if int(p.get("set", 0)) == k])
+            for k in sets]
+
+
+def validation_scores(report: EvalReport, label: str) -> dict[str, Any]:
+    """Mean PSNR/SSIM of model ``label`` over a report of :func:`validation_datasets`, overall
+    and per set (PSNR capped at 100 dB)."""
+    rows = [r for r in report.results if r.model == label]
+    ps = [min(r.output_psnr, 100.0) for r in rows]
+    ss = [r.output_ssim for r in rows]
     sets: dict[int, dict[str, float]] = {}
-    for g in sorted(set(groups)):
-        mine = [i for i, gi in enumerate(groups) if gi == g]
-        sets[g] = {"psnr": sum(ps[i] for i in mine) / len(mine),
-                   "ssim": sum(ss[i] for i in mine) / len(mine), "val_images": len(mine)}
+    for name in dict.fromkeys(r.dataset for r in rows):
+        mine = [i for i, r in enumerate(rows) if r.dataset == name]
+        sets[int(name.removeprefix("set"))] = {
+            "psnr": sum(ps[i] for i in mine) / len(mine),
+            "ssim": sum(ss[i] for i in mine) / len(mine), "val_images": len(mine)}
     n = max(1, len(ps))
-    return {
-        "psnr": sum(ps) / n,
-        "ssim": sum(ss) / n,
-        "val_images": len(ps),
-        "seconds": time.perf_counter() - t0,
-        "sets": sets,
-    }
+    return {"psnr": sum(ps) / n, "ssim": sum(ss) / n, "val_images": len(ps), "sets": sets}
 
 
 def per_set_text(result: dict[str, Any], ssim: bool = False) -> str:

@@ -36,6 +36,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from interir.data.synthetic import (
+    combination_rank,
+    read_manifest,
+    read_suite,
+    suite_combinations,
+)
 from interir.explain._plotting import new_figure, require, save_figure
 from interir.utils.tensors import centre_crop
 
@@ -100,14 +106,6 @@ class SuiteItem:
     suite: str
 
 
-def _combination_rank(name: str) -> tuple[int, str]:
-    try:
-        from interir.degradations import COMBINATIONS
-    except ImportError:  # pragma: no cover - degradations ship with the package
-        COMBINATIONS = ()
-    return (COMBINATIONS.index(name), name) if name in COMBINATIONS else (len(COMBINATIONS), name)
-
-
 def load_suite(roots: Sequence[str | Path], limit: int | None = None) -> list[SuiteItem]:
     """List the degraded images of one or more synthetic suites, labelled by combination.
 
@@ -123,30 +121,25 @@ def load_suite(roots: Sequence[str | Path], limit: int | None = None) -> list[Su
     Raises:
         FileNotFoundError / ValueError: a folder is missing or holds no images, with the fix.
     """
-    from interir.utils.io import list_images
-
     items: list[SuiteItem] = []
     for root in map(Path, roots):
         if not root.is_dir():
             raise FileNotFoundError(f"dataset folder '{root}' does not exist; check the path")
-        if (root / "input").is_dir():
-            combos = [root]
-        else:
-            combos = sorted(
-                (p for p in root.iterdir() if p.is_dir() and (p / "input").is_dir()),
-                key=lambda p: _combination_rank(p.name),
-            )
+        single = (root / "input").is_dir()  # one combination folder, ROOT/<combination>
+        suite_root = root.resolve().parent if single else root
+        combos = [root.resolve().name] if single else suite_combinations(root, read_manifest(root), False)
         if not combos:
             raise ValueError(
                 f"'{root}' holds no <combination>/input/ folders; pass a suite written by "
                 "`interir synth` (ROOT/<combination>/input/<stem>.png)"
             )
-        suite = root.resolve().name if combos != [root] else root.resolve().parent.name
-        for combo in combos:
-            files = list_images(combo / "input")
-            if limit is not None:
-                files = files[:limit]
-            items.extend(SuiteItem(Path(f), combo.name, suite) for f in files)
+        images = read_suite(suite_root, targets=False, combinations=combos)
+        suite = suite_root.resolve().name
+        per_combination: dict[str, int] = {}
+        for image in images:
+            per_combination[image.combination] = per_combination.get(image.combination, 0) + 1
+            if limit is None or per_combination[image.combination] <= limit:
+                items.append(SuiteItem(image.input, image.combination, suite))
     if not items:
         raise ValueError(f"no images found under {', '.join(map(str, roots))}")
     return items
@@ -356,7 +349,7 @@ def analyse_embedding(
     )
     coords = tsne.fit_transform(z)
 
-    classes = sorted(set(labels), key=_combination_rank)
+    classes = sorted(set(labels), key=combination_rank)
     counts = [labels.count(c) for c in classes]
     chance = max(counts) / n
     sil_f = sil_t = None
@@ -434,7 +427,7 @@ def write_embedding_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     colors = require("matplotlib.colors", "drawing the t-SNE figure")
-    classes = sorted({c for r in results for c in r.labels}, key=_combination_rank)
+    classes = sorted({c for r in results for c in r.labels}, key=combination_rank)
     palette = [colors.to_hex(c) for c in _palette(len(classes))]
     color_of = dict(zip(classes, palette))
 

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from interir.data.synthetic import combination_rank
 from interir.degradations.pipeline import COMBINATIONS
 from interir.metrics.image import MetricSettings
 
@@ -257,11 +258,7 @@ def _column_order(keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
         if d not in datasets:
             datasets.append(d)
 
-    def combo_rank(c: str) -> tuple[int, str]:
-        return (COMBINATION_ORDER.index(c), "") if c in COMBINATION_ORDER else (
-            len(COMBINATION_ORDER), c)
-
-    uniq = sorted(set(keys), key=lambda k: (datasets.index(k[0]), combo_rank(k[1])))
+    uniq = sorted(set(keys), key=lambda k: (datasets.index(k[0]), combination_rank(k[1])))
     return uniq
 
 
