@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-import types
+import warnings
 
 import pytest
 import torch
@@ -11,14 +11,11 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 import interir
-from interir.export import (
-    adaptive_avg_pool2d_exportable,
-    export_friendly_conv_forward,
-    export_model,
-    prepare_for_export,
-    verify_export,
-)
-from interir.models.explainable_conv import ExplainableConv2d
+from interir.cli import _load_commands
+from interir.cli.app import app
+from interir.export import export_model, prepare_for_export, verify_export
+from interir.models.explainable_conv import ExplainableConv2d, is_depthwise
+from interir.models.layers import adaptive_avg_pool2d_exportable
 
 HAS_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnxscript", "onnx"))
 
@@ -49,26 +46,48 @@ def test_exportable_pool_matches_adaptive_avg_pool(size, out):
     dict(in_channels=4, out_channels=8, kernel_size=3, padding=1),
     dict(in_channels=4, out_channels=4, kernel_size=5, padding=2, groups=2, bias=False),
 ])
-@pytest.mark.parametrize("batch", [1, 3])
-def test_export_friendly_conv_matches_the_module(kwargs, batch):
+def test_traced_conv_matches_the_module_at_other_sizes(kwargs):
+    """Traced at one size, the conv uses its export forms (cumulative-sum pooling, shifted
+    multiply-adds when depthwise) and must match the eager module at other sizes (and batches)."""
     conv = ExplainableConv2d(**kwargs).eval()
     with torch.no_grad():
         conv.threshold.normal_(0, 0.3)
-    x = torch.randn(batch, kwargs["in_channels"], 13, 17)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(conv, torch.randn(2, kwargs["in_channels"], 13, 17))
+    batches = (1, 3) if is_depthwise(conv) else (2,)
+    for batch in batches:
+        x = torch.randn(batch, kwargs["in_channels"], 10, 23)
+        with torch.no_grad():
+            torch.testing.assert_close(traced(x), conv(x), atol=1e-5, rtol=1e-5)
+
+
+def test_shifted_and_grouped_forms_agree_with_gradients():
+    """Eq. 20's two forms give the same output and the same gradients (STE included)."""
+    conv = ExplainableConv2d(6, 6, 3, padding=2, dilation=2, groups=6, padding_mode="reflect")
     with torch.no_grad():
-        expected = conv(x)
-        got = types.MethodType(export_friendly_conv_forward, conv)(x)
-    assert torch.allclose(got, expected, atol=1e-5)
+        conv.threshold.normal_(0, 0.3)
+    x = torch.randn(3, 6, 11, 9, requires_grad=True)
+    results = []
+    for form in (conv._convolve_grouped, conv._convolve_shifted):
+        conv.zero_grad()
+        x.grad = None
+        _, mask = conv.binary_mask(x)
+        out = form(x, conv.kernel_attention(mask))
+        out.square().sum().backward()
+        results.append((out.detach(), x.grad.clone(), conv.weight.grad.clone(), conv.threshold.grad.clone()))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 def test_export_form_matches_the_eager_model():
     model = _active_tiny()
-    wrapped, dynamic_batch = prepare_for_export(model)
+    exported, dynamic_batch = prepare_for_export(model)
     assert dynamic_batch
     for shape in [(1, 3, 37, 45), (2, 3, 16, 29), (1, 3, 4, 5)]:
         x = torch.rand(shape)
         with torch.no_grad():
-            assert torch.allclose(wrapped(x), model(x), atol=1e-5)
+            assert torch.allclose(exported(x), model(x), atol=1e-5)
     assert model.stages[0].resm.aux_block.depthwise.forward.__func__ is ExplainableConv2d.forward
 
 
@@ -98,9 +117,6 @@ def test_onnx_export_matches_pytorch_on_onnxruntime(tmp_path):
 
 
 def test_cli_export_torchscript(tmp_path):
-    from interir.cli import _load_commands
-    from interir.cli.app import app
-
     _load_commands()
     out = tmp_path / "tiny.pt"
     result = CliRunner().invoke(app, ["export", "-m", "interir-tiny", "-f", "torchscript", "-o", str(out)])

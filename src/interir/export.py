@@ -1,27 +1,26 @@
 """Export a restoration model to ONNX (dynamic batch, height and width) or TorchScript.
 
-Two things in the eager model do not survive export with symbolic shapes, so both exporters run on
-an *export form* of the model (:func:`prepare_for_export`), a copy whose outputs match the eager
-model to float rounding (checked by :func:`verify_export` and the tests):
+The networks are traceable as they are: where the eager form would bake the example's size into
+the graph, the module branches on :func:`interir.models.layers.is_exporting` (true while
+``torch.jit`` traces or ``torch.onnx`` exports):
 
-1. **Padding.** InterIR pads its input to a multiple of its down-sampling factor with a Python
-   branch on the size (``if pad_h or pad_w``). The export wrapper :class:`PadCrop` always pads to
-   the next multiple, with the pad amounts computed from the symbolic size, and crops the output
-   back, so the model inside only ever sees multiples and its branch is constant.
-2. **The explainable convolution.** Its Eq. 17 pools the mask with ``adaptive_avg_pool2d`` to
-   ``k x k``, whose decomposition depends on ``H mod k`` (an ONNX graph exported at one size gives
-   wrong results or out-of-range gathers at others), and its Eq. 20 grouped convolution has
-   ``groups = B``, a static attribute in ONNX, so the batch could not be dynamic. The export form
-   (:func:`export_friendly_conv_forward`) pools with cumulative sums at indices computed from the
-   symbolic size (exact for any size), and, for depthwise convolutions (every explainable conv of
-   InterIR's EPBlocks), applies the per-sample kernels as ``k x k`` shifted multiply-adds with no
-   dependence on the batch size. Non-depthwise explainable convs keep the grouped form, and the
-   batch is then fixed at export (``dynamic_batch`` is reported as False).
+1. **Padding.** InterIR pads its input to a multiple of its down-sampling factor only when needed
+   (:func:`~interir.models.layers.pad_to_multiple`); when exporting it always pads, by amounts
+   computed from the symbolic size, and crops back the same way.
+2. **The explainable convolution.** Its Eq. 17 pools the mask to ``k x k``; adaptive pooling's
+   exported decomposition depends on ``H mod k``, so when exporting it pools with cumulative sums
+   at indices computed from the size. Its Eq. 20 grouped convolution has ``groups = B``, a static
+   attribute in ONNX; when exporting, a depthwise stride-1 conv (every explainable conv of
+   InterIR's EPBlocks) applies its per-sample kernels as ``k x k`` shifted multiply-adds, with no
+   dependence on the batch size. Other explainable convs keep the grouped form, and the batch is
+   then fixed at export (``dynamic_batch`` is reported as False).
+
+This module holds only the exporters and their verification (:func:`verify_export` compares an
+export with the eager model on sizes other than the traced one).
 
 ONNX export uses the dynamo exporter (``torch.onnx.export(..., dynamo=True)``), which needs the
 ``onnx`` extra (``pip install "interir[onnx]"``: onnx, onnxscript, onnxruntime for checking).
-TorchScript export traces the export form, with the padding and cropping as scripted functions so
-they stay size-dependent.
+TorchScript export traces the model.
 """
 
 from __future__ import annotations
@@ -30,24 +29,22 @@ import copy
 import logging
 import os
 import time
-import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.export import Dim
 
+from interir.inference.restore import minimum_size, size_multiple
+from interir.models.explainable_conv import ExplainableConv2d, is_depthwise
 from interir.utils.files import check_writable_file
 
 __all__ = [
     "EXPORT_FORMATS",
     "ExportResult",
-    "PadCrop",
-    "adaptive_avg_pool2d_exportable",
-    "export_friendly_conv_forward",
     "prepare_for_export",
     "export_onnx",
     "export_torchscript",
@@ -59,165 +56,16 @@ EXPORT_FORMATS = ("onnx", "torchscript")
 
 
 # ----------------------------------------------------------------------------------------------
-# the export form
+# the exported copy
 
 
-def adaptive_avg_pool2d_exportable(x: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
-    """``F.adaptive_avg_pool2d(x, (out_h, out_w))`` written with cumulative sums and index_select.
-
-    Bin ``i`` along an axis of length ``n`` covers ``[floor(i n / k), ceil((i + 1) n / k))``, as in
-    PyTorch; the bin bounds are tensors computed from the (possibly symbolic) size, so the traced
-    graph is correct for every input size. Exact for 0/1 masks (integer sums below 2^24).
-
-    Args:
-        x: ``(..., H, W)`` float tensor.
-        out_h, out_w: output size.
+def prepare_for_export(model: nn.Module) -> tuple[nn.Module, bool]:
+    """A copy of ``model`` to export: on the CPU, in eval mode, frozen, keeping no explanations.
 
     Returns:
-        ``(..., out_h, out_w)`` tensor.
-    """
-    height, width = x.shape[-2], x.shape[-1]
-
-    def bounds(n, k: int):
-        i = torch.arange(k, device=x.device)
-        start = torch.div(i * n, k, rounding_mode="floor")
-        end = torch.div((i + 1) * n + (k - 1), k, rounding_mode="floor")
-        return start, end
-
-    start_h, end_h = bounds(height, out_h)
-    start_w, end_w = bounds(width, out_w)
-    cumulative = F.pad(x.cumsum(-2), (0, 0, 1, 0))
-    rows = cumulative.index_select(-2, end_h) - cumulative.index_select(-2, start_h)
-    cumulative = F.pad(rows.cumsum(-1), (1, 0))
-    sums = cumulative.index_select(-1, end_w) - cumulative.index_select(-1, start_w)
-    area = ((end_h - start_h).unsqueeze(1) * (end_w - start_w).unsqueeze(0)).to(x.dtype)
-    return sums / area
-
-
-def _is_depthwise(conv: nn.Conv2d) -> bool:
-    return (
-        conv.groups == conv.in_channels == conv.out_channels
-        and tuple(conv.stride) == (1, 1)
-        and not isinstance(conv.padding, str)
-    )
-
-
-def export_friendly_conv_forward(self, x: torch.Tensor) -> torch.Tensor:
-    """Inference forward of :class:`~interir.models.explainable_conv.ExplainableConv2d` for export.
-
-    Same maths as the module's forward at inference (Eqs. 16-20: hard mask ``x > tau``, pooled to
-    ``k x k``, ``k^2``-scaled softmax, ``W_b = W * A_b``), with the export-safe pooling of
-    :func:`adaptive_avg_pool2d_exportable` and, for depthwise stride-1 convs, the per-sample
-    kernels applied as a sum of ``k x k`` shifted, per-channel-scaled copies of the input (no
-    grouped conv over the batch). Bound to a module instance with ``types.MethodType``.
-    """
-    kh, kw = self.kernel_size
-    mask = (x > self.threshold.view(1, -1, 1, 1)).to(x.dtype)
-    pooled = adaptive_avg_pool2d_exportable(mask, kh, kw)
-    batch, channels = pooled.shape[0], pooled.shape[1]
-    logits = pooled.reshape(batch, channels, kh * kw) / self.attention_temperature
-    attention = (torch.softmax(logits, dim=-1) * (kh * kw)).reshape(batch, channels, kh, kw)
-    if self.padding_mode != "zeros":
-        x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-        pad_h = pad_w = 0
-    else:
-        pad_h, pad_w = self.padding
-    if not _is_depthwise(self):
-        weights = self.per_sample_weight(attention)
-        folded = x.reshape(1, batch * self.in_channels, x.shape[-2], x.shape[-1])
-        folded_weight = weights.reshape(batch * self.out_channels, *weights.shape[2:])
-        bias = self.bias.repeat(batch) if self.bias is not None else None
-        out = F.conv2d(
-            folded, folded_weight, bias, self.stride, (pad_h, pad_w), self.dilation,
-            self.groups * batch,
-        )
-        return out.reshape(batch, self.out_channels, out.shape[-2], out.shape[-1])
-    kernel = self.weight[:, 0].unsqueeze(0) * attention  # (B, C, kh, kw): W_b for depthwise
-    if pad_h or pad_w:
-        x = F.pad(x, (pad_w, pad_w, pad_h, pad_h))
-    dh, dw = self.dilation
-    out_h = x.shape[-2] - dh * (kh - 1)
-    out_w = x.shape[-1] - dw * (kw - 1)
-    out = None
-    for i in range(kh):
-        for j in range(kw):
-            shifted = x[:, :, i * dh : i * dh + out_h, j * dw : j * dw + out_w]
-            term = kernel[:, :, i : i + 1, j : j + 1] * shifted
-            out = term if out is None else out + term
-    if self.bias is not None:
-        out = out + self.bias.view(1, -1, 1, 1)
-    return out
-
-
-def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    pad_h = (multiple - x.shape[-2] % multiple) % multiple
-    pad_w = (multiple - x.shape[-1] % multiple) % multiple
-    # Always a new tensor (even for zero padding), so tracing never aliases input and output.
-    return F.pad(x, [0, pad_w, 0, pad_h], mode="reflect")
-
-
-def _crop_like(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return y[:, :, : like.shape[-2], : like.shape[-1]]
-
-
-_SCRIPTED: dict[str, object] = {}
-
-
-def _scripted(name: str):
-    """TorchScript versions of the pad/crop helpers, compiled on first use (not at import)."""
-    if name not in _SCRIPTED:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # torch >= 2.10 deprecates jit
-            _SCRIPTED["pad"] = torch.jit.script(_pad_to_multiple)
-            _SCRIPTED["crop"] = torch.jit.script(_crop_like)
-    return _SCRIPTED[name]
-
-
-class PadCrop(nn.Module):
-    """Reflect-pad the input to a multiple of ``multiple``, run ``model``, crop back.
-
-    Matches InterIR's own padding (reflect at the bottom and right), so the output equals the
-    eager model's for any ``H, W >= multiple``.
-
-    Args:
-        model: the network.
-        multiple: its padding multiple (:func:`interir.inference.size_multiple`).
-        scripted: do the padding and cropping in TorchScript functions (for ``torch.jit.trace``,
-            which would otherwise freeze the pad amounts of the example size).
-    """
-
-    def __init__(self, model: nn.Module, multiple: int, scripted: bool = False) -> None:
-        super().__init__()
-        self.model = model
-        self.multiple = int(multiple)
-        self.scripted = scripted
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.multiple <= 1:
-            return self.model(x)
-        if self.scripted:
-            return _scripted("crop")(self.model(_scripted("pad")(x, self.multiple)), x)
-        height, width = x.shape[-2], x.shape[-1]
-        k = self.multiple
-        pad_h = (height + k - 1) // k * k - height
-        pad_w = (width + k - 1) // k * k - width
-        padded = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-        return self.model(padded)[:, :, :height, :width]
-
-
-def prepare_for_export(model: nn.Module, scripted_padding: bool = False) -> tuple[nn.Module, bool]:
-    """The export form of ``model``: a copy in eval mode, wrapped in :class:`PadCrop`.
-
-    Every explainable conv of the copy gets :func:`export_friendly_conv_forward` and stops storing
-    its explanation; the original model is not changed.
-
-    Returns:
-        ``(wrapped copy, dynamic_batch)``: ``dynamic_batch`` is True when every explainable conv is
+        ``(copy, dynamic_batch)``: ``dynamic_batch`` is True when every explainable conv is
         depthwise with stride 1 (then nothing in the graph depends on the batch size).
     """
-    from interir.inference.restore import size_multiple
-    from interir.models.explainable_conv import ExplainableConv2d
-
     copy_ = copy.deepcopy(model).cpu().eval()
     dynamic_batch = True
     for module in copy_.modules():
@@ -225,11 +73,15 @@ def prepare_for_export(model: nn.Module, scripted_padding: bool = False) -> tupl
             module.store_explanation = False
             module.last_mask = None
             module.last_attention = None
-            module.forward = types.MethodType(export_friendly_conv_forward, module)
-            dynamic_batch &= _is_depthwise(module)
+            dynamic_batch &= is_depthwise(module)
     for p in copy_.parameters():
         p.requires_grad_(False)
-    return PadCrop(copy_, size_multiple(model), scripted=scripted_padding).eval(), dynamic_batch
+    return copy_, dynamic_batch
+
+
+def _min_size(model: nn.Module) -> int:
+    """Smallest height and width an export accepts (reflect padding needs pad < size)."""
+    return max(minimum_size(model), size_multiple(model))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -322,18 +174,14 @@ def export_onnx(
         [0, 1] and output ``restored`` of the same shape (not clamped, as the eager model).
     """
     _require_onnx_exporter()
-    from torch.export import Dim
-
-    from interir.inference.restore import minimum_size
-
-    wrapped, can_batch = prepare_for_export(model)
+    exported, can_batch = prepare_for_export(model)
     batch_dynamic = can_batch if dynamic_batch is None else (bool(dynamic_batch) and can_batch)
     if dynamic_batch and not can_batch:
         warnings.warn(
             "this model has non-depthwise explainable convs: the ONNX batch is fixed at 1",
             stacklevel=2,
         )
-    min_size = max(minimum_size(model), wrapped.multiple)
+    min_size = _min_size(model)
     # Batch 2 in the example: torch.export specialises dimensions whose example size is 0 or 1.
     x = _example_input(example_size, 2 if batch_dynamic else 1, min_size)
     axes = {2: Dim("height", min=min_size, max=65536), 3: Dim("width", min=min_size, max=65536)}
@@ -351,7 +199,7 @@ def export_onnx(
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning)
             program = torch.onnx.export(
-                wrapped, (x,), dynamo=True, dynamic_shapes={"x": axes}, input_names=["image"],
+                exported, (x,), dynamo=True, dynamic_shapes={"x": axes}, input_names=["image"],
                 output_names=["restored"], optimize=optimize, verbose=False, **kwargs,
             )
     finally:
@@ -382,15 +230,13 @@ def export_torchscript(
     *,
     example_size: tuple[int, int] = (64, 96),
 ) -> ExportResult:
-    """Export to TorchScript by tracing the export form; height, width and batch stay dynamic.
+    """Export to TorchScript by tracing the model; height, width and batch stay dynamic.
 
     Load it with ``torch.jit.load(path)``; input ``(B, 3, H, W)`` float32 in [0, 1] with
     ``H, W >= min_size``; output the same shape (not clamped).
     """
-    from interir.inference.restore import minimum_size
-
-    wrapped, can_batch = prepare_for_export(model, scripted_padding=True)
-    min_size = max(minimum_size(model), wrapped.multiple)
+    exported, can_batch = prepare_for_export(model)
+    min_size = _min_size(model)
     x = _example_input(example_size, 1, min_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -398,7 +244,7 @@ def export_torchscript(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings about Python ints in the model code
         with torch.no_grad():
-            traced = torch.jit.trace(wrapped, (x,), check_trace=False)
+            traced = torch.jit.trace(exported, (x,), check_trace=False)
     traced.save(str(path))
     return ExportResult(path, "torchscript", can_batch, min_size, time.perf_counter() - start)
 

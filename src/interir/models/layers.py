@@ -8,6 +8,46 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def is_exporting() -> bool:
+    """True while ``torch.jit`` traces or scripts, or ``torch.onnx`` exports, the running code.
+
+    Forms whose exported graph would bake in the example's sizes branch on it.
+    """
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
+
+
+def adaptive_avg_pool2d_exportable(x: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, (out_h, out_w))`` written with cumulative sums and index_select.
+
+    Bin ``i`` along an axis of length ``n`` covers ``[floor(i n / k), ceil((i + 1) n / k))``, as in
+    PyTorch; the bin bounds are tensors computed from the (possibly symbolic) size, so the traced
+    graph is correct for every input size. Exact for 0/1 masks (integer sums below 2^24).
+
+    Args:
+        x: ``(..., H, W)`` float tensor.
+        out_h, out_w: output size.
+
+    Returns:
+        ``(..., out_h, out_w)`` tensor.
+    """
+    start_h, end_h = _bin_bounds(x.shape[-2], out_h, x.device)
+    start_w, end_w = _bin_bounds(x.shape[-1], out_w, x.device)
+    cumulative = F.pad(x.cumsum(-2), (0, 0, 1, 0))
+    rows = cumulative.index_select(-2, end_h) - cumulative.index_select(-2, start_h)
+    cumulative = F.pad(rows.cumsum(-1), (1, 0))
+    sums = cumulative.index_select(-1, end_w) - cumulative.index_select(-1, start_w)
+    area = ((end_h - start_h).unsqueeze(1) * (end_w - start_w).unsqueeze(0)).to(x.dtype)
+    return sums / area
+
+
+def _bin_bounds(n, k: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Start and end of adaptive pooling's ``k`` bins over an axis of (possibly symbolic) length n."""
+    i = torch.arange(k, device=device)
+    start = torch.div(i * n, k, rounding_mode="floor")
+    end = torch.div((i + 1) * n + (k - 1), k, rounding_mode="floor")
+    return start, end
+
+
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channel dimension of a ``(B, C, H, W)`` map, independently per pixel.
 
@@ -96,7 +136,7 @@ class WindowedMeanPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.window == 0:
             return x.mean(dim=(-2, -1), keepdim=True)
-        if torch.jit.is_tracing() or torch.jit.is_scripting():
+        if is_exporting():
             # Exported graphs must not bake the window's size relative to the traced image in.
             return _shifted_window_mean(_shifted_window_mean(x, self.window, -2), self.window, -1)
         return _shifted_window_mean_2d(x, self.window)
@@ -111,9 +151,15 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     Returns the padded tensor and the original ``(H, W)`` for :func:`crop_to`. Reflection (rather
     than zeros) keeps the image statistics at the border, which matters for the Gram-matrix
     initialisation of the degradation factors; when the image is too small to reflect (pad >= size)
-    the edge is replicated instead.
+    the edge is replicated instead. When exporting (:func:`is_exporting`) it always reflects, by
+    amounts computed from the traced or symbolic size, so the graph serves every size >= multiple.
     """
-    height, width = x.shape[-2:]
+    height, width = x.shape[-2], x.shape[-1]
+    if is_exporting():
+        # No branch on the size: an exported graph pads any size (>= multiple, maybe by zero).
+        pad_h = (height + multiple - 1) // multiple * multiple - height
+        pad_w = (width + multiple - 1) // multiple * multiple - width
+        return F.pad(x, (0, pad_w, 0, pad_h), mode="reflect"), (height, width)
     pad_h = (-height) % multiple
     pad_w = (-width) % multiple
     if pad_h or pad_w:
