@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= dev,viz,onnx,io16,app,e2e
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench clean browser
+.PHONY: venv demo test test-quick bench clean browser
 
 $(STAMP): pyproject.toml constraints/cpu.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,10 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n 2
+
+# The suite without the tests marked `slow` (ONNX export, multi-process runs): a quick check.
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/model_speed.py

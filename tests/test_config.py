@@ -23,12 +23,11 @@ def test_shipped_configs_validate():
         if cfg.loss.pixel == "l1":
             assert cfg.loss.fft_weight == 0.1
         else:
-            previous = {"cpu-default-stage2": "cpu-default", "cpu-default-stage3": "cpu-default-stage2",
-                        "cpu-default-stage4": "cpu-default-stage3",
-                        "cpu-default-stage5": "cpu-default-stage4"}
-            assert path.stem in previous
+            # A fine-tuning stage: it starts from the best weights of another shipped config's run.
             assert (cfg.loss.pixel, cfg.loss.fft_weight) == ("psnr", 0.0)
-            assert cfg.train.init_from == f"runs/{previous[path.stem]}/checkpoints/best"
+            start = Path(str(cfg.train.init_from))
+            assert start.parts[0] == "runs" and start.parts[2:] == ("checkpoints", "best"), path
+            assert start.parts[1] in names and start.parts[1] != path.stem, path
         assert cfg.optim.name == "adam" and cfg.optim.schedule == "cosine"
 
 
@@ -39,8 +38,6 @@ def test_paper_configs_carry_the_paper_recipe():
         assert cfg.train.batch_size == 32 and cfg.data.augment
         assert (cfg.optim.lr, cfg.optim.lr_final, cfg.data.patch_size, cfg.train.iterations) == (
             2e-4, 1e-6, 256, 300000)
-        text = (REPO / "configs" / f"{name}.yaml").read_text()
-        assert "[paper]" in text and "[ours]" in text
     mdir = load_config(REPO / "configs" / "paper-mdir.yaml")
     assert len(mdir.data.combinations) == 7
     assert mdir.data.max_levels == {"haze": 150.0, "rain": 300.0, "noise": 50.0}

@@ -103,6 +103,7 @@ def test_load_suite_orders_and_labels(tmp_path):
         load_suite([tmp_path / "missing"])
 
 
+@pytest.mark.viz
 def test_scores_separate_clusters_and_not_random_labels():
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 16)) * 10
@@ -117,6 +118,7 @@ def test_scores_separate_clusters_and_not_random_labels():
     assert noise.knn_accuracy < 0.6 and abs(noise.silhouette_features) < 0.1
 
 
+@pytest.mark.viz
 def test_scores_on_tiny_sets():
     labels = ["haze", "haze", "noise", "noise", "rain"]
     result = analyse_embedding("x", np.arange(15, dtype=float).reshape(5, 3), labels)
@@ -126,6 +128,7 @@ def test_scores_on_tiny_sets():
         analyse_embedding("x", np.zeros((3, 2)), ["a", "b", "c"])
 
 
+@pytest.mark.viz
 def test_suite_embedding_and_report(tmp_path):
     root = _write_suite(tmp_path / "suite", per_combo=4)
     items = load_suite([root])
@@ -147,6 +150,7 @@ def test_suite_embedding_and_report(tmp_path):
     assert rows[0]["image"].endswith("img00.png")
 
 
+@pytest.mark.viz
 @pytest.mark.filterwarnings("ignore:.* is a model name")
 def test_embed_command(tmp_path):
     from interir.cli.app import app

@@ -176,6 +176,7 @@ def test_upsample_mask_geometry():
     assert scale is None and odd.shape == (8, 8) and odd.all()
 
 
+@pytest.mark.viz
 def test_deepsn_model_explains_stages_without_convs(tmp_path):
     model = create_model("deepsn-small", width=8, stages=2, head_expansion=1).eval()
     noisy, _ = _pair()
@@ -188,6 +189,7 @@ def test_deepsn_model_explains_stages_without_convs(tmp_path):
         explain_image(model, noisy, conv_names=["stages.0.resm.aux_block.depthwise"])
 
 
+@pytest.mark.viz
 def test_report_is_written_for_a_tiny_model(tiny_explanation, tmp_path):
     _, _, _, exp = tiny_explanation
     index = write_report(exp, tmp_path / "report")
@@ -231,6 +233,7 @@ def test_missing_matplotlib_names_the_extra(tiny_explanation, tmp_path, monkeypa
     assert not (tmp_path / "nothing" / "index.html").exists()
 
 
+@pytest.mark.viz
 @pytest.mark.filterwarnings("ignore:'interir-tiny' is a model name")
 def test_explain_command(tmp_path):
     from interir.cli.app import app

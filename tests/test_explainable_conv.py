@@ -110,12 +110,37 @@ def test_convert_any_model_with_predicate():
     assert list(explainable_convs(model)) == ["0", "2", "3"]
 
 
-def test_inference_mode_and_bad_temperatures():
-    conv = ExplainableConv2d(2, 2, 3, padding=1)
+def _reference(conv: ExplainableConv2d, x: torch.Tensor) -> torch.Tensor:
+    """Eqs. 16-20 written out per sample: hard mask, adaptive pooling, k^2 softmax, own kernel."""
+    kh, kw = conv.kernel_size
+    mask = (x > conv.threshold.view(1, -1, 1, 1)).float()
+    pooled = F.adaptive_avg_pool2d(mask, (kh, kw)).flatten(2) / conv.attention_temperature
+    attention = (torch.softmax(pooled, -1) * kh * kw).view(x.shape[0], -1, kh, kw)
+    weights = conv.per_sample_weight(attention)
+    return torch.cat([F.conv2d(x[b : b + 1], weights[b], conv.bias, conv.stride, conv.padding,
+                               conv.dilation, conv.groups) for b in range(x.shape[0])])
+
+
+@pytest.mark.parametrize("groups", [1, 6])
+def test_inference_and_training_forwards_follow_the_mask(groups):
+    """Without gradients (inference) and with them (training, the export forms) the output is
+    the mask-attended convolution, not the plain one."""
+    conv = ExplainableConv2d(6, 6, 3, padding=1, groups=groups)
+    with torch.no_grad():
+        conv.threshold.normal_(0, 0.5)
+    x = torch.randn(3, 6, 11, 13)
+    expected = _reference(conv, x)
     with torch.inference_mode():
-        out = conv(torch.rand(1, 2, 5, 5))
-    assert out.shape == (1, 2, 5, 5)
+        inferred = conv(x)
+    trained = conv(x.clone().requires_grad_())
+    torch.testing.assert_close(inferred, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(trained.detach(), expected, rtol=1e-5, atol=1e-5)
+    plain = F.conv2d(x, conv.weight, conv.bias, padding=1, groups=groups)
+    assert (inferred - plain).abs().max() > 1e-2
+
+
+def test_bad_temperatures():
     with pytest.raises(ValueError, match="temperature"):
         ExplainableConv2d(2, 2, 3, ste_temperature=0)
-    reference = F.conv2d(torch.ones(1, 2, 5, 5), conv.weight, conv.bias, padding=1)
-    assert reference.shape == out.shape
+    with pytest.raises(ValueError, match="temperature"):
+        ExplainableConv2d(2, 2, 3, attention_temperature=-1)

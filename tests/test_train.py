@@ -44,12 +44,16 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, haze_de
         extra.append("loss.pixel=psnr")
     straight = train(_cfg(tmp_path, "straight", *extra))
     assert straight.reason == "completed" and straight.step == 8
+    straight_rng = torch.get_rng_state()
 
     first = train(_cfg(tmp_path, "split", *extra), max_steps=4)
     assert first.reason == "max_steps" and first.step == 4
     assert load_training_state(first.run_dir / "checkpoints" / "last")["step"] == 4
+    torch.manual_seed(12345)  # a new session starts from another global generator state
     second = train(_cfg(tmp_path, "split", *extra), resume=True)
     assert second.reason == "completed" and second.step == 8
+    # The generator state saved at step 4 was restored: the session ends where the straight run did.
+    assert torch.equal(torch.get_rng_state(), straight_rng)
 
     (w1, e1), (w2, e2) = _weights(straight.run_dir), _weights(second.run_dir)
     assert w1.keys() == w2.keys()
