@@ -617,3 +617,26 @@ def test_haze_depth_modes_unchanged_and_wide_spans_real_depth_ratios():
     cfg = validate_config({"data": {"train_roots": ["x"], "haze_depth": "wide",
                                     "val": {"kind": "synthetic", "roots": ["x"], "haze_depth": "wide"}}})
     assert cfg.data.haze_depth == "wide" and cfg.data.val.haze_depth == "wide"
+
+
+# ---------------------------------------------------------------------------- per-degradation power
+
+
+def test_level_power_per_degradation_lightens_only_the_named_one():
+    uniform = DegradationPipeline().sample(2000, torch.Generator().manual_seed(5))
+    noise3 = DegradationPipeline(level_power={"noise": 3}).sample(2000, torch.Generator().manual_seed(5))
+    assert torch.equal(noise3.levels[:, :2], uniform.levels[:, :2])  # haze and rain as drawn
+    u, v = uniform.levels[:, 2], noise3.levels[:, 2]
+    active = u > 0
+    assert torch.allclose(v[active], 50.0 * (u[active] / 50.0) ** 3, rtol=1e-4, atol=1e-4)
+    # nearly clean noise (sigma <= 5 of 255) for (1/10)**(1/3) = 46% of the noisy images
+    assert abs(float((v[active] <= 5.0).float().mean()) - 0.464) < 0.05
+    same = DegradationPipeline(level_power={"haze": 2, "rain": 2, "noise": 2})
+    assert torch.equal(same.sample(50, torch.Generator().manual_seed(1)).levels,
+                       DegradationPipeline(level_power=2).sample(50, torch.Generator().manual_seed(1)).levels)
+    for bad in ({"snow": 2}, {"noise": 0}, {"noise": float("nan")}):
+        with pytest.raises(ValueError, match="level_power"):
+            DegradationPipeline(level_power=bad)
+    assert validate_config({"data": {"train_roots": ["x"], "level_power": {"noise": 3}}}).data.level_power == {"noise": 3.0}
+    with pytest.raises(ConfigError, match="level_power"):
+        validate_config({"data": {"train_roots": ["x"], "level_power": {"noise": 20}}})

@@ -151,6 +151,14 @@ def _check_rain_style(value: str) -> str:
     return value
 
 
+def _check_level_power(value: float | dict[str, float]) -> float | dict[str, float]:
+    from interir.degradations import parse_level_powers
+
+    if max(parse_level_powers(value).values()) > 10:
+        raise ValueError(f"level_power must be at most 10, got {value}")
+    return value
+
+
 class ValSection(_Section):
     """Held-out validation, run every ``train.val_every`` steps and at the end.
 
@@ -227,7 +235,8 @@ class DataSection(_Section):
         combinations: degradation combinations to draw from (default: all seven).
         max_levels: upper ends of the level ranges (default haze 150, rain 300, noise 50).
         level_power: levels are drawn as ``max * u**level_power``, u uniform in (0, 1]: 1 is the
-            test sets' uniform draw, larger values give more lightly degraded images ([ours]).
+            test sets' uniform draw, larger values give more lightly degraded images ([ours]);
+            a mapping sets it per degradation, e.g. ``{noise: 3}`` (others 1).
         clean_fraction: share of training images left undegraded (all levels 0) ([ours]): a blind
             model otherwise "restores" clean photos too.
         degrade_rng: where the per-image rain/noise fields are drawn (``"cpu"``: identical on
@@ -255,7 +264,7 @@ class DataSection(_Section):
     augment: bool = True
     combinations: list[str] | None = None
     max_levels: dict[str, float] | None = None
-    level_power: float = Field(default=1.0, gt=0, le=10)
+    level_power: float | dict[str, float] = 1.0
     clean_fraction: float = Field(default=0.0, ge=0, lt=1)
     degrade_rng: Literal["cpu", "same"] = "cpu"
     haze_depth: Literal["centre", "crop", "mixed", "scene", "wide"] = "centre"
@@ -268,6 +277,7 @@ class DataSection(_Section):
     _levels = field_validator("max_levels")(_check_levels)
     _airlight = field_validator("haze_airlight")(_check_airlight)
     _rain_style = field_validator("rain_style")(_check_rain_style)
+    _powers = field_validator("level_power")(_check_level_power)
 
     @property
     def val_sets(self) -> list[ValSection]:

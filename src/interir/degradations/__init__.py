@@ -25,6 +25,7 @@ from interir.degradations.pipeline import (
     DegradationPipeline,
     canonical_combination,
     parse_combinations,
+    parse_level_powers,
     parse_levels,
 )
 from interir.degradations.rain import (
@@ -63,6 +64,7 @@ __all__ = [
     "RainSampling",
     "canonical_combination",
     "parse_combinations",
+    "parse_level_powers",
     "parse_levels",
     "patch_depth",
     "pseudo_depth",

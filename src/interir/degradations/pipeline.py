@@ -40,6 +40,7 @@ __all__ = [
     "canonical_combination",
     "parse_combinations",
     "parse_levels",
+    "parse_level_powers",
 ]
 
 #: The three degradations, in the order they are applied.
@@ -146,6 +147,26 @@ def parse_levels(spec: str | Mapping[str, float] | None) -> dict[str, float]:
         if not math.isfinite(val) or val < 0:
             raise ValueError(f"level for {k} must be a finite number >= 0, got {val}")
         out[k] = val
+    return out
+
+
+def parse_level_powers(spec: float | Mapping[str, float]) -> dict[str, float]:
+    """A level power for every degradation: one number for all, or a mapping (others get 1).
+
+    Raises:
+        ValueError: an unknown degradation, or a power that is not a finite number > 0.
+    """
+    if isinstance(spec, Mapping):
+        bad = [k for k in spec if str(k).strip().lower() not in DEGRADATIONS]
+        if bad:
+            raise ValueError(f"unknown degradation {bad[0]!r} in level_power; use {', '.join(DEGRADATIONS)}")
+        out = {d: 1.0 for d in DEGRADATIONS}
+        out.update({str(k).strip().lower(): float(v) for k, v in spec.items()})
+    else:
+        out = {d: float(spec) for d in DEGRADATIONS}
+    for d, p in out.items():
+        if not (math.isfinite(p) and p > 0):
+            raise ValueError(f"level_power must be a finite number > 0, got {p} for {d}")
     return out
 
 
@@ -322,7 +343,8 @@ class DegradationPipeline:
             for every degradation in the image's combination and is 0 for the others.
         level_power: draw ``max * u**level_power`` with u uniform in (0, 1] instead ([ours]);
             1 (default) is the uniform draw, 2 puts half the levels below a quarter of the
-            range (more lightly degraded images).
+            range (more lightly degraded images). A mapping (``{"noise": 3}``) sets it per
+            degradation, 1 for those it does not name: nearly clean noise without lighter rain.
         clean_fraction: probability that an image is left clean ([ours]): it keeps its drawn
             combination name but every level is 0, so the network also learns to leave an
             undegraded photo alone. 0 (default) draws nothing extra.
@@ -353,14 +375,14 @@ class DegradationPipeline:
         rain_sampling: RainSampling | LayeredRainSampling | RainMix | str = RainSampling(),
         clip: bool = True,
         rng_device: str = "cpu",
-        level_power: float = 1.0,
+        level_power: float | Mapping[str, float] = 1.0,
         clean_fraction: float = 0.0,
     ) -> None:
-        if not (math.isfinite(level_power) and level_power > 0):
-            raise ValueError(f"level_power must be a finite number > 0, got {level_power}")
         if not 0.0 <= clean_fraction < 1.0:
             raise ValueError(f"clean_fraction must be in [0, 1), got {clean_fraction}")
-        self.level_power = float(level_power)
+        self.level_powers = parse_level_powers(level_power)
+        self.level_power = (float(level_power) if not isinstance(level_power, Mapping)
+                            else dict(self.level_powers))
         self.clean_fraction = float(clean_fraction)
         self.combinations = parse_combinations(combinations)
         self.max_levels = dict(DEFAULT_MAX_LEVELS)
@@ -424,7 +446,7 @@ class DegradationPipeline:
             if d in self.fixed_levels:
                 drawn = torch.full((b,), self.fixed_levels[d], device=gdev)
             else:
-                drawn = self.max_levels[d] * (1.0 - u[:, j]) ** self.level_power  # in (0, max]
+                drawn = self.max_levels[d] * (1.0 - u[:, j]) ** self.level_powers[d]  # in (0, max]
             lv.append(torch.where(active, drawn, torch.zeros_like(drawn)).float())
         haze = sample_haze_params(lv[0], generator, self.haze_sampling)
         rain = sample_rain_params(lv[1], generator, self.rain_sampling)
