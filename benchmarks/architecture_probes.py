@@ -11,7 +11,7 @@ validation PSNR at step 1000, read from the run's ``metrics.jsonl``.
     python benchmarks/architecture_probes.py --report             # table -> benchmarks/results/
 
 Results accumulate in ``benchmarks/results/architecture_probes.json`` (one entry per probe and
-seed); ``--report`` writes ``architecture_probes_table.md`` from it. Run folders go to
+seed); ``--report`` prints the table that ``architecture_probes.md`` quotes. Run folders go to
 ``runs/probes/`` (ignored by git).
 """
 
@@ -28,7 +28,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "architecture_probes.json"
-TABLE = ROOT / "benchmarks" / "results" / "architecture_probes_table.md"
 RECIPE = [
     "train.iterations=1000", "train.val_every=1000", "train.ckpt_every=250", "data.val.limit=56",
     "output.tensorboard=off", "train.threads=1",
@@ -165,7 +164,6 @@ def report() -> str:
         )
     lines += ["", "Commands (run from the repository root):", ""]
     lines += [f"- `{r['probe']}` seed {r['seed']}: `{shlex.join(command(r['probe'], r['seed']))}`" for r in results]
-    TABLE.write_text("\n".join(lines) + "\n")
     return "\n".join(lines)
 
 
