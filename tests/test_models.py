@@ -145,16 +145,16 @@ def test_tiny_model_overfits_one_pair():
     assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
 
 
-def test_default_size_has_a_full_rank_working_space():
-    # Up maps C channels at 1/s to 3*s*s pixel values: with C < 3*s*s (interir-small) part of any
-    # pixel pattern, e.g. white noise, is out of reach of the predicted residual.
-    base = interir.create_model("interir-base")
-    c, s = base.config.width, base.config.downsample
-    assert c >= 3 * s * s
-    up = base.up[0].weight.detach().flatten(1)  # (3*s*s, C)
-    assert torch.linalg.matrix_rank(up) == 3 * s * s
-    small = interir.create_model("interir-small")
-    assert torch.linalg.matrix_rank(small.up[0].weight.detach().flatten(1)) < 3 * small.config.downsample**2
+def test_registered_cpu_sizes_have_a_full_rank_working_space():
+    # Up maps C channels at 1/s to 3*s*s pixel values: with C < 3*s*s (v1's interir-small, C = 32)
+    # part of any pixel pattern, e.g. white noise, is out of reach of the predicted residual.
+    for name in ("interir-base", "interir-small"):
+        model = interir.create_model(name)
+        c, s = model.config.width, model.config.downsample
+        assert c >= 3 * s * s, name
+        assert torch.linalg.matrix_rank(model.up[0].weight.detach().flatten(1)) == 3 * s * s, name
+    v1_small = interir.create_model("interir-small", width=32)
+    assert torch.linalg.matrix_rank(v1_small.up[0].weight.detach().flatten(1)) < 3 * v1_small.config.downsample**2
 
 
 def test_refinement_starts_as_identity_and_is_trainable():
