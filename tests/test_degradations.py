@@ -349,7 +349,7 @@ def test_scene_depth_follows_the_clean_patch_and_splits_like_one_process():
     # "crop" and "mixed" honour rows the same way
     mixed = patch_depth(16, 32, 32, torch.Generator().manual_seed(4), "mixed")
     assert torch.equal(patch_depth(16, 32, 32, torch.Generator().manual_seed(4), "mixed", rows=rows), mixed[rows])
-    with pytest.raises(ValueError, match="needs the clean patches"):
+    with pytest.raises(ValueError, match="need the clean patches"):
         patch_depth(4, 8, 8, torch.Generator(), "scene")
     with pytest.raises(ValueError, match="clean must have shape"):
         patch_depth(4, 8, 8, torch.Generator(), "scene", clean=torch.rand(3, 3, 8, 8))
