@@ -21,7 +21,7 @@ from interir.engine.evaluate import EvalOptions, evaluate
 from interir.inference import plan_tiles, restore_paths, restore_tensor
 from interir.inference.tiling import tiled_apply
 from interir.utils.progress import ProgressDisplay, choose_mode, format_seconds
-from interir.utils.threads import THREADS_HELP, apply_threads
+from interir.utils.threads import DEFAULT_THREADS, THREADS_HELP, apply_threads
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -170,12 +170,12 @@ def test_restore_prints_one_line_per_image_with_its_time(tmp_path, monkeypatch):
 
 
 def test_help_states_the_thread_default_and_no_stale_tile_text():
-    assert "not yet chosen by measurement" in THREADS_HELP
+    assert DEFAULT_THREADS == 1 and "Default 1, chosen by measurement" in THREADS_HELP
     assert "benchmarks/thread_default.py" in THREADS_HELP
     for command in ("restore", "eval"):
         result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "300"})
         text = " ".join(result.output.split())
-        assert result.exit_code == 0 and "Default: all cores (torch's own choice)" in text
+        assert result.exit_code == 0 and "Default 1, chosen by measurement" in text
     restore_help = " ".join(runner.invoke(app, ["restore", "--help"],
                                           env={"COLUMNS": "300"}).output.split())
     assert "interir-small" not in restore_help and "512 for the default model" in restore_help

@@ -1,10 +1,9 @@
 """The CPU thread count of ``restore`` and ``eval``: its default, and why it is that.
 
-The default stays torch's own (one thread per core) until ``benchmarks/thread_default.py`` has
-timed one against all cores on an idle and on a loaded machine; its table goes to
-``benchmarks/results/thread_default.md`` and the default follows the count that is never much
-worse than the best. The one measurement so far (``docs/inference.md``) is of a loaded machine,
-where all cores were far slower than one.
+``benchmarks/thread_default.py`` timed one against all cores (2 here) restoring a 1-MP photo with
+the default model, on an idle machine and with one core taken by another process
+(``benchmarks/results/thread_default.md``): idle, 1 thread took 1.50x the time of 2; busy, 2
+threads took 2.02x the time of 1. One thread is never much worse, so it is the default.
 """
 
 from __future__ import annotations
@@ -13,15 +12,14 @@ import torch
 
 __all__ = ["DEFAULT_THREADS", "THREADS_HELP", "apply_threads"]
 
-#: Threads used when ``--threads`` is not given; ``None`` keeps torch's choice (all cores).
-DEFAULT_THREADS: int | None = None
+#: Threads used when ``--threads`` is not given (``None`` would keep torch's choice, all cores).
+DEFAULT_THREADS: int | None = 1
 
 #: The ``--threads`` help of ``restore`` and ``eval``.
 THREADS_HELP = (
-    "torch CPU threads. Default: all cores (torch's own choice); not yet chosen by measurement: "
-    "benchmarks/thread_default.py times 1 vs all cores on an idle and a loaded machine and the "
-    "default will follow its result. On a busy machine pass 1: with the other core busy, 2 "
-    "threads were 50x slower than 1 (docs/inference.md)."
+    "torch CPU threads. Default 1, chosen by measurement (benchmarks/thread_default.py, a 1-MP "
+    "photo on 2 cores): on an idle machine all cores are 1.5x faster, with one core busy they "
+    "are 2x slower; 1 is never much worse. Pass the core count on a machine you know is idle."
 )
 
 
