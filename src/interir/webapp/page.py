@@ -200,7 +200,25 @@ def launch(
     settings = settings or AppSettings()
     page = build_app(settings)
     page.queue(default_concurrency_limit=1)  # one restoration at a time: they share the cores
-    page.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
-                allowed_paths=[str(settings.work_dir)], prevent_thread_lock=not block,
-                footer_links=["api"], quiet=not block)
+    options = dict(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
+                   allowed_paths=[str(settings.work_dir)], footer_links=["api"], quiet=not block)
+    try:
+        page.launch(prevent_thread_lock=not block, **options)
+    except ValueError as exc:
+        if share or not _self_check_timed_out(exc, page):
+            raise
+        log.warning("gradio's start-up check of %s got no answer in time (busy machine); "
+                    "the page is served anyway", page.local_url)
+        if block:
+            page.block_thread()
     return page
+
+
+def _self_check_timed_out(exc: ValueError, page: gr.Blocks) -> bool:
+    """True for gradio's "localhost is not accessible" error on a server that did start.
+
+    Once its server runs, gradio sends it one request with a 3-second timeout and gives up on a
+    timeout. On a saturated CPU the answer can take longer although the server works; we keep
+    serving then ([ours]).
+    """
+    return "localhost is not accessible" in str(exc) and bool(getattr(page, "is_running", False))
