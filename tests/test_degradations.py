@@ -451,7 +451,8 @@ def test_layered_styles_are_seeded_recorded_and_rebuilt(style):
     recs = json.loads(json.dumps(p1.to_records()))
     for r in recs:
         assert r["rain_style"] == "layered" and isinstance(r["rain_layers"], int)
-        assert all(r[k] is not None for k in ("rain_spread", "rain_blur", "rain_veil", "rain_density"))
+        assert all(r[k] is not None
+                   for k in ("rain_spread", "rain_blur", "rain_veil", "rain_density"))
     assert torch.equal(pipe.apply(x, DegradationParams.from_records(recs)), y1)
     # a classic pipeline rebuilds the same images from the records: the style travels with them
     assert torch.equal(DegradationPipeline().apply(x, DegradationParams.from_records(recs)), y1)
@@ -486,8 +487,9 @@ def test_benchmark_style_mixes_the_three_layered_styles():
 
 
 def _shift_correlation(r: torch.Tensor, angle: float, dist: float = 10.0) -> float:
-    """Correlation of a (H, W) map with itself moved ``dist`` pixels along ``angle`` (from vertical)."""
-    dy, dx = round(dist * math.cos(math.radians(angle))), round(dist * math.sin(math.radians(angle)))
+    """Correlation of a (H, W) map with itself moved ``dist`` pixels along ``angle`` (deg)."""
+    rad = math.radians(angle)
+    dy, dx = round(dist * math.cos(rad)), round(dist * math.sin(rad))
     h, w = r.shape
     a = r[max(0, -dy): h - max(0, dy), max(0, -dx): w - max(0, dx)]
     b = r[max(0, dy): h + min(0, dy), max(0, dx): w + min(0, dx)]
@@ -543,7 +545,8 @@ def test_layered_kernel_width_length_and_blur():
     c = torch.arange(-64, 65, dtype=torch.float32)
     yy, xx, w = c[:, None], c[None, :], tilted / tilted.sum()
     sxx, syy, sxy = (w * xx * xx).sum(), (w * yy * yy).sum(), (w * xx * yy).sum()
-    assert math.degrees(0.5 * math.atan2(2 * float(sxy), float(syy - sxx))) == pytest.approx(30.0, abs=0.5)
+    principal = math.degrees(0.5 * math.atan2(2 * float(sxy), float(syy - sxx)))
+    assert principal == pytest.approx(30.0, abs=0.5)
 
 
 def test_layered_density_grows_with_level_and_density():
@@ -575,7 +578,8 @@ def test_old_records_are_classic_and_bad_styles_fail():
     p = DegradationParams.from_records([rec])
     assert int(p.rain.style[0]) == 0
     x = _batch(1, 32, 32)
-    assert torch.equal(DegradationPipeline().apply(x, p), Rain()(x, _rain(1, 100.0, 5.0, 20.0, 1.0, 0.8, 3)))
+    classic = Rain()(x, _rain(1, 100.0, 5.0, 20.0, 1.0, 0.8, 3))
+    assert torch.equal(DegradationPipeline().apply(x, p), classic)
     with pytest.raises(ValueError, match="rain_style"):
         DegradationParams.from_records([{**rec, "rain_style": "drizzle"}])
 
@@ -614,8 +618,8 @@ def test_haze_depth_modes_unchanged_and_wide_spans_real_depth_ratios():
     assert float((scene.amax(dim=(1, 2, 3)) / scene.amin(dim=(1, 2, 3))).max()) < 3.0
     with pytest.raises(ValueError, match="clean"):
         patch_depth(2, 8, 8, torch.Generator(), "wide")
-    cfg = validate_config({"data": {"train_roots": ["x"], "haze_depth": "wide",
-                                    "val": {"kind": "synthetic", "roots": ["x"], "haze_depth": "wide"}}})
+    val = {"kind": "synthetic", "roots": ["x"], "haze_depth": "wide"}
+    cfg = validate_config({"data": {"train_roots": ["x"], "haze_depth": "wide", "val": val}})
     assert cfg.data.haze_depth == "wide" and cfg.data.val.haze_depth == "wide"
 
 
@@ -624,7 +628,8 @@ def test_haze_depth_modes_unchanged_and_wide_spans_real_depth_ratios():
 
 def test_level_power_per_degradation_lightens_only_the_named_one():
     uniform = DegradationPipeline().sample(2000, torch.Generator().manual_seed(5))
-    noise3 = DegradationPipeline(level_power={"noise": 3}).sample(2000, torch.Generator().manual_seed(5))
+    noise3 = DegradationPipeline(level_power={"noise": 3}).sample(
+        2000, torch.Generator().manual_seed(5))
     assert torch.equal(noise3.levels[:, :2], uniform.levels[:, :2])  # haze and rain as drawn
     u, v = uniform.levels[:, 2], noise3.levels[:, 2]
     active = u > 0
@@ -632,11 +637,13 @@ def test_level_power_per_degradation_lightens_only_the_named_one():
     # nearly clean noise (sigma <= 5 of 255) for (1/10)**(1/3) = 46% of the noisy images
     assert abs(float((v[active] <= 5.0).float().mean()) - 0.464) < 0.05
     same = DegradationPipeline(level_power={"haze": 2, "rain": 2, "noise": 2})
+    two = DegradationPipeline(level_power=2)
     assert torch.equal(same.sample(50, torch.Generator().manual_seed(1)).levels,
-                       DegradationPipeline(level_power=2).sample(50, torch.Generator().manual_seed(1)).levels)
+                       two.sample(50, torch.Generator().manual_seed(1)).levels)
     for bad in ({"snow": 2}, {"noise": 0}, {"noise": float("nan")}):
         with pytest.raises(ValueError, match="level_power"):
             DegradationPipeline(level_power=bad)
-    assert validate_config({"data": {"train_roots": ["x"], "level_power": {"noise": 3}}}).data.level_power == {"noise": 3.0}
+    cfg = validate_config({"data": {"train_roots": ["x"], "level_power": {"noise": 3}}})
+    assert cfg.data.level_power == {"noise": 3.0}
     with pytest.raises(ConfigError, match="level_power"):
         validate_config({"data": {"train_roots": ["x"], "level_power": {"noise": 20}}})

@@ -163,7 +163,9 @@ def _crop_of_pseudo_depth(
     return _centre_distance(r, torch.maximum(full_h, full_w)[:, None, None], reference)[:, None]
 
 
-def _smooth_random_field(n: int, height: int, width: int, generator: torch.Generator, wide: bool = False):
+def _smooth_random_field(
+    n: int, height: int, width: int, generator: torch.Generator, wide: bool = False
+):
     """A smooth random field (a 3x3 grid of values plus a ramp) and a random near/far range.
 
     Args:

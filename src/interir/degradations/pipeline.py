@@ -159,7 +159,9 @@ def parse_level_powers(spec: float | Mapping[str, float]) -> dict[str, float]:
     if isinstance(spec, Mapping):
         bad = [k for k in spec if str(k).strip().lower() not in DEGRADATIONS]
         if bad:
-            raise ValueError(f"unknown degradation {bad[0]!r} in level_power; use {', '.join(DEGRADATIONS)}")
+            raise ValueError(
+                f"unknown degradation {bad[0]!r} in level_power; use {', '.join(DEGRADATIONS)}"
+            )
         out = {d: 1.0 for d in DEGRADATIONS}
         out.update({str(k).strip().lower(): float(v) for k, v in spec.items()})
     else:
@@ -186,7 +188,9 @@ def _rain_styles(records: Sequence[Mapping[str, Any]], device) -> torch.Tensor:
     for r in records:
         name = r.get("rain_style") or STYLE_NAMES[0]
         if name not in STYLE_NAMES:
-            raise ValueError(f"unknown rain_style {name!r} in a record; expected one of {STYLE_NAMES}")
+            raise ValueError(
+                f"unknown rain_style {name!r} in a record; expected one of {STYLE_NAMES}"
+            )
         codes.append(STYLE_NAMES.index(name))
     return torch.tensor(codes, dtype=torch.int64, device=device)
 

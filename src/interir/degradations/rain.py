@@ -30,8 +30,8 @@ orientations and magnitudes. The *layered* rain covers that range:
    standard deviation ``blur`` pixels (sharp at 0.3, soft at 2);
 4. each layer is clipped to [0, 1], scaled by ``brightness`` (stored in ``blend``) and the layers
    are *added* to the image together with a uniform gray ``veil``:
-   ``out = clip(x + veil + sum_k brightness_k * r_k, 0, 1)`` -- Rain100H's rain is additive: a pair's
-   residual does not depend on the background's brightness (``docs/degradations.md``).
+   ``out = clip(x + veil + sum_k brightness_k * r_k, 0, 1)`` -- Rain100H's rain is additive: a
+   pair's residual hardly depends on the background's brightness (``docs/degradations.md``).
 
 The styles of :data:`RAIN_STYLES` are ranges for these parameters (:func:`rain_sampling_for`).
 """
@@ -72,7 +72,7 @@ __all__ = [
 RAIN_MARGIN = 32
 #: A pixel seeds a streak with probability ``level / SEED_PROBABILITY_SCALE``.
 SEED_PROBABILITY_SCALE = 25600.0
-#: Margin (pixels) of the layered rain; bounds its streak length to ``2 * LAYERED_MARGIN - 8`` ([ours]).
+#: Margin (pixels) of the layered rain ([ours]); streaks are at most ``2 * margin - 8`` long.
 LAYERED_MARGIN = 64
 #: Most streak layers of the layered rain (Rain100H's "up to five directions").
 MAX_LAYERS = 5
@@ -84,7 +84,7 @@ STYLE_NAMES: tuple[str, ...] = ("classic", "layered")
 RAIN_STYLES: tuple[str, ...] = ("classic", "sparse", "heavy", "varied", "benchmark")
 
 
-#: Values of the layered-only fields for a classic image (and for a ``RainParams`` built without them).
+#: The layered-only fields of a classic image (and of a ``RainParams`` built without them).
 CLASSIC_FIELD_VALUES = {"style": 0, "layers": 1.0, "spread": 0.0, "blur": 0.5, "veil": 0.0,
                      "falloff": 1.0, "density": 1.0}
 
@@ -187,16 +187,21 @@ class LayeredRainSampling:
     def __post_init__(self) -> None:
         lo, hi = self.layers
         if not (int(lo) == lo and int(hi) == hi and 1 <= lo <= hi <= MAX_LAYERS):
-            raise ValueError(f"layers must be integers 1 <= low <= high <= {MAX_LAYERS}, got {self.layers}")
+            raise ValueError(
+                f"layers must be integers 1 <= low <= high <= {MAX_LAYERS}, got {self.layers}"
+            )
         for name in _LAYERED_FIELDS:
             lo, hi = getattr(self, name)
             if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-                raise ValueError(f"{name} must be a range [low, high] with low <= high, got {(lo, hi)}")
+                raise ValueError(
+                    f"{name} must be a range [low, high] with low <= high, got {(lo, hi)}"
+                )
 
 
 #: Column order of the layered draws (one uniform each).
 _LAYERED_FIELDS: tuple[str, ...] = (
-    "angle", "spread", "layers", "length", "width", "blur", "brightness", "veil", "falloff", "density",
+    "angle", "spread", "layers", "length", "width",
+    "blur", "brightness", "veil", "falloff", "density",
 )
 
 
@@ -215,13 +220,15 @@ class RainMix:
 SPARSE = LayeredRainSampling()
 #: Rain100H-like: 2-5 directions, dense, with a veil of accumulation ([ours]).
 HEAVY = LayeredRainSampling(
-    angle=(-12.0, 12.0), spread=(0.0, 30.0), layers=(2, 5), length=(40.0, 100.0), width=(1.0, 2.5),
-    blur=(0.3, 0.6), brightness=(0.3, 0.55), veil=(0.0, 0.12), falloff=(0.7, 1.0), density=(0.8, 2.0),
+    angle=(-12.0, 12.0), spread=(0.0, 30.0), layers=(2, 5), length=(40.0, 100.0),
+    width=(1.0, 2.5), blur=(0.3, 0.6), brightness=(0.3, 0.55), veil=(0.0, 0.12),
+    falloff=(0.7, 1.0), density=(0.8, 2.0),
 )
 #: Rain800/Rain1400-like: many orientations and magnitudes ([ours]).
 VARIED = LayeredRainSampling(
-    angle=(-45.0, 45.0), spread=(0.0, 60.0), layers=(1, 4), length=(10.0, 100.0), width=(0.8, 3.0),
-    blur=(0.3, 2.0), brightness=(0.2, 0.8), veil=(0.0, 0.1), falloff=(0.5, 1.0), density=(0.3, 3.0),
+    angle=(-45.0, 45.0), spread=(0.0, 60.0), layers=(1, 4), length=(10.0, 100.0),
+    width=(0.8, 3.0), blur=(0.3, 2.0), brightness=(0.2, 0.8), veil=(0.0, 0.1),
+    falloff=(0.5, 1.0), density=(0.3, 3.0),
 )
 
 
@@ -368,7 +375,7 @@ def streak_layer(
 
 
 def _box(d: torch.Tensor, size: torch.Tensor, blur: torch.Tensor) -> torch.Tensor:
-    """A box of full width ``size`` centred at 0, convolved with a Gaussian of std ``blur``, at ``d``."""
+    """At ``d``: a box of width ``size`` centred at 0, convolved with a Gaussian (std ``blur``)."""
     s2 = math.sqrt(2.0) * blur
     return 0.5 * (torch.erf((d + size / 2.0) / s2) - torch.erf((d - size / 2.0) / s2))
 
@@ -415,7 +422,7 @@ def _fft_convolve(fields_: torch.Tensor, kernels: torch.Tensor, margin: int) -> 
 
 
 def _layer_geometry(params: RainParams, device) -> dict[str, torch.Tensor]:
-    """Per-(image, layer) angle, length, width, brightness and seed probability, ``(n, MAX_LAYERS)``."""
+    """Angle, length, width, brightness, seed probability of each (image, layer), ``(n, 5)``."""
     f32 = dict(device=device, dtype=torch.float32)
     k = torch.arange(MAX_LAYERS, **f32)[None]
     n_layers = params.layers.to(**f32).round().clamp(1, MAX_LAYERS)[:, None]
@@ -500,8 +507,8 @@ class Rain(nn.Module):
             xa = x[active]
             if code == 0:
                 r = streak_layer(sub, h, w, x.device, self.rng_device).to(x.dtype)
-                blend = as_batch_vector(sub.blend, active.numel(), x.device, x.dtype).view(-1, 1, 1, 1)
-                out[active] = (xa * (1.0 - r) + blend * r).clamp(0.0, 1.0)
+                blend = as_batch_vector(sub.blend, active.numel(), x.device, x.dtype)
+                out[active] = (xa * (1.0 - r) + blend.view(-1, 1, 1, 1) * r).clamp(0.0, 1.0)
             else:
                 rain = layered_rain(sub, h, w, x.device, self.rng_device).to(x.dtype)
                 out[active] = (xa + rain).clamp(0.0, 1.0)
