@@ -647,3 +647,13 @@ def test_level_power_per_degradation_lightens_only_the_named_one():
     assert cfg.data.level_power == {"noise": 3.0}
     with pytest.raises(ConfigError, match="level_power"):
         validate_config({"data": {"train_roots": ["x"], "level_power": {"noise": 20}}})
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu_for_layered_rain():
+    x = _batch(4)
+    pipe = DegradationPipeline(combinations="rain,haze+rain+noise", rain_sampling="benchmark")
+    p = pipe.sample(4, torch.Generator().manual_seed(0))
+    cpu = pipe.apply(x, p)
+    gpu = pipe.apply(x.cuda(), p.to("cuda")).cpu()
+    torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=0)
