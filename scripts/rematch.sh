@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The equal-budget rematch (core v2): the cpu-small recipe, 8000 steps, same data, patches, batch
 # and seed, for each model below; then ship each run as a named pretrained model and score it.
+# Every model gets the same recipe change the probes chose: a 10x learning rate for the
+# zero-initialised gains (optim.gain_lr_scale=10; NAFNet's beta/gamma are such gains too).
 #
 #   scripts/rematch.sh                                  # train (or resume), ship and score all four
 #   scripts/rematch.sh nafnet-small deepsn-small        # only these
@@ -25,7 +27,8 @@ for model in "${models[@]}"; do
   if [[ -f $run/checkpoints/last/model.json || -d $run/checkpoints/last ]]; then
     args=("$run" --resume)
   else
-    args=(configs/cpu-small.yaml "model.name=$model" "output.name=rematch-$model" output.tensorboard=off)
+    args=(configs/cpu-small.yaml "model.name=$model" "output.name=rematch-$model" output.tensorboard=off
+          optim.gain_lr_scale=10)
   fi
   if [[ $PROCS -gt 1 ]]; then
     "$BIN/python" -m torch.distributed.run --standalone --nproc_per_node="$PROCS" -m interir.cli train "${args[@]}"

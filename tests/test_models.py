@@ -5,6 +5,7 @@ import torch
 
 import interir
 from interir.models import InterIR, KroneckerOperator
+from interir.models.epblock import EPBlock
 from interir.models.unfolding import InterIRConfig
 
 ALL_MODELS = interir.list_models()
@@ -147,13 +148,16 @@ def test_tiny_model_overfits_one_pair():
 
 def test_registered_cpu_sizes_have_a_full_rank_working_space():
     # Up maps C channels at 1/s to 3*s*s pixel values: with C < 3*s*s (v1's interir-small, C = 32)
-    # part of any pixel pattern, e.g. white noise, is out of reach of the predicted residual.
-    for name in ("interir-base", "interir-small"):
-        model = interir.create_model(name)
-        c, s = model.config.width, model.config.downsample
-        assert c >= 3 * s * s, name
-        assert torch.linalg.matrix_rank(model.up[0].weight.detach().flatten(1)) == 3 * s * s, name
-    v1_small = interir.create_model("interir-small", width=32)
+    # and the pixel Up, part of any pixel pattern, e.g. white noise, is out of reach of the
+    # predicted residual. A learned Up ends at full resolution (EPBlock, 3x3 conv to 3 channels).
+    model = interir.create_model("interir-base")
+    c, s = model.config.width, model.config.downsample
+    assert c >= 3 * s * s and model.config.down_up == "pixel"
+    assert torch.linalg.matrix_rank(model.up[0].weight.detach().flatten(1)) == 3 * s * s
+    small = interir.create_model("interir-small")
+    assert small.config.down_up == "learned" and small.config.width < 3 * small.config.downsample**2
+    assert isinstance(small.up[2], EPBlock) and small.up[-1].out_channels == 3
+    v1_small = interir.create_model("interir-small", width=32, down_up="pixel")
     assert torch.linalg.matrix_rank(v1_small.up[0].weight.detach().flatten(1)) < 3 * v1_small.config.downsample**2
 
 

@@ -23,10 +23,12 @@ V2 = dict(stage_update="add", output_skip="init")
 # The paper's size (Table 8: 27 M parameters, 22 G multiply-adds at 256^2) fixes C = 92 at s = 8,
 # so this variant cannot be lossless (3 s^2 = 192 > 92): kept as the paper sizes it.
 PAPER = InterIRConfig(width=92, stages=15, downsample=8, head_expansion=16, **V2)
-# [ours] CPU size. Width 48 = 3 * 4**2, as DeepSN-Net (s = 4, C = 48): the working channels hold as
-# many numbers as the 4x4x3 pixels they stand for, so Down loses nothing and Up can return any
-# pixel pattern (v1's C = 32 could not reach a third of white noise).
-SMALL = InterIRConfig(width=48, stages=5, downsample=4, head_expansion=4, **V2)
+# [ours] CPU size, chosen by the probes (benchmarks/results/architecture_probes.md): width 32 at 1/4
+# with a learned full-resolution Down/Up (one EPBlock of width 16 each side) scored 19.08 dB after
+# 1000 steps (with optim.gain_lr_scale=10), above the lossless width 48 with the pixel Down/Up
+# (18.56) at 56 % of its multiply-adds. Up works at full resolution, so C < 3 s^2 no longer
+# limits which pixel patterns the residual can reach.
+SMALL = InterIRConfig(width=32, stages=5, downsample=4, head_expansion=4, down_up="learned", **V2)
 # [ours] The shipped default's size (same lossless width), plus two EPBlocks at full resolution
 # (width 16) after the output (benchmarks/results/noise_probe.md); the refinement is reported as
 # its own part of the gain by `interir explain`.
@@ -44,7 +46,7 @@ def _nafnet(config: NAFNetConfig) -> NAFNet:
 
 
 register_model("interir", PAPER, "InterIR at the paper's size (~27 M parameters)")(_interir)
-register_model("interir-small", SMALL, "InterIR core v2 for CPU training (width 48 = lossless at 1/4, 5 stages)")(_interir)
+register_model("interir-small", SMALL, "InterIR core v2 for CPU training (width 32 at 1/4, 5 stages, learned full-resolution Down/Up)")(_interir)
 register_model(
     "interir-base", BASE, "InterIR core v2: width 48 at 1/4, 4 stages, full-resolution refinement (the default's architecture)"
 )(_interir)
