@@ -596,6 +596,17 @@ def test_layered_sampling_rejects_bad_ranges_and_config_selects_a_style():
         validate_config({"data": {"train_roots": ["x"], "rain_style": "drizzle"}})
 
 
+def test_training_pipeline_uses_the_configured_rain_style():
+    from interir.engine.train import training_pipeline
+
+    benchmark = training_pipeline(validate_config({"data": {"train_roots": ["x"], "rain_style": "benchmark"}}))
+    assert isinstance(benchmark.rain_sampling, RainMix)
+    classic = training_pipeline(validate_config({"data": {"train_roots": ["x"]}}))
+    assert classic.rain_sampling == rain_sampling_for("classic")
+    recs = benchmark.sample(64, torch.Generator().manual_seed(0)).to_records()
+    assert "layered" in {r["rain_style"] for r in recs if "rain" in r["combination"]}
+
+
 # ---------------------------------------------------------------------------- wide haze depth
 
 

@@ -829,6 +829,20 @@ def _train(cfg: TrainConfig, di: DistInfo, resume, overwrite: bool, max_steps: i
         return _run(cfg, di, run_dir, per_rank, resume, max_steps, progress, stop_flag, session_start)
 
 
+
+def training_pipeline(cfg: TrainConfig) -> "DegradationPipeline":
+    """The on-the-fly degradation pipeline of a synthetic-data run: combinations, level ranges,
+    airlight range, rain style (``data.rain_style``), level power and clean fraction of ``cfg``."""
+    from interir.degradations import COMBINATIONS, DegradationPipeline, HazeSampling
+
+    return DegradationPipeline(
+        cfg.data.combinations or COMBINATIONS, cfg.data.max_levels, rng_device=cfg.data.degrade_rng,
+        haze_sampling=HazeSampling(airlight=tuple(cfg.data.haze_airlight)),
+        rain_sampling=cfg.data.rain_style,
+        level_power=cfg.data.level_power,
+        clean_fraction=cfg.data.clean_fraction,
+    )
+
 def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, progress: _Progress,
          stop_flag: _StopFlag, session_start: float) -> TrainResult:
     t_cfg, o_cfg, device = cfg.train, cfg.optim, di.device
@@ -895,18 +909,11 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
         _compare_saved_config(run_dir, cfg)
 
     # --- data ---------------------------------------------------------------------------------
-    from interir.degradations import COMBINATIONS, DegradationPipeline, HazeSampling, patch_depth
+    from interir.degradations import patch_depth
 
     dataset = _training_dataset(cfg)
     paired = bool(cfg.data.paired_roots)
-    pipeline = None
-    if not paired:
-        pipeline = DegradationPipeline(
-            cfg.data.combinations or COMBINATIONS, cfg.data.max_levels, rng_device=cfg.data.degrade_rng,
-            haze_sampling=HazeSampling(airlight=tuple(cfg.data.haze_airlight)),
-            level_power=cfg.data.level_power,
-            clean_fraction=cfg.data.clean_fraction,
-        )
+    pipeline = None if paired else training_pipeline(cfg)
     gen_device = device if cfg.data.degrade_rng == "same" else torch.device("cpu")
     degrade_gen = torch.Generator(device=gen_device)
     sampler = _StreamSampler(len(dataset), t_cfg.seed, t_cfg.batch_size, di.rank, per_rank, start_step)
