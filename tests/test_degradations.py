@@ -610,6 +610,21 @@ def test_training_pipeline_uses_the_configured_rain_style():
 # ---------------------------------------------------------------------------- wide haze depth
 
 
+def test_scene_wide_depth_mixes_crops_and_wide_fields():
+    n, h, w = 64, 20, 24
+    clean = torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(3))
+    mix = patch_depth(n, h, w, torch.Generator().manual_seed(5), "scene-wide", clean=clean)
+    crop = patch_depth(n, h, w, torch.Generator().manual_seed(5), "crop")
+    same_as_crop = (mix == crop).flatten(1).all(dim=1)
+    assert 16 < int(same_as_crop.sum()) < 48  # about half the patches keep the crop's depth
+    ratio = lambda d: d.flatten(1).quantile(0.9, dim=1) / d.flatten(1).quantile(0.1, dim=1)  # noqa: E731
+    assert float(ratio(mix[~same_as_crop]).median()) > 2 * float(ratio(crop).median())
+    # a distributed slice gets exactly the rows a single process would give those images
+    part = patch_depth(n, h, w, torch.Generator().manual_seed(5), "scene-wide", clean=clean[10:20],
+                       rows=range(10, 20))
+    assert torch.equal(part, mix[10:20])
+
+
 def test_haze_depth_modes_unchanged_and_wide_spans_real_depth_ratios():
     clean = torch.rand(3, 3, 20, 24, generator=torch.Generator().manual_seed(2))
     # sums computed with the code before the "wide" mode existed

@@ -135,7 +135,7 @@ def rescale_depth(
 
 
 #: How training patches get their haze depth (see :func:`patch_depth`).
-PATCH_DEPTH_MODES = ("centre", "crop", "mixed", "scene", "wide")
+PATCH_DEPTH_MODES = ("centre", "crop", "mixed", "scene", "wide", "scene-wide")
 #: Range of far/near depth of the ``"wide"`` mode ([ours]): SOTS-indoor's optical depth spans a
 #: 90th/10th percentile ratio of 2.5-17 (median 3.9), ours 1.1-1.5 before (docs/degradations.md).
 WIDE_DEPTH_RATIO = (5.0, 50.0)
@@ -272,7 +272,9 @@ def patch_depth(
             ``"scene"`` -- half ``"crop"``, half a smooth field blended with the structure of
             the clean patch, so the depth has edges where the scene has (needs ``clean``);
             ``"wide"`` -- every patch such a scene field, over the wide near/far range of real
-            indoor depth (:data:`WIDE_DEPTH_RATIO`; needs ``clean``) ([ours]).
+            indoor depth (:data:`WIDE_DEPTH_RATIO`; needs ``clean``) ([ours]); ``"scene-wide"``
+            -- half ``"crop"``, half ``"wide"`` ([ours]: both the test sets' and real haze's depth
+            statistics in one training mix).
         clean: ``(len(rows), C, H, W)`` clean patches in [0, 1]; used by ``"scene"`` only.
         rows: which of the ``batch`` images to return (default all). Every draw is made for the
             whole batch, so a process that holds a slice of a distributed batch gets exactly
@@ -292,10 +294,10 @@ def patch_depth(
     depth = _crop_of_pseudo_depth(batch, height, width, generator, reference)
     if mode == "mixed":
         other = _smooth_random_depth(batch, height, width, generator)
-    elif mode == "scene":
+    elif mode in ("scene", "scene-wide"):
         other = torch.zeros_like(depth)
-        other[rows] = _scene_depth(batch, height, width, generator, clean, rows)
-    if mode in ("mixed", "scene"):
+        other[rows] = _scene_depth(batch, height, width, generator, clean, rows, wide=mode == "scene-wide")
+    if mode in ("mixed", "scene", "scene-wide"):
         pick = torch.rand(batch, generator=generator, device=generator.device).cpu() < 0.5
         depth = torch.where(pick.view(-1, 1, 1, 1), other, depth)
     return depth[rows].float()
