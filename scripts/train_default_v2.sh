@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Train the next default model (core v2, issue 15) from scratch and ship it into the package.
+#
+#   scripts/train_default_v2.sh              # both stages, then ship (stop and rerun at will)
+#   MINUTES=150 scripts/train_default_v2.sh  # cap this sitting's training (resumes next time)
+#
+# Stage 1: the equal-budget rematch run of interir-small (configs/cpu-small.yaml with
+#          optim.gain_lr_scale=10, 8000 steps, 64-px patches) -> runs/rematch-interir-small
+# Stage 2: configs/cpu-default-v2.yaml (benchmark-like rain, scene-wide haze, more light noise,
+#          128-px patches, PSNR loss, 12000 steps from stage 1's best weights) on both cores
+#          (torchrun, 2 processes) -> runs/cpu-default-v2
+# A finished stage is skipped, a stopped one resumes exactly (a resume may use another number of
+# processes). The best checkpoint on the config's validation sets (held-out training photos) ships.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+PROCS=${PROCS:-2}
+MINUTES=${MINUTES:-}
+
+finished() { [[ -f $1/summary.json ]] && grep -q '"reason": "completed"' "$1/summary.json"; }
+train() {  # train ARGS... (one or PROCS processes; MINUTES caps the sitting)
+  local cap=()
+  [[ -n $MINUTES ]] && cap=(--max-minutes "$MINUTES")
+  if [[ $PROCS -gt 1 ]]; then
+    "$BIN/python" -m torch.distributed.run --standalone --nproc_per_node="$PROCS" -m interir.cli train "$@" "${cap[@]}"
+  else
+    "$BIN/interir" train "$@" "${cap[@]}"
+  fi
+}
+stage() {  # stage RUN_DIR FRESH_ARGS...
+  local run=$1; shift
+  if finished "$run"; then echo "$run: already finished"
+  elif [[ -d $run/checkpoints/last ]]; then train "$run" --resume
+  else train "$@"
+  fi
+  finished "$run" || { echo "$run: stopped before the end; run this script again to resume" >&2; exit 3; }
+}
+stage runs/rematch-interir-small configs/cpu-small.yaml model.name=interir-small \
+  output.name=rematch-interir-small output.tensorboard=off optim.gain_lr_scale=10
+stage runs/cpu-default-v2 configs/cpu-default-v2.yaml
+"$BIN/python" scripts/ship_default.py runs/cpu-default-v2
