@@ -6,7 +6,7 @@
 #   scripts/reproduce_results.sh default classical    # only these (the others' reports are reused)
 #   scripts/reproduce_results.sh --report             # only rebuild results/comparison.md
 #
-# Methods and the runs they read (train them first, see README "Training"):
+# Methods and the runs they read (train them first, see docs/recipes.md and docs/training.md):
 #   default              the embedded model (scripts/train_default.sh: stages 1-5)
 #   default-stage1       runs/cpu-default                (its stage 1: configs/cpu-default.yaml)
 #   default-stage2       runs/cpu-default-stage2         (its stage 2: configs/cpu-default-stage2.yaml)
