@@ -1,7 +1,7 @@
 """Registered model variants: ``interir.create_model(name, **overrides)``.
 
 Paper size (``interir``, ``deepsn``): width 92, 15 stages, working resolution 1/8, heads x16; see
-the README for the measured parameter and multiply-add counts. ``interir-small`` and
+docs/architecture.md for the measured parameter and multiply-add counts. ``interir-small`` and
 ``interir-base`` (the shipped default) and ``interir-tiny`` are the same code at CPU-trainable
 sizes. Ablations of the paper's Table 4 are the
 ``conv``/``resm``/``dmum_mum`` overrides of any InterIR variant, e.g.
