@@ -69,6 +69,7 @@ __all__ = [
     "load_training_state",
     "resolve_checkpoint",
     "clean_interrupted_writes",
+    "recover_dir",
     "model_description",
     "unwrap_model",
     "atomic_write_bytes",
@@ -140,7 +141,7 @@ def _write_dir_atomically(target: Path, fill) -> None:
 
     ``rename`` cannot replace a non-empty folder, so an existing ``target`` is first renamed to
     ``.<name>.old-<id>``, the new one renamed into place, and the old one deleted. Between the
-    two renames ``target`` is briefly absent; :func:`_recover_dir` finds the old copy then.
+    two renames ``target`` is briefly absent; :func:`recover_dir` finds the old copy then.
     """
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +169,7 @@ def _write_dir_atomically(target: Path, fill) -> None:
         fsync_dir(parent)
 
 
-def _recover_dir(target: Path) -> Path:
+def recover_dir(target: Path) -> Path:
     """``target`` if it exists, else a complete copy left by an interrupted swap."""
     if target.exists():
         return target
@@ -185,7 +186,7 @@ def clean_interrupted_writes(target: str | os.PathLike) -> list[Path]:
 
     Every interrupted :func:`save_checkpoint` leaves a full-size ``.<name>.tmp-*`` (killed while
     filling) or ``.<name>.old-*`` (killed between the two renames) folder. When ``target`` itself
-    is missing, the newest complete old copy (the one :func:`_recover_dir` would read) is renamed
+    is missing, the newest complete old copy (the one :func:`recover_dir` would read) is renamed
     back into place first, so nothing a resume needs is deleted. Call this when no other process
     is writing ``target`` (``interir train`` does, at start-up).
 
@@ -193,7 +194,7 @@ def clean_interrupted_writes(target: str | os.PathLike) -> list[Path]:
         The folders deleted.
     """
     target = Path(target)
-    recovered = _recover_dir(target)
+    recovered = recover_dir(target)
     if recovered != target:
         os.replace(recovered, target)
         fsync_dir(target.parent)
@@ -425,7 +426,7 @@ def resolve_checkpoint(spec: str | os.PathLike) -> Path:
             return path
         ckdir = path / "checkpoints"
         for name in ("best", "last"):
-            cand = _recover_dir(ckdir / name)
+            cand = recover_dir(ckdir / name)
             if (cand / META_FILE).is_file() or (cand / WEIGHTS_FILE).is_file():
                 return cand
         raise FileNotFoundError(
@@ -443,7 +444,7 @@ def resolve_checkpoint(spec: str | os.PathLike) -> Path:
             f"to a checkpoint folder, a run folder or a .safetensors file"
         )
     # A run folder whose 'last' was being swapped.
-    recovered = _recover_dir(path)
+    recovered = recover_dir(path)
     if recovered != path:
         return recovered
     raise FileNotFoundError(f"checkpoint '{path}' does not exist")
@@ -726,7 +727,7 @@ def load_model(
         return model.to(map_location).eval()
 
     path = Path(spec)
-    if path.exists() or _recover_dir(path) != path:
+    if path.exists() or recover_dir(path) != path:
         ckpt = load_checkpoint(path, map_location="cpu")
         model = ckpt.build_model(use_ema=use_ema).to(map_location).eval()
         model.checkpoint_path = str(ckpt.path)

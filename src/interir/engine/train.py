@@ -698,10 +698,10 @@ def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool | str, overwr
         check_writable_dir(run_dir, "run folder")
     except OutputPathError as err:
         return f"{err} (output.dir / output.name)"
-    last = ckpt._recover_dir(run_dir / "checkpoints" / "last")
+    last = ckpt.recover_dir(run_dir / "checkpoints" / "last")
     if resume:
         src = last if resume is True else Path(resume)
-        if (ckpt._recover_dir(src) / ckpt.STATE_FILE).is_file():
+        if (ckpt.recover_dir(src) / ckpt.STATE_FILE).is_file():
             return None
         if resume is True and run_dir.is_dir() and _failed_at_start(run_dir):
             return (f"nothing to resume: the run in '{run_dir}' stopped before its first "
@@ -882,7 +882,7 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
     start_step, best, elapsed_before, rng_state = 0, None, 0.0, None
     if resume:
         src = run_dir / "checkpoints" / "last" if resume is True else Path(resume)
-        src = ckpt._recover_dir(src)
+        src = ckpt.recover_dir(src)
         checkpoint = ckpt.load_checkpoint(src, map_location="cpu")
         ckpt.load_weights_into(model, checkpoint)
         state = ckpt.load_training_state(src, map_location="cpu")
