@@ -203,7 +203,7 @@ def test_throughput_steps_retry_with_stage_checkpointing_after_out_of_memory(tmp
     calls = []
 
     def oom_once(cfg, **kwargs):
-        calls.append(dict(cfg.model.overrides))
+        calls.append(cfg.train.checkpoint_stages)
         if len(calls) == 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return train(cfg, **kwargs)
@@ -211,15 +211,15 @@ def test_throughput_steps_retry_with_stage_checkpointing_after_out_of_memory(tmp
     monkeypatch.setattr(training, "train", oom_once)
     opts = parse_options(argv)
     got = measure_throughput(opts, recipe(opts, tmp_path / "work"), 900.0)
-    assert calls == [{}, {"checkpoint_stages": True}] and opts.model_opt == ["checkpoint_stages=true"]
-    assert got["model_overrides"] == {"checkpoint_stages": True} and got["steps"] == 3
+    assert calls == [False, True] and opts.overrides[-1] == "train.checkpoint_stages=true"
+    assert got["checkpoint_stages"] is True and got["model_overrides"] == {} and got["steps"] == 3
     assert got["images_per_s"] > 0 and got["batch_size"] == 2 and got["amp"] == "off"
 
     calls.clear()  # a model without stage checkpointing has nothing to retry with
     opts = parse_options([*argv[:4], "--model", "nafnet-small", *argv[6:]])
     with pytest.raises(torch.OutOfMemoryError):
         measure_throughput(opts, recipe(opts, tmp_path / "work2"), 900.0)
-    assert calls == [{}]
+    assert calls == [False]
 
 
 def test_a_failing_phase_is_recorded_and_fails_the_run(tmp_path):

@@ -105,7 +105,7 @@ class ModelSection(_Section):
 
     Attributes:
         name: a registered model name (``interir models`` lists them).
-        overrides: fields of the model's config dataclass, e.g. ``{checkpoint_stages: true}``.
+        overrides: fields of the model's config dataclass, e.g. ``{width: 32}``.
     """
 
     name: str = "interir-small"
@@ -385,6 +385,10 @@ class TrainSection(_Section):
         init_missing_ok: let ``init_from`` leave parameters it lacks at their initialisation,
             e.g. a zero-initialised module added to a trained network (``airlight_stats``).
         check_replicas: under DDP, compare the replicas' weights at the end and fail if they differ.
+        checkpoint_stages: gradient checkpointing of the unfolded stages (InterIR models): each
+            stage is recomputed in the backward pass instead of keeping its activations; less
+            memory, the same result, slower steps. Older configs set it as
+            ``model.overrides.checkpoint_stages``, which is read as this key.
     """
 
     iterations: int = Field(default=1000, gt=0)
@@ -402,6 +406,7 @@ class TrainSection(_Section):
     init_from: str | None = None
     init_missing_ok: bool = False
     check_replicas: bool = True
+    checkpoint_stages: bool = False
 
     @field_validator("device")
     @classmethod
@@ -446,6 +451,11 @@ class TrainConfig(_Section):
     train: TrainSection = Field(default_factory=TrainSection)
     output: OutputSection = Field(default_factory=OutputSection)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_moved_keys(cls, data: Any) -> Any:
+        return _move_training_overrides(data)
+
     @model_validator(mode="after")
     def _check_recipe(self) -> "TrainConfig":
         if self.optim.lr_final > self.optim.lr:
@@ -459,6 +469,25 @@ class TrainConfig(_Section):
                 f"train.iterations ({self.train.iterations})"
             )
         return self
+
+
+#: Training settings that older configs (and run folders) hold in ``model.overrides``.
+MOVED_TO_TRAIN = ("checkpoint_stages",)
+
+
+def _move_training_overrides(data: Any) -> Any:
+    """Read an older config's ``model.overrides.<key>`` of :data:`MOVED_TO_TRAIN` as
+    ``train.<key>`` (a value set in ``train`` wins)."""
+    model = data.get("model") if isinstance(data, dict) else None
+    overrides = model.get("overrides") if isinstance(model, dict) else None
+    train = (data.get("train") or {}) if isinstance(data, dict) else None
+    if not isinstance(overrides, dict) or not isinstance(train, dict):
+        return data
+    moved = {k: v for k, v in overrides.items() if k in MOVED_TO_TRAIN}
+    if not moved:
+        return data
+    kept = {k: v for k, v in overrides.items() if k not in MOVED_TO_TRAIN}
+    return {**data, "model": {**model, "overrides": kept}, "train": {**moved, **train}}
 
 
 # ----------------------------------------------------------------------------------------------

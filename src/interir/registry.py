@@ -75,6 +75,11 @@ def model_config(name: str, **overrides: Any) -> Any:
     return dataclasses.replace(base, **overrides)
 
 
+#: Fields that older stored configs hold but that are no longer architecture: dropped on load.
+#: ``checkpoint_stages`` is a training setting now (``train.checkpoint_stages``).
+RETIRED_FIELDS = ("checkpoint_stages",)
+
+
 def stored_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
     """Complete a configuration read from a checkpoint for :func:`create_model`.
 
@@ -82,8 +87,10 @@ def stored_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
     written; the dataclass default of such a field is, by rule, the behaviour that existed before
     it, so it is used rather than the registered variant's value (which may have moved on, as
     interir-small did with core v2). An empty config means "the registered variant as it is".
+    Fields of :data:`RETIRED_FIELDS` are dropped.
     """
     _ensure_registered()
+    config = {k: v for k, v in config.items() if k not in RETIRED_FIELDS}
     base = _DEFAULT_CONFIGS.get(name)
     if not config or base is None or not dataclasses.is_dataclass(base):
         return dict(config)

@@ -71,6 +71,7 @@ from interir.engine.ema import ModelEMA
 from interir.engine.evaluate import EvalDataset, EvalOptions, EvalReport, evaluate
 from interir.losses import RestorationLoss
 from interir.metrics.image import MetricSettings
+from interir.models.unfolding import set_stage_checkpointing
 from interir.utils.files import OutputPathError, check_writable_dir
 from interir.utils.tensors import centre_crop
 from interir.utils.seed import capture_rng_state, derive_seed, restore_rng_state, seed_everything, seeded
@@ -857,6 +858,9 @@ def _run(cfg, di: DistInfo, run_dir: Path, per_rank: int, resume, max_steps, pro
     from interir.registry import create_model
 
     model = create_model(cfg.model.name, **cfg.model.overrides)
+    if t_cfg.checkpoint_stages and not set_stage_checkpointing(model, True):
+        raise ValueError(f"train.checkpoint_stages=true: model {cfg.model.name!r} has no unfolded "
+                         "stages to checkpoint; set it to false")
     if t_cfg.init_from:
         left = ckpt.load_weights_into(model, t_cfg.init_from, use_ema=True, allow_missing=t_cfg.init_missing_ok)
         log.info("initialised weights from %s", t_cfg.init_from)

@@ -124,6 +124,7 @@ def _train_summary(cfg, result: TrainResult, plan: dict[str, int], wall: float) 
             "step": result.step, "reason": result.reason, "train_seconds": summary.get("train_seconds"),
             "wall_s": round(wall, 1), "images_per_s": result.images_per_s, "best": result.best,
             "batch_size": cfg.train.batch_size, "patch_size": cfg.data.patch_size,
+            "checkpoint_stages": cfg.train.checkpoint_stages,
             "amp": cfg.train.amp if cfg.train.device.startswith("cuda") else "off",
             "run_dir": str(result.run_dir)}
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,7 +24,8 @@ from interir.engine.checkpoint import load_model
 from interir.engine.evaluate import resolve_model
 from interir.engine.train import TrainResult, train, validate
 from interir.gpurun.options import CPU_TRAIN_SETTINGS
-from interir.registry import model_config
+from interir.models.unfolding import set_stage_checkpointing
+from interir.registry import create_model
 from interir.utils.device import empty_cache, is_out_of_memory
 
 __all__ = ["SHARED_TRAIN", "rebase", "recipe", "make_config", "measure_throughput", "plan_run",
@@ -61,7 +61,9 @@ def recipe(opts: argparse.Namespace, work: Path) -> dict[str, Any]:
     for key in ("train_roots", "paired_roots", "exclude"):
         data[key] = [rebase(p, opts.data) for p in data[key]]
     data["val"] = _rebased_val(val, opts.data)
-    base["train"].update(device=opts.device.type, amp="bf16", init_from=None)
+    # Stage checkpointing starts off for the model that replaces the recipe's: the throughput
+    # probe switches it on when that model runs out of memory.
+    base["train"].update(device=opts.device.type, amp="bf16", init_from=None, checkpoint_stages=False)
     base["output"] = {"dir": str(work), "name": "train", "tensorboard": "off"}
     return base
 
@@ -92,19 +94,25 @@ def _probe(opts, base, seconds: float) -> tuple[TrainConfig, TrainResult, float]
 def measure_throughput(opts: argparse.Namespace, base: dict[str, Any], seconds: float) -> dict[str, Any]:
     """Training images per second of the recipe, from a few steps of the real trainer.
 
-    When the model runs out of memory and has ``checkpoint_stages``, it is switched on (added to
-    ``opts.model_opt``, so the real run uses it too) and the probe tried once more.
+    When the model runs out of memory and has unfolded stages, ``train.checkpoint_stages`` is
+    switched on (added to ``opts.overrides``, so the real run uses it too) and the probe tried
+    once more.
     """
     try:
         return _throughput(opts, *_probe(opts, base, seconds))
     except Exception as exc:  # noqa: BLE001 - only out of memory is retried
-        fields = {f.name for f in dataclasses.fields(model_config(opts.model))}
-        if not is_out_of_memory(exc) or "checkpoint_stages" not in fields:
+        if not is_out_of_memory(exc) or not _has_stages(opts.model):
             raise
     # Outside the except block, so the failed attempt's tensors are freed before the retry.
     empty_cache(opts.device)
-    opts.model_opt.append("checkpoint_stages=true")
+    opts.overrides.append("train.checkpoint_stages=true")
     return _throughput(opts, *_probe(opts, base, seconds))
+
+
+def _has_stages(name: str) -> bool:
+    """Whether model ``name`` has unfolded stages to checkpoint (built on the meta device)."""
+    with torch.device("meta"):
+        return set_stage_checkpointing(create_model(name))
 
 
 def _throughput(opts, cfg: TrainConfig, result: TrainResult, wall: float) -> dict[str, Any]:
@@ -114,6 +122,7 @@ def _throughput(opts, cfg: TrainConfig, result: TrainResult, wall: float) -> dic
     return {"images_per_s": round(ips, 3), "steps": result.step, "batch_size": batch,
             "patch_size": cfg.data.patch_size, "amp": cfg.train.amp if opts.device.type == "cuda" else "off",
             "model": cfg.model.name, "model_overrides": dict(cfg.model.overrides),
+            "checkpoint_stages": cfg.train.checkpoint_stages,
             "wall_s": round(wall, 2), "setup_s": round(max(0.0, wall - steps_s), 2)}
 
 

@@ -53,7 +53,6 @@ class InterIRConfig:
         step_size_init: initial learnable step size of each image step ([ours]: the paper's lambda).
         weight_hidden: hidden width of the small weight networks of the InterIR forms, as a
             fraction of ``C`` ([ours]).
-        checkpoint_stages: recompute each stage in the backward pass to save memory in training.
         refine_blocks: [ours] EPBlocks of a full-resolution refinement after the output,
             ``out = y + Refine(y)`` with ``y = Up(I^N) + D`` (0, the paper's network: none). The
             unfolding runs at ``1/s`` resolution and only Up's last 3x3 conv sees full-resolution
@@ -112,7 +111,6 @@ class InterIRConfig:
     dmum_mum: Literal["interir", "deepsn"] = "interir"
     step_size_init: float = 0.01
     weight_hidden: float = 0.5
-    checkpoint_stages: bool = False
     refine_blocks: int = 0
     refine_width: int = 16
     airlight_stats: bool = False
@@ -512,6 +510,9 @@ class InterIR(nn.Module):
         )
         self.refine = FullResolutionRefinement(config) if config.refine_blocks > 0 else None
         self.global_stats = GlobalStatistics(c, s) if config.airlight_stats else None
+        # A training setting, not architecture: the trainer sets it (train.checkpoint_stages,
+        # see set_stage_checkpointing); stored configs of older checkpoints may still name it.
+        self.checkpoint_stages = False
 
     @property
     def min_size(self) -> int:
@@ -519,7 +520,7 @@ class InterIR(nn.Module):
         return self.config.downsample
 
     def _run_stage(self, stage: IPBlock, *state):
-        if self.config.checkpoint_stages and self.training and torch.is_grad_enabled():
+        if self.checkpoint_stages and self.training and torch.is_grad_enabled():
             return checkpoint(stage, *state, use_reentrant=False)
         return stage(*state)
 
@@ -584,3 +585,23 @@ class InterIR(nn.Module):
         trace = UnfoldingTrace()
         self._unfold(x, trace)
         return trace
+
+
+def set_stage_checkpointing(model: nn.Module, enabled: bool = True) -> bool:
+    """Switch gradient checkpointing of the unfolded stages on or off in every :class:`InterIR`
+    inside ``model`` (a wrapper such as DDP included).
+
+    With it on, a training forward keeps only each stage's inputs and recomputes the stage in the
+    backward pass: less memory, the same outputs and gradients, slower steps. It is a training
+    setting (``train.checkpoint_stages``), not part of the architecture, so it is not stored in
+    checkpoints; evaluation and ``torch.no_grad()`` forwards ignore it.
+
+    Returns:
+        Whether ``model`` holds stages to checkpoint (``False`` for e.g. NAFNet).
+    """
+    found = False
+    for module in model.modules():
+        if isinstance(module, InterIR):
+            module.checkpoint_stages = bool(enabled)
+            found = True
+    return found
