@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from interir.pretrained import ship_pretrained
+from interir.loading import ship_pretrained
 
 
 def main() -> None:

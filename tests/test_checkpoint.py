@@ -11,12 +11,12 @@ from interir.engine import checkpoint as ckpt
 from interir.engine.checkpoint import (
     CheckpointError,
     load_checkpoint,
-    load_model,
     load_training_state,
     load_weights_into,
     resolve_checkpoint,
     save_checkpoint,
 )
+from interir.loading import load_model
 from interir.engine.ema import ModelEMA
 
 

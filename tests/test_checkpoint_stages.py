@@ -10,7 +10,8 @@ from safetensors.torch import save_file
 
 import interir
 from interir.config import load_config, validate_config
-from interir.engine.checkpoint import load_model, save_checkpoint
+from interir.engine.checkpoint import save_checkpoint
+from interir.loading import load_model
 from interir.engine.train import train
 from interir.models import unfolding
 from interir.models.unfolding import set_stage_checkpointing

@@ -8,6 +8,7 @@ import torch
 
 import interir
 from interir.engine.checkpoint import load_checkpoint, save_checkpoint
+from interir.loading import build_model
 from interir.explain import explain_image
 from interir.models.unfolding import gram_factors
 
@@ -77,7 +78,7 @@ def test_checkpoint_without_v2_fields_builds_the_v1_network(tmp_path):
     for key in ("stage_update", "output_skip", "factor_init", "dmum_expansion"):
         meta["config"].pop(key)
     meta_path.write_text(json.dumps(meta))
-    rebuilt = load_checkpoint(path).build_model()
+    rebuilt = build_model(load_checkpoint(path))
     assert rebuilt.config.stage_update == "subtract" and rebuilt.config.output_skip == "input"
     x = torch.rand(1, 3, 24, 24)
     with torch.no_grad():

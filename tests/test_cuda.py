@@ -19,12 +19,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 import interir
 from interir.config import load_config
-from interir.engine.checkpoint import load_model
 from interir.engine.distributed import check_replicas
 from interir.engine.train import train
 from interir.export import export_model, verify_export
 from interir.gpurun.bench import measure_row
 from interir.inference import restore_tensor
+from interir.loading import load_model
 from interir.losses import RestorationLoss
 from interir.utils.seed import seed_everything
 

@@ -16,7 +16,6 @@ import torch
 from PIL import Image
 
 import interir
-from interir.engine.checkpoint import load_model
 from interir.gpurun.cudatests import summarise_junit
 from interir.gpurun.options import Budget, parse_options
 from interir.gpurun.report import copy_tail, out_files
@@ -26,6 +25,7 @@ from interir.gpurun.training import measure_throughput, plan_run, rebase, recipe
 from interir.gpurun.run import main as gpurun_main
 from interir.gpurun.weights import (MiB, read_weights, split_state, storage_dtype, stored_dtype,
                                     write_weights)
+from interir.loading import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 SPLIT = REPO / "configs" / "splits" / "bsds432-val.txt"

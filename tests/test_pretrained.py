@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 import interir
 from interir import pretrained
 from interir.engine.checkpoint import save_checkpoint
+from interir.loading import load_pretrained, ship_pretrained
 from interir.metrics import psnr
 from interir.utils.io import read_image
 
@@ -27,10 +28,10 @@ def weights_dir(tmp_path, monkeypatch):
 def test_ship_then_load_roundtrip(weights_dir, tmp_path_factory):
     model = interir.create_model("interir-tiny")
     run = save_checkpoint(tmp_path_factory.mktemp("run") / "ckpt", model)
-    path = pretrained.ship_pretrained(run, "mini", steps=3)
+    path = ship_pretrained(run, "mini", steps=3)
     entry = json.loads((weights_dir / "registry.json").read_text())["mini"]
     assert entry["sha256"] == pretrained.sha256_of(path) and entry["steps"] == 3
-    loaded = pretrained.load_pretrained("mini")
+    loaded = load_pretrained("mini")
     assert loaded.model_name == "interir-tiny" and not loaded.training
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         torch.testing.assert_close(a, b, msg=name)
@@ -38,17 +39,17 @@ def test_ship_then_load_roundtrip(weights_dir, tmp_path_factory):
 
 def test_modified_weights_are_refused(weights_dir, tmp_path_factory):
     run = save_checkpoint(tmp_path_factory.mktemp("run") / "ckpt", interir.create_model("interir-tiny"))
-    path = pretrained.ship_pretrained(run, "mini")
+    path = ship_pretrained(run, "mini")
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(pretrained.PretrainedError, match="corrupt or was modified"):
-        pretrained.load_pretrained("mini")
+        load_pretrained("mini")
 
 
 def test_unknown_name_lists_shipped(weights_dir):
     with pytest.raises(pretrained.PretrainedError, match="no shipped pretrained model named 'nope'"):
-        pretrained.load_pretrained("nope")
+        load_pretrained("nope")
 
 
 def test_shipped_default_model_loads_and_restores():

@@ -25,13 +25,13 @@ from interir.data import synthesize_suite
 from interir.engine import checkpoint as ckpt
 from interir.engine.checkpoint import (
     CheckpointError,
-    load_model,
     load_training_state,
     save_checkpoint,
 )
 from interir.engine.evaluate import evaluate, open_dataset
 from interir.engine.train import train
 from interir.inference import restore_paths
+from interir.loading import load_model
 from interir.utils import io as image_io
 from interir.utils.files import default_mode
 from interir.utils.io import ImageReadError, pixel_limit, read_image, write_image

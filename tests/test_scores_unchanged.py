@@ -15,9 +15,9 @@ import torch
 
 from interir.config import load_config
 from interir.data.synthetic import synthesize_suite
-from interir.engine.checkpoint import load_model
 from interir.engine.evaluate import EvalOptions, evaluate
 from interir.engine.train import train
+from interir.loading import load_model
 from interir.utils.io import read_image, write_image
 
 DATA = Path(__file__).parent / "data"

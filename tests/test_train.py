@@ -10,9 +10,10 @@ import torch
 from safetensors.torch import load_file
 
 from interir.config import load_config
-from interir.engine.checkpoint import CheckpointError, load_model, load_training_state
+from interir.engine.checkpoint import CheckpointError, load_training_state
 from interir.engine import train as train_module
 from interir.engine.train import _StreamSampler, build_val_pairs, lr_factor, per_set_text, train
+from interir.loading import load_model
 from interir.utils.seed import restore_rng_state
 
 DATA = Path(__file__).parent / "data"

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from interir.engine.checkpoint import load_model, save_checkpoint
+from interir.engine.checkpoint import save_checkpoint
+from interir.loading import load_model
 from interir.inference import restore_tensor
 from interir.metrics import psnr
 from interir.registry import create_model

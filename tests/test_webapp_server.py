@@ -15,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from interir.engine.checkpoint import load_model, save_checkpoint
+from interir.engine.checkpoint import save_checkpoint
+from interir.loading import load_model
 from interir.inference import restore_tensor
 from interir.registry import create_model
 from interir.utils.io import image_to_uint, read_image

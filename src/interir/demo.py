@@ -6,10 +6,19 @@ it, and writes a side-by-side sheet (degraded | restored | clean) with the score
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image, ImageDraw
+
+from interir.degradations import DegradationPipeline
+from interir.inference import restore_tensor
+from interir.loading import load_model
+from interir.metrics import psnr, ssim
+from interir.utils.io import image_to_uint, read_image, write_image
 
 DEMO_IMAGE = Path(__file__).parent / "assets" / "demo_clean.png"
 DEMO_LEVELS = {"haze": 60.0, "rain": 150.0, "noise": 15.0}
@@ -33,10 +42,6 @@ def side_by_side(images: list[torch.Tensor], labels: list[str], gap: int = 8) ->
 
     Labels are drawn onto a white band above each panel.
     """
-    from PIL import Image, ImageDraw
-
-    from interir.utils.io import image_to_uint
-
     height, width = images[0].shape[-2:]
     band = 22
     sheet = Image.new("RGB", (len(images) * width + (len(images) - 1) * gap, height + band), "white")
@@ -45,7 +50,7 @@ def side_by_side(images: list[torch.Tensor], labels: list[str], gap: int = 8) ->
         left = index * (width + gap)
         sheet.paste(Image.fromarray(image_to_uint(image.clamp(0, 1), 8)), (left, band))
         draw.text((left + 4, 4), label, fill="black")
-    return torch.from_numpy(__import__("numpy").asarray(sheet).copy()).permute(2, 0, 1).float() / 255
+    return torch.from_numpy(np.asarray(sheet).copy()).permute(2, 0, 1).float() / 255
 
 
 def run_demo(out_dir: str | Path = "demo_output", model_spec: str = "default", seed: int = 0,
@@ -58,13 +63,6 @@ def run_demo(out_dir: str | Path = "demo_output", model_spec: str = "default", s
         seed: seed of the degradation draw (rain streak positions, noise).
         image: a clean RGB image to use instead of the shipped CC0 photo.
     """
-    import time
-
-    from interir.degradations import DegradationPipeline
-    from interir.inference import load_restoration_model, restore_tensor
-    from interir.metrics import psnr, ssim
-    from interir.utils.io import read_image, write_image
-
     start = time.perf_counter()
     out = Path(out_dir)
     clean = read_image(image or DEMO_IMAGE).image.unsqueeze(0)
@@ -72,7 +70,7 @@ def run_demo(out_dir: str | Path = "demo_output", model_spec: str = "default", s
     degraded, _ = pipeline(clean, torch.Generator().manual_seed(seed))
     # Quantise to 8 bits, as a degraded photo on disk would be.
     degraded = torch.round(degraded * 255) / 255
-    model = load_restoration_model(model_spec, device="cpu")
+    model = load_model(model_spec, "cpu")
     restored = restore_tensor(model, degraded)
     scores = {
         name: (psnr(x, clean).item(), ssim(x, clean).item()) for name, x in [("degraded", degraded), ("restored", restored)]

@@ -1,16 +1,18 @@
-"""The embedded default model: weights shipped inside the package, verified by sha256 on load.
+"""Shipped models: a name maps to a weights file inside the package, verified by sha256.
 
 ``src/interir/weights/`` holds, per shipped model ``<name>``:
 
 - ``<name>.safetensors`` — weights; the model name and config are in the safetensors header, so
-  :func:`interir.engine.checkpoint.load_model` can rebuild the network from the file alone;
+  :func:`interir.load_model` can rebuild the network from the file alone;
 - ``<name>.json`` — the human-readable description written beside it;
 - ``registry.json`` — ``{name: {"file", "sha256", "card", "source_run", ...}}``, the checksums
-  that :func:`load_pretrained` checks before loading;
+  that :func:`pretrained_path` checks before handing out a file;
 - ``MODEL_CARD.md`` — how the model was trained and how it scores.
 
-:func:`ship_pretrained` turns a training run into those files (used once per release, see
-``scripts/ship_default.py``).
+This module only maps names to verified paths (and records a new one, :func:`record_shipped`);
+loading is :func:`interir.load_model` / :func:`interir.load_pretrained`, and
+:func:`interir.loading.ship_pretrained` turns a training run into those files (used once per
+release, see ``scripts/ship_default.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+from interir.utils.files import atomic_write_text
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 REGISTRY_FILE = WEIGHTS_DIR / "registry.json"
@@ -94,46 +96,18 @@ def pretrained_architecture(name: str) -> str | None:
     return json.loads(description.read_text()).get("model_name")
 
 
-def load_pretrained(name: str | Path = "default", map_location: str = "cpu") -> nn.Module:
-    """Load a shipped model by name (checksum verified), or a checkpoint by path, in eval mode.
+def record_shipped(name: str, path: Path, **info: Any) -> Path:
+    """Record the weights file ``path`` (inside :data:`WEIGHTS_DIR`) as the shipped model
+    ``name``, with its sha256.
 
     Args:
-        name: a name from :func:`list_pretrained` (e.g. ``"default"``, ``"eb-nafnet-small"``), or
-            the path of a run folder, checkpoint folder or ``.safetensors`` file.
-        map_location: device for the weights.
-
-    Returns:
-        The network, mapping ``(B, 3, H, W)`` in [0, 1] to restored images of the same shape.
-    """
-    from interir.engine.checkpoint import load_model
-
-    if isinstance(name, str) and name in _registry():
-        model = load_model(str(pretrained_path(name)), map_location=map_location)
-        model.pretrained_name = name
-        return model
-    if Path(name).exists():
-        return load_model(str(name), map_location=map_location)
-    # neither: let pretrained_path raise its message, which lists the shipped names
-    pretrained_path(str(name))
-    raise AssertionError("unreachable")
-
-
-def ship_pretrained(run: str | Path, name: str = "default", **info: Any) -> Path:
-    """Export a run's best (EMA) weights as the shipped model ``name`` and record its sha256.
-
-    Args:
-        run: a run folder, checkpoint folder or weights file accepted by ``load_model``.
         name: the shipped name.
-        **info: extra fields for the registry entry (e.g. ``source_run``, ``steps``).
+        path: the weights file, already written.
+        **info: extra fields for the registry entry (e.g. ``source_run``, ``steps``, ``card``).
 
     Returns:
-        The written weights path.
+        ``path``.
     """
-    from interir.engine.checkpoint import load_model, save_checkpoint
-    from interir.utils.files import atomic_write_text
-
-    model = load_model(str(run))
-    path = save_checkpoint(WEIGHTS_DIR / f"{name}.safetensors", model)
     entries = _registry()
     entries[name] = {"file": path.name, "sha256": sha256_of(path), "card": "MODEL_CARD.md", **info}
     atomic_write_text(REGISTRY_FILE, json.dumps(entries, indent=2, sort_keys=True) + "\n")

@@ -37,8 +37,12 @@ from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode
 
-from interir.engine.checkpoint import CheckpointError, load_model, save_checkpoint
+from interir.engine.checkpoint import CheckpointError, save_checkpoint
+from interir.inference.restore import restore_paths, restore_tensor
+from interir.loading import load_model
 from interir.models.explainable_conv import explanations_disabled
 from interir.utils.device import (
     current_rss_bytes,
@@ -130,8 +134,6 @@ def _flop_counts(
     model: nn.Module, shape: tuple[int, ...], fake: bool = True
 ) -> dict[str, dict[Any, int]]:
     """Per-module FLOP counts of one forward pass, keyed by module path (root = "")."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     root = type(model).__name__
     counter = FlopCounterMode(display=False, depth=None, custom_mapping=FFT_FLOP_FORMULAS)
     device = module_device(model)
@@ -140,8 +142,6 @@ def _flop_counts(
     try:
         with torch.no_grad(), explanations_disabled(model):
             if fake:
-                from torch._subclasses.fake_tensor import FakeTensorMode
-
                 with FakeTensorMode(allow_non_fake_inputs=True):
                     x = torch.empty(shape, device=device)
                     with counter:
@@ -294,7 +294,7 @@ def _memory_worker(spec: dict) -> dict:
     """Child-process side of :func:`measure_peak_memory`."""
     torch.set_num_threads(int(spec.get("threads") or torch.get_num_threads()))
     # A safetensors checkpoint: rebuilt from its name and config, nothing unpickled.
-    model = load_model(spec["model_path"], map_location="cpu", use_ema=False)
+    model = load_model(spec["model_path"], "cpu", use_ema=False)
     mode = spec.get("mode", "forward")
     with torch.inference_mode(), explanations_disabled(model):
         if mode == "forward":
@@ -302,14 +302,10 @@ def _memory_worker(spec: dict) -> dict:
             before = current_rss_bytes()
             model(x)
         elif mode == "restore":
-            from interir.inference.restore import restore_tensor
-
             x = torch.rand(tuple(spec["shape"]))
             before = current_rss_bytes()
             restore_tensor(model, x, tile=spec.get("tile"), overlap=spec.get("overlap"))
         elif mode == "restore_file":
-            from interir.inference.restore import restore_paths
-
             before = current_rss_bytes()
             report = restore_paths(
                 [spec["input"]], spec["output_dir"], model, overwrite=True, tile=spec.get("tile"),

@@ -3,6 +3,9 @@
 Builders take keyword overrides of their configuration dataclass and return an ``nn.Module``.
 Unknown names and unknown overrides fail with the list of valid choices and the closest match,
 so a typo never silently falls back to a default.
+
+The mapping is filled by :mod:`interir.models` (its ``factory`` module registers the named
+variants), which ``import interir`` imports; this module imports no model code itself.
 """
 
 from __future__ import annotations
@@ -38,25 +41,17 @@ def register_model(name: str, default_config: Any, description: str = ""):
     return wrap
 
 
-def _ensure_registered() -> None:
-    # Importing the factory module runs the @register_model decorators.
-    from interir.models import factory  # noqa: F401
-
-
 def list_models() -> list[str]:
     """Names accepted by :func:`create_model`, sorted."""
-    _ensure_registered()
     return sorted(_BUILDERS)
 
 
 def describe_model(name: str) -> str:
-    _ensure_registered()
     return _DESCRIPTIONS.get(name, "")
 
 
 def model_config(name: str, **overrides: Any) -> Any:
     """The configuration dataclass that ``create_model(name, **overrides)`` would build from."""
-    _ensure_registered()
     if name not in _BUILDERS:
         raise ValueError(
             f"unknown model {name!r}.{closest_match_hint(name, list(_BUILDERS))} "
@@ -89,7 +84,6 @@ def stored_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
     interir-small did with core v2). An empty config means "the registered variant as it is".
     Fields of :data:`RETIRED_FIELDS` are dropped.
     """
-    _ensure_registered()
     config = {k: v for k, v in config.items() if k not in RETIRED_FIELDS}
     base = _DEFAULT_CONFIGS.get(name)
     if not config or base is None or not dataclasses.is_dataclass(base):

@@ -25,13 +25,6 @@ _MODEL_HELP = (
 )
 
 
-def _load(spec: str, device: str):
-    from interir.engine.checkpoint import load_model
-    from interir.engine.evaluate import resolve_device
-
-    return load_model(spec, map_location=resolve_device(device))
-
-
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
@@ -113,11 +106,12 @@ def explain_command(
 ) -> None:
     """Show what each unfolding stage and chosen explainable convolutions do on IMAGE."""
     from interir.explain import MissingExtraError, explain_image, write_report
+    from interir.loading import load_model
     from interir.models.explainable_conv import explainable_convs
     from interir.utils.io import pixel_limit
 
     try:
-        net = _load(model, device)
+        net = load_model(model, device)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
     if list_convs:
@@ -194,6 +188,7 @@ def embed_command(
     )
     from interir.explain._plotting import require
     from interir.explain.embedding import untrained_warning
+    from interir.loading import load_model
     from interir.utils.io import pixel_limit
 
     _check_out(out)
@@ -221,7 +216,7 @@ def embed_command(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the untrained-weights warning was printed above
-                net = _load(spec, device)
+                net = load_model(spec, device)
             display = ProgressDisplay(len(items), "images")
             with pixel_limit(max_pixels), display:
                 display.print(f"embedding with {spec}", err=True)

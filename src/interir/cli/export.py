@@ -32,7 +32,7 @@ def export_command(
 ) -> None:
     """Export a model for deployment and check it against the PyTorch model."""
     from interir.export import EXPORT_FORMATS, export_model
-    from interir.inference import load_restoration_model
+    from interir.loading import load_model
     from interir.profiling import parse_sizes
     from interir.utils.files import check_writable_file
 
@@ -45,7 +45,7 @@ def export_command(
     path = output or Path("interir.onnx" if fmt == "onnx" else "interir.pt")
     try:
         check_writable_file(path, "--output file")  # before the slow model loading and tracing
-        net = load_restoration_model(model, device="cpu")
+        net = load_model(model, "cpu")
         result = export_model(
             net, path, fmt, example_size=(h, w), dynamic_batch=False if fixed_batch else None,
             optimize=optimize, check=check,

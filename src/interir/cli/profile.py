@@ -11,20 +11,6 @@ import typer
 from interir.cli.app import app
 
 
-def _load_for_profile(spec: str):
-    """A registered name builds the model (random weights are fine for cost); else a checkpoint."""
-    from interir.registry import create_model, list_models
-
-    if spec in list_models():
-        model = create_model(spec)
-        return model
-    from interir.inference import load_restoration_model
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_restoration_model(spec, device="cpu")
-
-
 @app.command("profile")
 def profile_command(
     model: Annotated[list[str], typer.Option(
@@ -51,6 +37,7 @@ def profile_command(
 
     import torch
 
+    from interir.loading import load_model
     from interir.profiling import parse_sizes, profile_model
 
     try:
@@ -62,7 +49,9 @@ def profile_command(
     reports = []
     for spec in model:
         try:
-            net = _load_for_profile(spec)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # random weights are fine for measuring cost
+                net = load_model(spec, "cpu")
             report = profile_model(
                 net, size_list, runs=runs, warmup=warmup, device=device, depth=depth, batch=batch,
                 memory=memory, module_latency=module_latency, name=spec,

@@ -98,7 +98,8 @@ def restore_command(
     files are never replaced. Progress (per image and per tile) is a bar on a terminal and plain
     lines otherwise; each image's line ends with its time.
     """
-    from interir.inference import OUTPUT_FORMATS, load_restoration_model, restore_paths
+    from interir.inference import OUTPUT_FORMATS, restore_paths
+    from interir.loading import load_model
     from interir.utils.files import OutputPathError, check_writable_dir
     from interir.utils.io import pixel_limit
     from interir.utils.threads import apply_threads
@@ -114,7 +115,7 @@ def restore_command(
         raise typer.Exit(code=2) from None
     apply_threads(threads)
     try:
-        net = load_restoration_model(model, device=device)
+        net = load_model(model, device)
     except (FileNotFoundError, ValueError, RuntimeError, ImportError) as err:
         typer.echo(f"error: cannot load model {model!r}: {err}", err=True)
         raise typer.Exit(code=2) from err

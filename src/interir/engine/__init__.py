@@ -1,7 +1,8 @@
 """Training, evaluation and checkpoint engine.
 
-Importing :mod:`interir.engine` is cheap: it exposes the checkpoint API directly; the trainer
-(:func:`interir.engine.train.train`) is imported on first use.
+Importing :mod:`interir.engine` is cheap: it exposes the checkpoint file API; the trainer is
+:func:`interir.engine.train.train` and the evaluator :func:`interir.engine.evaluate.evaluate`,
+imported from their modules.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from interir.engine.checkpoint import (
     Checkpoint,
     CheckpointError,
     load_checkpoint,
-    load_model,
     load_training_state,
     load_weights_into,
     resolve_checkpoint,
@@ -21,18 +21,8 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "load_checkpoint",
-    "load_model",
     "load_training_state",
     "load_weights_into",
     "resolve_checkpoint",
     "save_checkpoint",
-    "train",
 ]
-
-
-def __getattr__(name: str):
-    if name == "train":
-        from interir.engine.train import train
-
-        return train
-    raise AttributeError(f"module 'interir.engine' has no attribute {name!r}")

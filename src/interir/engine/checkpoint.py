@@ -23,34 +23,37 @@ Public API::
 
     save_checkpoint(path, model, *, ema=None, optimizer=None, scheduler=None, scaler=None,
                     step=None, extra_state=None, metrics=None) -> Path
-    load_model(spec, map_location="cpu", *, use_ema=True) -> nn.Module
     load_checkpoint(spec, map_location="cpu") -> Checkpoint
     load_weights_into(model, checkpoint, *, use_ema=False) -> None
     load_training_state(spec, map_location="cpu") -> dict
     resolve_checkpoint(spec) -> Path
+
+This module only reads and writes files. Building the network a checkpoint describes, and
+loading a model from any spec (a shipped name, a path, an architecture), is
+:func:`interir.load_model` (:mod:`interir.loading`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
-import math
 import os
 import pickle
 import shutil
 import tempfile
 import uuid
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_save
 from torch import nn
 
+from interir._version import __version__
 from interir.utils.files import atomic_write_bytes, atomic_write_text, default_mode, fsync_dir
 
 __all__ = [
@@ -64,12 +67,12 @@ __all__ = [
     "CheckpointError",
     "save_checkpoint",
     "load_checkpoint",
-    "load_model",
     "load_weights_into",
     "load_training_state",
     "resolve_checkpoint",
-    "clean_interrupted_writes",
     "recover_dir",
+    "shape_problems",
+    "clean_interrupted_writes",
     "model_description",
     "unwrap_model",
     "atomic_write_bytes",
@@ -214,15 +217,13 @@ def _state_dict_cpu(module_or_state) -> dict[str, torch.Tensor]:
 
 
 def _safetensors_bytes(state: dict[str, torch.Tensor], meta: dict[str, Any]) -> bytes:
-    from safetensors.torch import save
-
     header = {
         "format": CHECKPOINT_FORMAT,
         "format_version": str(FORMAT_VERSION),
         "model_name": meta["model_name"],
         "config": json.dumps(meta["config"], sort_keys=True),
     }
-    return save(state, metadata=header)
+    return safetensors_save(state, metadata=header)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,7 +267,7 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         **desc,
         "step": step,
-        "interir_version": _version(),
+        "interir_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "weights": WEIGHTS_FILE,
         "ema_weights": EMA_FILE if ema is not None else None,
@@ -315,15 +316,6 @@ def save_checkpoint(
     return path
 
 
-def _version() -> str:
-    try:
-        import interir
-
-        return interir.__version__
-    except Exception:  # pragma: no cover
-        return "unknown"
-
-
 # ----------------------------------------------------------------------------------------------
 # loading
 
@@ -339,6 +331,8 @@ class Checkpoint:
         state_dict: the weights.
         ema_state_dict: the EMA weights, or ``None``.
         meta: the full ``model.json`` content (step, metrics, version...).
+
+    :func:`interir.loading.build_model` rebuilds the network it describes.
     """
 
     path: Path
@@ -351,66 +345,6 @@ class Checkpoint:
     @property
     def step(self) -> int | None:
         return self.meta.get("step")
-
-    def _create(self, meta: bool = False) -> nn.Module:
-        """The described network, with random weights (on the ``meta`` device: no memory)."""
-        from interir.registry import create_model, stored_config
-
-        try:
-            with torch.device("meta") if meta else contextlib.nullcontext():
-                return create_model(self.model_name, **stored_config(self.model_name, self.config))
-        except (ValueError, TypeError) as e:
-            raise CheckpointError(
-                f"checkpoint {self.path} describes model {self.model_name!r} with a config this "
-                f"version of interir cannot build: {e}. Fix: use the interir version that wrote it "
-                f"({self.meta.get('interir_version', 'unknown')})."
-            ) from e
-
-    def check_consistent(self) -> None:
-        """Check that the weights fit the model the description names, before building it.
-
-        The model is built on the ``meta`` device (shapes, no memory) and its parameter shapes
-        compared with the stored ones, so a description that does not fit its weights (edited,
-        mixed up, or a hostile header asking for a 4096-wide, 64-stage network) fails before
-        gigabytes are allocated.
-
-        Raises:
-            CheckpointError: the description cannot be built or does not fit the weights.
-        """
-        try:
-            skeleton = self._create(meta=True)
-        except (RuntimeError, NotImplementedError) as e:  # an init step the meta device lacks
-            log.warning("cannot check %s on the meta device (%s); checking after building",
-                        self.path, e)
-            return
-        expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-        for label, state in (("weights", self.state_dict), ("EMA weights", self.ema_state_dict)):
-            if state is None:
-                continue
-            problems = _shape_problems(expected, {k: tuple(v.shape) for k, v in state.items()})
-            if problems:
-                described = _describe_arch(self.model_name, dict(self.config))
-                raise CheckpointError(
-                    f"checkpoint '{self.path}' is inconsistent: its {label} do not fit the model "
-                    f"its description names, {described} ({_count(expected.values()):,} "
-                    f"parameters; the file holds {_count(tuple(v.shape) for v in state.values()):,}"
-                    f"). {'. '.join(problems)}. Fix: the description (model.json, or the header "
-                    "of the .safetensors file) was edited or comes from another checkpoint; use "
-                    "another checkpoint (a run folder keeps 'best' and 'last') or the original file"
-                )
-
-    def build_model(self, use_ema: bool = True) -> nn.Module:
-        """Rebuild the network and load these weights into it (EMA weights when present and
-        ``use_ema``). Returns the model on the weights' device, in eval mode.
-
-        Raises:
-            CheckpointError: see :meth:`check_consistent` (checked before any allocation).
-        """
-        self.check_consistent()
-        model = self._create()
-        load_weights_into(model, self, use_ema=use_ema)
-        device = next(iter(self.state_dict.values())).device if self.state_dict else torch.device("cpu")
-        return model.to(device).eval()
 
 
 def resolve_checkpoint(spec: str | os.PathLike) -> Path:
@@ -451,8 +385,6 @@ def resolve_checkpoint(spec: str | os.PathLike) -> Path:
 
 
 def _read_safetensors(path: Path, map_location) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import safe_open
-
     device = str(map_location) if map_location is not None else "cpu"
     try:
         state: dict[str, torch.Tensor] = {}
@@ -549,17 +481,12 @@ def load_checkpoint(spec: str | os.PathLike, map_location: str | torch.device = 
     )
 
 
-def _count(shapes) -> int:
-    """Number of values in tensors of these shapes."""
-    return sum(math.prod(shape) for shape in shapes)
-
-
 def _show(items: list[str], n: int = 8) -> str:
     more = f", ... ({len(items) - n} more)" if len(items) > n else ""
     return ", ".join(items[:n]) + more
 
 
-def _shape_problems(
+def shape_problems(
     own: dict[str, tuple[int, ...]], stored: dict[str, tuple[int, ...]], allow_missing: bool = False
 ) -> list[str]:
     """Missing keys, unexpected keys and shape mismatches of ``stored`` weights against a model's
@@ -578,13 +505,6 @@ def _shape_problems(
     if shapes:
         parts.append(f"shape mismatches ({len(shapes)}): {_show(shapes)}")
     return parts
-
-
-def _describe_arch(name: str | None, config: dict[str, Any] | None) -> str:
-    if not config:
-        return repr(name)
-    fields = ", ".join(f"{k}={v!r}" for k, v in sorted(config.items()))
-    return f"{name!r} ({fields})"
 
 
 def load_weights_into(
@@ -619,7 +539,7 @@ def load_weights_into(
         state = checkpoint.ema_state_dict
     own = target.state_dict()
     left = sorted(set(own) - set(state)) if allow_missing else []
-    problems = _shape_problems({k: tuple(v.shape) for k, v in own.items()},
+    problems = shape_problems({k: tuple(v.shape) for k, v in own.items()},
                                {k: tuple(v.shape) for k, v in state.items()}, allow_missing)
     if problems:
         model_name = getattr(target, "model_name", type(target).__name__)
@@ -640,8 +560,8 @@ def load_weights_into(
             parts.append(f"config differences: {_show(diff)}")
         parts.extend(problems)
         parts.append(
-            "Fix: build the model the checkpoint describes (interir.engine.checkpoint.load_model(path) "
-            "does this), or train a new checkpoint for this architecture"
+            "Fix: build the model the checkpoint describes (interir.load_model(path) does this), "
+            "or train a new checkpoint for this architecture"
         )
         raise CheckpointError(". ".join(parts))
     with torch.no_grad():
@@ -688,67 +608,3 @@ def load_training_state(
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"'{state_path}' is not an interir training state")
     return state
-
-
-def load_model(
-    spec: str | os.PathLike,
-    map_location: str | torch.device = "cpu",
-    *,
-    use_ema: bool = True,
-) -> nn.Module:
-    """Build a ready-to-run model from a checkpoint, a registered name, or ``"default"``.
-
-    Args:
-        spec: one of
-
-            - a checkpoint folder, run folder (``best`` preferred), ``.safetensors`` file or
-              ``model.json`` path: rebuilds the recorded model and loads its weights;
-            - a registered model name (``interir.list_models()``): randomly initialised weights,
-              with a warning;
-            - ``"default"`` or another shipped name (``interir.list_pretrained()``, e.g.
-              ``"eb-nafnet-small"``): the bundled pretrained weights, sha256-checked
-              (:func:`interir.pretrained.load_pretrained`).
-        map_location: device for the model.
-        use_ema: use the EMA weights when the checkpoint has them (usually the better ones).
-
-    Returns:
-        The model on ``map_location`` in eval mode, mapping ``(B, 3, H, W)`` in [0, 1] to the same
-        shape. ``model.checkpoint_path`` and ``model.checkpoint_meta`` record where it came from.
-
-    Raises:
-        FileNotFoundError: ``spec`` is neither an existing path nor a model name.
-        CheckpointError: the checkpoint is corrupt or its weights do not fit its description.
-    """
-    spec_str = str(spec)
-    from interir.pretrained import list_pretrained, load_pretrained
-
-    if spec_str == "default" or spec_str in list_pretrained():
-        model = load_pretrained(spec_str)
-        return model.to(map_location).eval()
-
-    path = Path(spec)
-    if path.exists() or recover_dir(path) != path:
-        ckpt = load_checkpoint(path, map_location="cpu")
-        model = ckpt.build_model(use_ema=use_ema).to(map_location).eval()
-        model.checkpoint_path = str(ckpt.path)
-        model.checkpoint_meta = ckpt.meta
-        return model
-
-    from interir.registry import closest_match_hint, create_model, list_models
-
-    names = list_models()
-    if spec_str in names:
-        warnings.warn(
-            f"'{spec_str}' is a model name, not a checkpoint: its weights are random, so its output "
-            "is not a restoration. Pass a checkpoint folder or .safetensors file for trained weights",
-            stacklevel=2,
-        )
-        model = create_model(spec_str).to(map_location).eval()
-        model.checkpoint_path = None
-        model.checkpoint_meta = {}
-        return model
-    raise FileNotFoundError(
-        f"'{spec_str}' is neither an existing checkpoint path nor a registered model name."
-        f"{closest_match_hint(spec_str, names)} Valid names: {', '.join(names)}; or 'default' for "
-        "the bundled weights"
-    )

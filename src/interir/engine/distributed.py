@@ -4,6 +4,9 @@ Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) :func:`init_distribut
 process group with NCCL when the process trains on CUDA and gloo on CPU, and picks the device
 ``cuda:LOCAL_RANK``. Without torchrun it returns a single-process :class:`DistInfo` and touches no
 process group. Only the main process (rank 0) writes files and logs.
+
+The device rule is :func:`interir.utils.device.resolve_device` (the one every command uses);
+:func:`rank_device` adds torchrun's: a CUDA device without an index is ``cuda:LOCAL_RANK``.
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from interir.engine.checkpoint import unwrap_model
+from interir.utils.device import resolve_device
+
 __all__ = [
     "DistInfo",
     "init_distributed",
     "cleanup_distributed",
-    "resolve_device",
+    "rank_device",
     "per_rank_batch",
     "barrier",
     "any_true",
@@ -58,16 +64,19 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> ``cuda:local_rank`` when CUDA is available, else CPU; ``"cuda"`` -> ``cuda:local_rank``."""
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(spec)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device asks for CUDA but torch sees no GPU; use train.device=cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
+def rank_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
+    """:func:`interir.utils.device.resolve_device`, then ``cuda`` -> ``cuda:local_rank``.
+
+    Raises:
+        ValueError: the device is malformed or absent (the message names the fix, as a
+            ``train.device`` setting).
+    """
+    try:
+        device = resolve_device(spec)
+    except ValueError as err:
+        raise ValueError(str(err).replace("--device ", "train.device=")) from None
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", local_rank)
     return device
 
 
@@ -84,7 +93,7 @@ def init_distributed(device: str = "auto", timeout_minutes: float = 30.0) -> Dis
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local_rank)
+    dev = rank_device(device, local_rank)
     if world <= 1:
         return DistInfo(0, 1, 0, dev, None)
     backend = "nccl" if dev.type == "cuda" else "gloo"
@@ -173,6 +182,4 @@ def check_replicas(model: nn.Module) -> list[str]:
     Returns:
         One digest per rank; they are all equal when the replicas are in sync.
     """
-    from interir.engine.checkpoint import unwrap_model
-
     return all_gather_object(params_digest(unwrap_model(model)))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from interir.engine.checkpoint import unwrap_model
+
 __all__ = ["ModelEMA"]
 
 
@@ -27,8 +29,6 @@ class ModelEMA:
     def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
-        from interir.engine.checkpoint import unwrap_model
-
         self.decay = float(decay)
         self.warmup = warmup
         self.updates = 0
@@ -47,8 +47,6 @@ class ModelEMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """Fold the current weights of ``model`` into the average (call after ``optimizer.step()``)."""
-        from interir.engine.checkpoint import unwrap_model
-
         d = self.current_decay()
         self.updates += 1
         for k, v in unwrap_model(model).state_dict().items():
@@ -78,7 +76,5 @@ class ModelEMA:
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
         """Write the averaged weights into ``model`` (e.g. a copy used for validation)."""
-        from interir.engine.checkpoint import unwrap_model
-
         for k, v in unwrap_model(model).state_dict().items():
             v.copy_(self.shadow[k].to(dtype=v.dtype))

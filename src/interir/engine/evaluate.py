@@ -35,9 +35,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from interir.classical import ClassicalMethod
+from interir.classical import ClassicalMethod, create_classical, is_classical, list_classical
+from interir.data.paired import PairedImageDataset
 from interir.data.synthetic import MANIFEST_FILE, is_suite, read_suite
 from interir.inference import restore_tensor
+from interir.loading import load_model
 from interir.metrics.image import MetricSettings, psnr_ssim
 from interir.metrics.report import (
     ImageResult,
@@ -45,6 +47,9 @@ from interir.metrics.report import (
     summarize,
     write_csv,
 )
+from interir.registry import closest_match_hint, list_models
+from interir.utils.device import resolve_device
+from interir.utils.io import read_image, write_image
 
 __all__ = [
     "EvalItem",
@@ -53,7 +58,6 @@ __all__ = [
     "EvalReport",
     "open_dataset",
     "resolve_model",
-    "resolve_device",
     "restore",
     "evaluate",
     "MANIFEST_FILE",
@@ -124,8 +128,6 @@ class EvalDataset:
                 yield EvalItem(name=str(item["name"]), combination="", levels=None,
                                input=item["input"], target=item["target"])
             return
-        from interir.utils.io import read_image
-
         for combination, name, levels, inp, tgt in self._entries:
             yield EvalItem(name=name, combination=combination, levels=levels,
                            input=read_image(inp).image, target=read_image(tgt).image)
@@ -156,10 +158,6 @@ def open_dataset(path: str | Path, name: str | None = None) -> EvalDataset:
         combos = list(dict.fromkeys(i.combination for i in images))
         return EvalDataset(name=label, root=root, kind="synthetic", combinations=combos,
                            _entries=entries)
-    try:
-        from interir.data import PairedImageDataset
-    except ImportError as err:  # pragma: no cover - interir.data ships with the package
-        raise ImportError(f"paired folders need interir.data.PairedImageDataset: {err}") from err
     paired = PairedImageDataset(root)
     if len(paired) == 0:
         raise ValueError(f"no image pairs found in '{root}'")
@@ -167,16 +165,6 @@ def open_dataset(path: str | Path, name: str | None = None) -> EvalDataset:
 
 
 # ------------------------------------------------------------------------------------- models
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; errors when CUDA is asked for but absent."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was requested but CUDA is not available; use cpu or auto")
-    return dev
-
-
 def _label_for_path(path: Path) -> str:
     if path.name in ("best", "last") and path.parent.name == "checkpoints":
         return f"{path.parent.parent.name}/{path.name}"
@@ -192,13 +180,11 @@ def resolve_model(spec: str, device: str | torch.device = "cpu") -> tuple[str, n
         spec: ``classical-dcp`` / ``classical-nlm`` / ``classical-dcp+nlm``; a checkpoint folder,
             run folder or ``.safetensors`` file; a registered model name (random weights, with a
             warning); ``default`` for the bundled pretrained model. ``LABEL=SPEC`` sets the label.
-        device: where the model runs.
+        device: where the model runs (``"auto"``: :func:`interir.utils.device.resolve_device`).
 
     Returns:
         ``(label, model)`` with the model in eval mode on ``device``.
     """
-    from interir.classical import create_classical, is_classical
-
     label = None
     m = re.fullmatch(r"([^=/\\]+)=(.+)", spec)
     if m and not Path(spec).exists():
@@ -206,12 +192,8 @@ def resolve_model(spec: str, device: str | torch.device = "cpu") -> tuple[str, n
     dev = resolve_device(device)
     if is_classical(spec):
         return label or spec, create_classical(spec).to(dev)
-    from interir.classical import list_classical
-    from interir.engine.checkpoint import load_model
-    from interir.registry import closest_match_hint, list_models
-
     try:
-        model = load_model(spec, map_location=dev)
+        model = load_model(spec, dev)
     except FileNotFoundError as err:
         if Path(spec).exists():
             raise
@@ -391,8 +373,6 @@ def evaluate(
                     levels=item.levels, input_psnr=float(in_p[0]), input_ssim=float(in_s[0]),
                     output_psnr=float(out_p[0]), output_ssim=float(out_s[0])))
                 if opts.save_images_to is not None:
-                    from interir.utils.io import write_image
-
                     folder = Path(opts.save_images_to) / _safe(label) / _safe(ds.name)
                     if item.combination:
                         folder = folder / _safe(item.combination)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from interir import __version__
-from interir.engine.checkpoint import load_model
 from interir.engine.train import TrainResult, build_val_pairs
 from interir.gpurun.bench import precision_flags, speed_rows
 from interir.gpurun.cudatests import run_cuda_tests
@@ -29,6 +28,7 @@ from interir.gpurun.report import (MAX_FILE_BYTES, RUN_FILES, copy_tail, device_
 from interir.gpurun.training import (best_candidate, measure_throughput, plan_run, recipe, score,
                                      score_spec, train_planned)
 from interir.gpurun.weights import MiB, join_weights, read_weights, stored_dtype, write_weights
+from interir.loading import load_model
 from interir.utils.env import git_info
 
 __all__ = ["main", "Run"]

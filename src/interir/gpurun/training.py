@@ -20,10 +20,10 @@ from typing import Any, Iterator
 import torch
 
 from interir.config import TrainConfig, config_to_dict, load_config
-from interir.engine.checkpoint import load_model
 from interir.engine.evaluate import resolve_model
 from interir.engine.train import TrainResult, train, validate
 from interir.gpurun.options import CPU_TRAIN_SETTINGS
+from interir.loading import load_model
 from interir.models.unfolding import set_stage_checkpointing
 from interir.registry import create_model
 from interir.utils.device import empty_cache, is_out_of_memory
@@ -196,7 +196,7 @@ def best_candidate(result: TrainResult, cfg: TrainConfig, pairs: list[dict],
         return paths[0], {}
     scores = {}
     for path in paths:
-        scores[path.name] = score(load_model(path, map_location=device), cfg, pairs, device)
+        scores[path.name] = score(load_model(path, device), cfg, pairs, device)
     name = max(scores, key=lambda k: scores[k]["psnr"])
     return result.run_dir / "checkpoints" / name, scores
 

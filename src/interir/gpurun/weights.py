@@ -6,7 +6,7 @@ float16 (or bfloat16 when a weight lies outside float16's range), split into sha
 ``weights.safetensors``. Every file carries the checkpoint header of
 :mod:`interir.engine.checkpoint` (model name and config) plus ``shard`` and ``stored_dtype``.
 :func:`join_weights` turns the files back into one float32 weights file that
-:func:`interir.engine.checkpoint.load_model`, ``interir eval`` and ``scripts/ship_default.py``
+:func:`interir.load_model`, ``interir eval`` and ``scripts/ship_default.py``
 read; :func:`read_weights` loads them as a model.
 """
 
@@ -21,8 +21,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from interir.engine.checkpoint import (CHECKPOINT_FORMAT, FORMAT_VERSION, load_model, model_description,
-                                       save_checkpoint, unwrap_model)
+from interir.engine.checkpoint import (CHECKPOINT_FORMAT, FORMAT_VERSION, model_description, save_checkpoint,
+                                       unwrap_model)
+from interir.loading import load_model
 
 __all__ = ["MiB", "storage_dtype", "split_state", "write_weights", "stored_dtype", "read_weights",
            "join_weights"]
@@ -141,7 +142,7 @@ def read_weights(paths: list[Path]) -> nn.Module:
 
 def join_weights(paths: list[Path], target: Path) -> Path:
     """Join the files of :func:`write_weights` into one float32 weights file ``target`` (plus its
-    ``.json`` description), loadable by :func:`interir.engine.checkpoint.load_model`."""
+    ``.json`` description), loadable by :func:`interir.load_model`."""
     target = Path(target)
     if target.suffix != ".safetensors":
         raise ValueError(f"the joined file must end in .safetensors, got '{target}'")

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from interir.inference.tiling import tiled_apply
+from interir.loading import load_model
 from interir.models.explainable_conv import explanations_disabled
 from interir.utils.device import empty_cache, is_out_of_memory, module_device, resolve_device
 from interir.utils.files import check_writable_dir
@@ -632,12 +633,6 @@ def _restore_planned(
 def load_restoration_model(
     spec: str | os.PathLike = "default", device: str | torch.device | None = "auto"
 ) -> nn.Module:
-    """Load a model for inference: a checkpoint path, a registered name or ``"default"``.
-
-    Thin wrapper over :func:`interir.engine.checkpoint.load_model` that also resolves
-    ``device="auto"``. Returns the model in eval mode on the device.
-    """
-    from interir.engine.checkpoint import load_model
-
-    run_device = resolve_device(device)
-    return load_model(spec, map_location=run_device).eval()
+    """:func:`interir.load_model` with ``device="auto"`` by default (kept for the documented
+    inference API). Returns the model in eval mode on the device."""
+    return load_model(spec, device)

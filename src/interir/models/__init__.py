@@ -1,5 +1,10 @@
-"""Networks: InterIR (unfolding), its building blocks, the explainable convolution, baselines."""
+"""Networks: InterIR (unfolding), its building blocks, the explainable convolution, baselines.
 
+Importing this package registers the named variants (:mod:`interir.models.factory`) with
+:mod:`interir.registry`; ``import interir`` does it, so the registry is full before any use.
+"""
+
+from interir.models import factory  # noqa: F401 - registers the named variants
 from interir.models.epblock import EPBlock
 from interir.models.explainable_conv import (
     ExplainableConv2d,

@@ -31,7 +31,8 @@ from torch import nn
 from interir.degradations import COMBINATIONS, DegradationPipeline, canonical_combination
 from interir.demo import DEMO_IMAGE, DEMO_LEVELS
 from interir.explain import MissingExtraError, explain_image, write_report
-from interir.inference import load_restoration_model, restore_tensor
+from interir.inference import restore_tensor
+from interir.loading import load_model
 from interir.metrics import psnr, ssim
 from interir.pretrained import list_pretrained
 from interir.utils.io import ImageReadError, LoadedImage, read_image, write_image
@@ -127,7 +128,7 @@ class ModelCache:
         with self._lock:
             if spec not in self._models:
                 try:
-                    self._models[spec] = load_restoration_model(spec, device=self.device)
+                    self._models[spec] = load_model(spec, self.device)
                 except (FileNotFoundError, ValueError, RuntimeError) as exc:
                     raise AppError(f"cannot load model {spec!r}: {exc}") from exc
             return self._models[spec]
