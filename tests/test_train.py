@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from interir.config import load_config
 from interir.engine.checkpoint import CheckpointError, load_training_state
 from interir.engine import train as train_module
-from interir.engine.train import _StreamSampler, build_val_pairs, lr_factor, per_set_text, train
+from interir.data.training import StreamSampler
+from interir.engine.train import build_val_pairs, lr_factor, per_set_text, train
 from interir.loading import load_model
 from interir.utils.seed import restore_rng_state
 
@@ -205,18 +206,18 @@ def test_stream_sampler_epochs_and_rank_split():
         it = iter(sampler)
         return [next(it) for _ in range(k)]
 
-    one = take(_StreamSampler(n=5, seed=3, global_batch=4, rank=0, per_rank=4, start_step=0), 20)
+    one = take(StreamSampler(n=5, seed=3, global_batch=4, rank=0, per_rank=4, start_step=0), 20)
     # every epoch (5 consecutive positions) is a permutation; seeds are distinct
     for e in range(4):
         assert sorted(i for i, _ in one[5 * e: 5 * e + 5]) == list(range(5))
     assert len({s for _, s in one}) == 20
     # two ranks with 2 each see exactly the single-process stream, batch by batch
-    r0 = take(_StreamSampler(5, 3, 4, 0, 2, 0), 10)
-    r1 = take(_StreamSampler(5, 3, 4, 1, 2, 0), 10)
+    r0 = take(StreamSampler(5, 3, 4, 0, 2, 0), 10)
+    r1 = take(StreamSampler(5, 3, 4, 1, 2, 0), 10)
     merged = [x for s in range(5) for x in r0[2 * s: 2 * s + 2] + r1[2 * s: 2 * s + 2]]
     assert merged == one
     # resuming at step 3 continues the stream
-    assert take(_StreamSampler(5, 3, 4, 0, 4, 3), 8) == one[12:20]
+    assert take(StreamSampler(5, 3, 4, 0, 4, 3), 8) == one[12:20]
 
 
 def test_init_from_can_grow_a_trained_network_only_when_asked(tmp_path):
