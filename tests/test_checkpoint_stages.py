@@ -81,7 +81,8 @@ def test_older_configs_setting_it_as_a_model_override_are_read_as_the_training_k
             "model": {"name": "interir-tiny", "overrides": {"checkpoint_stages": True, "width": 8}}}
     cfg = validate_config(base)
     assert cfg.train.checkpoint_stages is True and cfg.model.overrides == {"width": 8}
-    assert validate_config({**base, "train": {"checkpoint_stages": False}}).train.checkpoint_stages is False
+    explicit = validate_config({**base, "train": {"checkpoint_stages": False}})
+    assert explicit.train.checkpoint_stages is False
     assert validate_config({"data": {"train_roots": ["x"]}}).train.checkpoint_stages is False
 
 
@@ -103,7 +104,7 @@ def test_the_trainer_applies_it_and_trains_the_same(tmp_path, monkeypatch):
     monkeypatch.setattr(unfolding, "checkpoint", lambda *a, **k: recomputed.append(1) or real(*a, **k))
     on = train(_cfg(tmp_path, "on", "train.checkpoint_stages=true"))
     assert len(recomputed) == 2 * 2  # 2 steps x 2 IPBlocks
-    a, b = load_model(plain.run_dir / "checkpoints" / "last"), load_model(on.run_dir / "checkpoints" / "last")
+    a, b = (load_model(r.run_dir / "checkpoints" / "last") for r in (plain, on))
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=name)
     assert "checkpoint_stages" not in json.loads((on.run_dir / "checkpoints" / "last" / "model.json")
