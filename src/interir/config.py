@@ -27,6 +27,9 @@ from typing import Annotated, Any, Literal, Sequence, get_args
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
                       model_validator)
 
+from interir.degradations import parse_combinations, parse_level_powers, parse_levels, rain_sampling_for
+from interir.registry import closest_match_hint, model_config
+
 __all__ = [
     "ConfigError",
     "ModelSection",
@@ -113,8 +116,6 @@ class ModelSection(_Section):
 
     @model_validator(mode="after")
     def _check_model(self) -> "ModelSection":
-        from interir.registry import model_config
-
         model_config(self.name, **self.overrides)  # ValueError names the bad name/option
         return self
 
@@ -122,16 +123,12 @@ class ModelSection(_Section):
 def _check_combinations(value: list[str] | None) -> list[str] | None:
     if value is None:
         return None
-    from interir.degradations import parse_combinations
-
     return list(parse_combinations(value))
 
 
 def _check_levels(value: dict[str, float] | None) -> dict[str, float] | None:
     if value is None:
         return None
-    from interir.degradations import parse_levels
-
     return parse_levels(value)
 
 
@@ -145,15 +142,11 @@ def _check_airlight(value: tuple[float, float] | None) -> tuple[float, float] | 
 
 
 def _check_rain_style(value: str) -> str:
-    from interir.degradations import rain_sampling_for
-
     rain_sampling_for(value)  # ValueError lists the styles
     return value
 
 
 def _check_level_power(value: float | dict[str, float]) -> float | dict[str, float]:
-    from interir.degradations import parse_level_powers
-
     if max(parse_level_powers(value).values()) > 10:
         raise ValueError(f"level_power must be at most 10, got {value}")
     return value
@@ -529,8 +522,6 @@ def _key(loc: Sequence[Any]) -> str:
 
 
 def _format_errors(err: ValidationError) -> str:
-    from interir.registry import closest_match_hint
-
     lines = []
     for e in err.errors():
         loc = [p for p in e["loc"] if p not in (_VAL_ONE, _VAL_MANY)]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from interir.utils.io import list_images, read_image
@@ -88,8 +89,6 @@ def _match_target(stem: str, targets: dict[str, Path]) -> Path | None:
 
 def _image_size(path: Path) -> tuple[int, int] | str:
     """(H, W) after EXIF orientation, from the header; or an error string."""
-    from PIL import Image
-
     try:
         with Image.open(path) as img:
             w, h = img.size

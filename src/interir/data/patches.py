@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import Dataset
 
 from interir.utils.io import ImageReadError, list_images, read_image
@@ -154,8 +155,6 @@ class CleanPatchDataset(Dataset):
     def _probe(path: Path, verify: bool) -> tuple[int, int]:
         if verify:
             return read_image(path).size
-        from PIL import Image
-
         try:
             with Image.open(path) as img:
                 w, h = img.size

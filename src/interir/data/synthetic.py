@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from interir._version import __version__
 from interir.data.paired import PairedImageDataset, find_pairs
 from interir.degradations.haze import PATCH_DEPTH_MODES, HazeSampling, patch_depth
 from interir.degradations.pipeline import (
@@ -316,8 +317,6 @@ def synthesize_suite(
         FileExistsError: ``out_dir`` is not empty and not a suite, or a suite without ``overwrite``.
         OutputPathError: ``out_dir`` cannot be written.
     """
-    from interir import __version__
-
     ds = SyntheticPairDataset(clean, combinations, seed, levels, max_levels, quantize=True)
     out = Path(out_dir)
     check_writable_dir(out)

@@ -43,6 +43,8 @@ from interir.data.synthetic import (
     suite_combinations,
 )
 from interir.explain._plotting import new_figure, require, save_figure
+from interir.registry import list_models
+from interir.utils.io import read_image
 from interir.utils.tensors import centre_crop
 
 __all__ = [
@@ -232,8 +234,6 @@ def embed_suite(
     Returns:
         ``(len(items), D)`` float64 array.
     """
-    from interir.utils.io import read_image
-
     rows = []
     for i, item in enumerate(items):
         image = centre_crop(read_image(item.path).image, config.crop)
@@ -484,8 +484,6 @@ def _palette(count: int):
 
 def untrained_warning(spec: str) -> str | None:
     """A note when ``spec`` is a registered model name (random weights), else ``None``."""
-    from interir.registry import list_models
-
     if spec in list_models():
         return (
             f"'{spec}' has untrained (random) weights: its clusters reflect raw input statistics "

@@ -27,6 +27,7 @@ import torch
 from interir.explain._plotting import hide_axes, new_figure, save_figure, to_hwc
 from interir.explain.convs import ConvExplanation
 from interir.explain.trajectory import Explanation
+from interir.utils.io import write_image
 
 __all__ = ["write_report", "CAPTIONS"]
 
@@ -390,8 +391,6 @@ def write_report(explanation: Explanation, out_dir: str | Path) -> Path:
         interir.explain.MissingExtraError: matplotlib is not installed
             (``pip install "interir[viz]"``).
     """
-    from interir.utils.io import write_image
-
     exp = explanation
     out = Path(out_dir)
     new_figure(1, 1, _PURPOSE)  # fail early, before writing anything, when matplotlib is missing

@@ -12,6 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy
+import torch
+
+from interir._version import __version__
+
 __all__ = ["git_info", "environment_info"]
 
 
@@ -71,13 +76,8 @@ def environment_info() -> dict[str, Any]:
     Returns:
         A JSON-serialisable dict.
     """
-    import numpy
-    import torch
-
-    import interir
-
     info: dict[str, Any] = {
-        "interir": interir.__version__,
+        "interir": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from interir.utils.device import available_memory_bytes
 from interir.utils.files import atomic_open
@@ -112,8 +113,6 @@ def pixel_limit(limit: int | None) -> Iterator[None]:
         return
     if limit < 1:
         raise ValueError(f"the pixel limit must be at least 1, got {limit}")
-    from PIL import Image
-
     saved = (_max_pixels_override, Image.MAX_IMAGE_PIXELS)
     _max_pixels_override = int(limit)
     # Pillow warns above MAX_IMAGE_PIXELS and errors above twice that.
@@ -322,8 +321,6 @@ def _header_of(img, path: Path) -> ImageHeader:
 
 def _open_image(path: Path):
     """``Image.open`` (lazy: the header only), with a missing file and unknown formats reported."""
-    from PIL import Image, UnidentifiedImageError
-
     if not path.is_file():
         raise ImageReadError(path, "no such file" if not path.exists() else "not a regular file")
     try:
@@ -523,8 +520,6 @@ def write_image(
             )
             writer.write(fh, arr.reshape(arr.shape[0], -1).tolist())
         else:
-            from PIL import Image
-
             mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
             pil = Image.fromarray(arr[:, :, 0] if channels == 1 else arr, mode=mode)
             if ext == ".png":

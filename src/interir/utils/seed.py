@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import random
 from typing import Any, Iterator
 
@@ -59,8 +60,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     np.random.seed(seed % (1 << 32))
     torch.manual_seed(seed)
     if deterministic:
-        import os
-
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
