@@ -9,8 +9,27 @@ from typing import Annotated, Optional
 import typer
 
 from interir.cli.app import app
+from interir.inference.restore import DEFAULT_CHANNELS_LAST, DEFAULT_PRECISION, PRECISIONS
 from interir.utils.progress import ProgressDisplay, format_seconds
 from interir.utils.threads import THREADS_HELP
+
+#: Help of the inference settings; the figures are from benchmarks/results/inference_settings.md.
+CHANNELS_LAST_HELP = (
+    "Run the model in channels-last memory format: the same result to float rounding, 1.19x "
+    "faster for the default model on the 2-core CPU measured (benchmarks/inference_settings.py, "
+    "benchmarks/results/inference_settings.md), hence the default.")
+PRECISION_HELP = (
+    "auto | fp32 | bf16. bf16 runs convolutions and matrix products in bfloat16 (torch.autocast, "
+    "CPU or CUDA); the output stays float32. With channels-last it was 1.46x faster than fp32 "
+    "(CPU time) and within 0.02 dB PSNR of it (benchmarks/results/inference_settings.md). 'auto' "
+    "(default): bf16 on a CPU with native bfloat16 instructions (AVX512-BF16 or AMX), like the "
+    "one measured; fp32 elsewhere, GPUs included.")
+POOL_WINDOW_HELP = (
+    "Side in pixels of the window every block's channel attention averages over (0: the whole "
+    "image or tile); default: the model's own (0 for the shipped model, which validated better "
+    "with whole-image pooling than with a 192-px window, benchmarks/results/haze_probes.md "
+    "section 7; a 192-px window was also slower and 0.47 dB worse on a 1024x768 photo, "
+    "benchmarks/results/inference_settings.md). InterIR models only.")
 
 
 def _parse_tile(value: str) -> Optional[int]:
@@ -91,6 +110,11 @@ def restore_command(
         "--max-pixels", min=1, help="Refuse images with more pixels than this, read from the file "
                                     "header before decoding (default: what the available memory "
                                     "holds).", show_default=False)] = None,
+    channels_last: Annotated[bool, typer.Option(
+        "--channels-last/--no-channels-last", help=CHANNELS_LAST_HELP)] = DEFAULT_CHANNELS_LAST,
+    precision: Annotated[str, typer.Option("--precision", help=PRECISION_HELP)] = DEFAULT_PRECISION,
+    pool_window: Annotated[Optional[int], typer.Option(
+        "--pool-window", min=0, help=POOL_WINDOW_HELP, show_default=False)] = None,
 ) -> None:
     """Restore images hit by haze, rain and noise; each keeps its size, bit depth and alpha.
 
@@ -107,6 +131,8 @@ def restore_command(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     if output_format not in OUTPUT_FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(OUTPUT_FORMATS)}", param_hint="--format")
+    if precision not in PRECISIONS:
+        raise typer.BadParameter(f"use one of {', '.join(PRECISIONS)}", param_hint="--precision")
     tile_size = _parse_tile(tile)
     try:  # before loading the model and restoring anything
         check_writable_dir(output)
@@ -128,6 +154,7 @@ def restore_command(
                 output_format=output_format, recursive=recursive, quality=quality,
                 on_result=_result_printer(display, quiet), progress=display.steps,
                 on_start=lambda src, index, count: _start_image(display, src, count),
+                channels_last=channels_last, precision=precision, pool_window=pool_window,
             )
     except OutputPathError as err:  # the folder changed since the check above
         typer.echo(f"error: {err}", err=True)

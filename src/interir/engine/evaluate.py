@@ -213,10 +213,12 @@ def restore(model: ModelLike, image: torch.Tensor, tile: int | None = None) -> t
 
     Networks go through :func:`interir.inference.restore_tensor` (size padding, clamping); scores
     are of the whole image unless ``tile`` asks for tiles. Classical methods always see the whole
-    image (DCP estimates a global airlight).
+    image (DCP estimates a global airlight). Networks run with the reference settings (float32,
+    contiguous layout), whatever ``restore``'s speed defaults are: scores do not depend on the CPU
+    they are computed on, and a model being trained (validation) is never converted.
     """
     if isinstance(model, nn.Module) and not isinstance(model, ClassicalMethod):
-        return restore_tensor(model, image, tile=tile or 0)
+        return restore_tensor(model, image, tile=tile or 0, precision="fp32", channels_last=False)
     return model(image)
 
 

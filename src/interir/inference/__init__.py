@@ -1,8 +1,12 @@
 """Inference: restore tensors, files and folders of any size (tiling, padding, OOM retry).
 
 Public API:
-    restore_tensor(model, image, tile=None, overlap=None, device=None)
-        (3, H, W) or (B, 3, H, W) in [0, 1] -> same shape, clamped to [0, 1]
+    restore_tensor(model, image, tile=None, overlap=None, device=None,
+                   channels_last=DEFAULT_CHANNELS_LAST, precision=DEFAULT_PRECISION,
+                   pool_window=None)
+        (3, H, W) or (B, 3, H, W) in [0, 1] -> same shape, float32, clamped to [0, 1]
+    PRECISIONS                                                ("auto", "fp32", "bf16")
+    resolve_precision(precision, device)                      "auto" -> "fp32" or "bf16"
     restore_file(src, dst, model, overwrite=False, ...)       one file -> (path, note)
     restore_paths(inputs, out_dir, model, overwrite=False, ...)  files/folders -> RestoreReport
     load_restoration_model(spec="default", device="auto")     checkpoint / name / "default"
@@ -11,23 +15,32 @@ Public API:
 """
 
 from interir.inference.restore import (
+    DEFAULT_CHANNELS_LAST,
+    DEFAULT_PRECISION,
     OUTPUT_FORMATS,
+    PRECISIONS,
     OutputExistsError,
     RestoreReport,
     auto_overlap,
     auto_tile_size,
+    check_inference_settings,
+    cpu_has_native_bf16,
     load_restoration_model,
     minimum_size,
     plan_outputs,
     restore_file,
     restore_paths,
+    resolve_precision,
     restore_tensor,
     size_multiple,
 )
 from interir.inference.tiling import TileGrid, axis_tiles, blend_window, plan_tiles, tiled_apply
 
 __all__ = [
+    "DEFAULT_CHANNELS_LAST",
+    "DEFAULT_PRECISION",
     "OUTPUT_FORMATS",
+    "PRECISIONS",
     "OutputExistsError",
     "RestoreReport",
     "TileGrid",
@@ -35,12 +48,15 @@ __all__ = [
     "auto_tile_size",
     "axis_tiles",
     "blend_window",
+    "check_inference_settings",
+    "cpu_has_native_bf16",
     "load_restoration_model",
     "minimum_size",
     "plan_outputs",
     "plan_tiles",
     "restore_file",
     "restore_paths",
+    "resolve_precision",
     "restore_tensor",
     "size_multiple",
     "tiled_apply",

@@ -27,7 +27,7 @@ Ablation switches (paper Table 4), each a field of :class:`InterIRConfig`:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -36,7 +36,7 @@ from torch.utils.checkpoint import checkpoint
 
 from interir.models.epblock import EPBlock
 from interir.models.kronecker import KroneckerOperator, frobenius_normalize
-from interir.models.layers import check_image_batch, crop_to, pad_to_multiple
+from interir.models.layers import WindowedMeanPool, check_image_batch, crop_to, pad_to_multiple
 
 
 @dataclass(frozen=True)
@@ -150,11 +150,14 @@ class InterIRConfig:
         """True when the InterIR forms use the v2 gated, additive updates."""
         return self.stage_update == "add"
 
+    def block_window(self, full_resolution: bool) -> int:
+        """Pooling window, in the block's own pixels, of an EPBlock at full or ``1/s`` resolution."""
+        window = self.pool_window if full_resolution else self.pool_window // self.downsample
+        return 1 if self.pool_window and window == 0 else window
+
     def epblock(self, channels: int, full_resolution: bool = False, expansion: int | None = None) -> EPBlock:
         """An EPBlock of this network: its conv switch, expansions and pooling window."""
-        window = self.pool_window if full_resolution else self.pool_window // self.downsample
-        if self.pool_window and window == 0:
-            window = 1
+        window = self.block_window(full_resolution)
         dw, ffn = (self.dw_expansion, self.ffn_expansion) if expansion is None else (expansion, expansion)
         return EPBlock(channels, self.explainable, dw, ffn, pool_window=window)
 
@@ -518,6 +521,23 @@ class InterIR(nn.Module):
     def min_size(self) -> int:
         """Smallest height and width the network accepts (reflect padding needs pad < size)."""
         return self.config.downsample
+
+    def set_pool_window(self, window: int) -> int:
+        """Set ``config.pool_window`` on a built network and return the previous value.
+
+        The window has no parameters, so this changes how a trained network runs, not its weights
+        (:func:`interir.inference.restore_tensor` uses it for its ``pool_window`` option). Every
+        EPBlock gets the window it would have been built with (:meth:`InterIRConfig.block_window`:
+        full resolution in the learned Down/Up and the refinement, ``1/s`` elsewhere).
+        """
+        config = replace(self.config, pool_window=int(window))  # validates window >= 0
+        full = [part for part in (self.down, self.up, self.refine) if part is not None]
+        full_ids = {id(m) for part in full for m in part.modules()}
+        for module in self.modules():
+            if isinstance(module, WindowedMeanPool):
+                module.window = config.block_window(id(module) in full_ids)
+        previous, self.config = self.config.pool_window, config
+        return previous
 
     def _run_stage(self, stage: IPBlock, *state):
         if self.checkpoint_stages and self.training and torch.is_grad_enabled():
