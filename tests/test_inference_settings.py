@@ -168,7 +168,9 @@ def test_bad_settings_name_the_valid_choices(tiny, tmp_path, kwargs, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_restore_paths_passes_the_settings_on(tiny, tmp_path, monkeypatch):
+@pytest.fixture
+def settings_seen(monkeypatch) -> list[dict]:
+    """The inference settings of every restore_tensor call made through the restore module."""
     seen = []
     original = restore_module.restore_tensor
 
@@ -177,6 +179,11 @@ def test_restore_paths_passes_the_settings_on(tiny, tmp_path, monkeypatch):
         return original(model, image, **kwargs)
 
     monkeypatch.setattr(restore_module, "restore_tensor", spy)
+    return seen
+
+
+def test_restore_paths_passes_the_settings_on(tiny, tmp_path, settings_seen):
+    seen = settings_seen
     src = tmp_path / "a.png"
     Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(src)
     report = restore_paths([src], tmp_path / "out", tiny, channels_last=True, precision="bf16",
@@ -192,15 +199,8 @@ def _cli(args: list[str]):
     return CliRunner().invoke(app, args)
 
 
-def test_cli_flags_reach_restore_tensor(tmp_path, monkeypatch):
-    seen = []
-    original = restore_module.restore_tensor
-
-    def spy(model, image, **kwargs):
-        seen.append({k: kwargs[k] for k in ("channels_last", "precision", "pool_window")})
-        return original(model, image, **kwargs)
-
-    monkeypatch.setattr(restore_module, "restore_tensor", spy)
+def test_cli_flags_reach_restore_tensor(tmp_path, settings_seen):
+    seen = settings_seen
     src = tmp_path / "a.png"
     Image.fromarray(np.full((24, 24, 3), 90, np.uint8)).save(src)
     base = ["restore", str(src), "-m", "interir-tiny", "--overwrite"]
