@@ -4,10 +4,14 @@
         -m runs/cpu-default-stage4/checkpoints/best
 
 Lets a recipe stage be compared with the weights it started from on the same footing: a run
-only validates its own steps. Models are given as for ``interir eval -m``.
+only validates its own steps. Models are given as for ``interir eval -m``. ``--json FILE`` also
+writes ``[{"spec", "label", "psnr", "ssim"}, ...]`` in the order of ``-m`` (scripts read it to
+decide whether a run ships, see scripts/train_default_v2.sh).
 """
 
 import argparse
+import json
+from pathlib import Path
 
 import torch
 
@@ -22,12 +26,14 @@ def main() -> None:
     parser.add_argument("config", help="training config whose data.val section defines the pairs")
     parser.add_argument("-m", "--model", action="append", required=True, help="model spec (repeatable)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="also write the scores here, in the order of -m")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
     pairs = build_val_pairs(cfg)
     print(f"{len(pairs)} validation pairs of {args.config}")
-    models = dict(resolve_model(spec, "cpu") for spec in args.model)
+    resolved = [resolve_model(spec, "cpu") for spec in args.model]
+    models = dict(resolved)
     convention = cfg.data.val_sets[0]
     settings = MetricSettings(y_channel=convention.y_channel, crop_border=convention.crop_border)
     report = evaluate(models, validation_datasets(pairs),
@@ -36,6 +42,10 @@ def main() -> None:
         res = validation_scores(report, label)
         print(f"{label}: PSNR {res['psnr']:.3f} dB  SSIM {res['ssim']:.4f}{per_set_text(res, ssim=True)}  "
               f"({report.seconds[label]:.1f} s)")
+    if args.json:
+        scores = [{"spec": spec, "label": label, **{k: validation_scores(report, label)[k] for k in ("psnr", "ssim")}}
+                  for spec, (label, _) in zip(args.model, resolved)]
+        args.json.write_text(json.dumps(scores, indent=1))
 
 
 if __name__ == "__main__":
