@@ -27,8 +27,8 @@ Three settings choose how the model runs (:func:`restore_tensor`'s
 :data:`DEFAULT_PRECISION`, were chosen by ``benchmarks/inference_settings.py``
 (``benchmarks/results/inference_settings.md``): a setting is on by default only if it was faster
 and kept the PSNR against the clean photo within 0.05 dB of fp32's. Both were, and together most:
-channels-last with bf16 ran the default model 1.46x faster than fp32 in CPU time (1.53x at
-512 x 512, 1.39x at 1024 x 768; 1.21x in wall time on the busy machine) and changed the PSNR by
+channels-last with bf16 ran the default model 1.39x faster than fp32 in CPU time (1.44x at
+512 x 512, 1.34x at 1024 x 768; 1.27x in wall time, no training running) and changed the PSNR by
 +0.02 / -0.01 dB. So the defaults are
 ``channels_last=True`` and ``precision="auto"``: bf16 on a CPU with native bfloat16 instructions
 (AVX512-BF16 or AMX, like the machine measured), fp32 elsewhere. ``pool_window`` defaults to the
@@ -100,11 +100,12 @@ AUTO_TILE_FALLBACK = 512
 #: ``"auto"`` ([ours]: bf16 on a CPU with native bfloat16 instructions, where it was measured
 #: faster, fp32 everywhere else; see :func:`resolve_precision`).
 PRECISIONS = ("auto", "fp32", "bf16")
-#: [ours] Default of ``channels_last``, chosen by measurement (module docstring): 1.19x faster
-#: than the contiguous layout in CPU time, the same output to 1.6e-5.
+#: [ours] Default of ``channels_last``, chosen by measurement (module docstring): with bf16 it
+#: made the default model 1.16x faster in CPU time than bf16 alone (alone, in fp32, only 1.05x),
+#: the same output to 1.6e-5.
 DEFAULT_CHANNELS_LAST = True
 #: [ours] Default of ``precision``, chosen by measurement (module docstring): with channels-last,
-#: bf16 was 1.46x faster than fp32 in CPU time and moved the PSNR against the clean photo by at
+#: bf16 was 1.39x faster than fp32 in CPU time and moved the PSNR against the clean photo by at
 #: most 0.02 dB; ``"auto"`` runs it only on CPUs with native bfloat16 instructions, like the one
 #: measured.
 DEFAULT_PRECISION = "auto"
