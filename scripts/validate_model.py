@@ -38,12 +38,12 @@ def main() -> None:
     settings = MetricSettings(y_channel=convention.y_channel, crop_border=convention.crop_border)
     report = evaluate(models, validation_datasets(pairs),
                       EvalOptions(settings=settings, device="cpu", log_every=0))
-    for label in models:
-        res = validation_scores(report, label)
+    results = {label: validation_scores(report, label) for label in models}
+    for label, res in results.items():
         print(f"{label}: PSNR {res['psnr']:.3f} dB  SSIM {res['ssim']:.4f}{per_set_text(res, ssim=True)}  "
               f"({report.seconds[label]:.1f} s)")
     if args.json:
-        scores = [{"spec": spec, "label": label, **{k: validation_scores(report, label)[k] for k in ("psnr", "ssim")}}
+        scores = [{"spec": spec, "label": label, "psnr": results[label]["psnr"], "ssim": results[label]["ssim"]}
                   for spec, (label, _) in zip(args.model, resolved)]
         args.json.write_text(json.dumps(scores, indent=1))
 

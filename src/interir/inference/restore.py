@@ -26,7 +26,8 @@ Three settings choose how the model runs (:func:`restore_tensor`'s
 ``--pool-window`` of ``interir restore``). Their defaults, :data:`DEFAULT_CHANNELS_LAST` and
 :data:`DEFAULT_PRECISION`, were chosen by ``benchmarks/inference_settings.py``
 (``benchmarks/results/inference_settings.md``): a setting is on by default only if it was faster
-and kept the PSNR against the clean photo within 0.05 dB of fp32's. Both were, and together most:
+and kept the PSNR against the clean photo within 0.05 dB of fp32's. Together they were fastest
+(channels-last alone missed the 5 % bar in wall time, 1.04x, in the idle-machine run):
 channels-last with bf16 ran the default model 1.39x faster than fp32 in CPU time (1.44x at
 512 x 512, 1.34x at 1024 x 768; 1.27x in wall time, no training running) and changed the PSNR by
 +0.02 / -0.01 dB. So the defaults are
