@@ -131,3 +131,24 @@ def test_every_shipped_rematch_model_loads_checked_and_restores():
             out = model(noisy).clamp(0, 1)
         # Measured: 22.9 (interir), 23.5 (xconv), 23.0 (deepsn), 29.3 dB (nafnet).
         assert float(psnr(out, clean)) > float(psnr(noisy, clean)) + 2.0, name
+
+
+def test_default_recipe_configs_build_the_shipped_network():
+    """scripts/train_default.sh retrains the shipped default: every stage's config must build the
+    network its weights describe (interir-base became core v2 after the default was trained)."""
+    from interir.config import load_config
+    from interir.engine.checkpoint import load_weights_into
+
+    repo = Path(__file__).resolve().parents[1]
+    script = (repo / "scripts/train_default.sh").read_text()
+    stages = sorted(p for p in (repo / "configs").glob("cpu-default*.yaml")
+                    if p.name in script and "v2" not in p.name)
+    assert len(stages) >= 5
+    weights = pretrained.WEIGHTS_DIR / "default.safetensors"
+    for path in stages:
+        cfg = load_config(path)
+        model = interir.create_model(cfg.model.name, **cfg.model.overrides)
+        assert load_weights_into(model, weights, use_ema=True) == [], path
+    # and without the v1 overrides the registered interir-base no longer takes them
+    with pytest.raises(Exception, match="update_gate"):
+        load_weights_into(interir.create_model("interir-base"), weights, use_ema=True)
