@@ -190,6 +190,22 @@ def test_validation_sets_are_pooled_and_scored_each(tmp_path):
     assert per_set_text(validate(Identity(), pairs[:3], torch.device("cpu"))) == ""
 
 
+def test_validation_rain_style_is_the_sets_own(tmp_path):
+    """A set's rain_style picks the rain recipe of its pairs; it defaults to classic, not to the
+    training style, so an existing set keeps its pairs when the training data change."""
+    base = ("data.val.limit=7", "data.val.crop=48")
+    before = build_val_pairs(_cfg(tmp_path, "v", *base))
+    unchanged = build_val_pairs(_cfg(tmp_path, "v", *base, "data.rain_style=benchmark"))
+    styled = build_val_pairs(_cfg(tmp_path, "v", *base, "data.val.rain_style=heavy"))
+    assert all(torch.equal(p["input"], q["input"]) for p, q in zip(before, unchanged))
+    assert [p["name"] for p in before] == [p["name"] for p in styled]
+    for p, q in zip(before, styled):
+        if "rain" in p["name"].split("/")[0]:
+            assert not torch.equal(p["input"], q["input"]), p["name"]
+    with pytest.raises(Exception, match="rain_style"):
+        _cfg(tmp_path, "v", "data.val.rain_style=drizzle")
+
+
 def test_lr_schedule_is_cosine_from_lr_to_lr_final():
     lr, lr_final, n = 2e-4, 1e-6, 100
     rate = lambda s: lr * lr_factor(s, n, lr, lr_final)  # noqa: E731

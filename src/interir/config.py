@@ -171,6 +171,9 @@ class ValSection(_Section):
         haze_depth: depth of the synthetic haze: ``"centre"`` the CBSD68-MDIR centre-distance
             pseudo-depth; ``"scene"`` etc. as ``data.haze_depth`` (closer to real haze).
         haze_airlight: airlight range of the synthetic haze (``None``: [0.5, 0.9], CBSD68-MDIR's).
+        rain_style: rain recipe of the synthetic rain, as ``data.rain_style`` (default
+            ``"classic"``, CBSD68-MDIR's; not inherited from training, so a set stays the same
+            pairs whatever the training data).
         y_channel, crop_border: PSNR/SSIM convention (see :mod:`interir.metrics`).
 
     ``data.val`` may also be a list of such sections (e.g. one hazed like CBSD68-MDIR, one like
@@ -190,12 +193,14 @@ class ValSection(_Section):
     seed: int = Field(default=1234, ge=0)
     haze_depth: Literal["centre", "crop", "mixed", "scene", "wide", "scene-wide"] = "centre"
     haze_airlight: tuple[float, float] | None = None
+    rain_style: str = "classic"
     y_channel: bool = False
     crop_border: int = Field(default=0, ge=0)
 
     _combos = field_validator("combinations")(_check_combinations)
     _levels = field_validator("max_levels")(_check_levels)
     _airlight = field_validator("haze_airlight")(_check_airlight)
+    _rain_style = field_validator("rain_style")(_check_rain_style)
 
     @model_validator(mode="after")
     def _check_roots(self) -> "ValSection":

@@ -135,6 +135,8 @@ class SyntheticPairDataset(Dataset):
             image has them, closer to real haze) is drawn from the item's own generator after its
             parameters, so items stay independent of each other.
         haze_airlight: range of the airlight drawn per image (default the pipeline's [0.5, 0.9]).
+        rain_style: rain recipe, a name of :data:`interir.degradations.RAIN_STYLES` (default
+            ``"classic"``, CBSD68-MDIR's).
 
     Items: ``{"input", "target"}`` ``(3, H, W)`` float32 in [0, 1], ``"name"`` (``stem``),
     ``"combination"``, ``"params"`` (one :meth:`DegradationParams.to_records` dict). Use
@@ -151,6 +153,7 @@ class SyntheticPairDataset(Dataset):
         quantize: bool = True,
         haze_depth: str = "centre",
         haze_airlight: tuple[float, float] | None = None,
+        rain_style: str = "classic",
     ) -> None:
         if haze_depth not in PATCH_DEPTH_MODES:
             raise ValueError(f"haze_depth must be one of {PATCH_DEPTH_MODES}, got {haze_depth!r}")
@@ -165,7 +168,8 @@ class SyntheticPairDataset(Dataset):
         self.haze_depth = haze_depth
         sampling = HazeSampling() if haze_airlight is None else HazeSampling(airlight=tuple(haze_airlight))
         self._pipes = {
-            c: DegradationPipeline((c,), self.max_levels, self.levels, haze_sampling=sampling)
+            c: DegradationPipeline((c,), self.max_levels, self.levels, haze_sampling=sampling,
+                                   rain_sampling=rain_style)
             for c in self.combinations
         }
 

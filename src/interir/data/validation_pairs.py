@@ -105,7 +105,8 @@ def _synthetic_pairs(v: ValSection, cfg: TrainConfig, label: str,
     combos = v.combinations or cfg.data.combinations or list(COMBINATIONS)
     levels = v.max_levels if v.max_levels is not None else cfg.data.max_levels
     synth = SyntheticPairDataset(files, combos, seed=v.seed, max_levels=levels, quantize=True,
-                                 haze_depth=v.haze_depth, haze_airlight=v.haze_airlight)
+                                 haze_depth=v.haze_depth, haze_airlight=v.haze_airlight,
+                                 rain_style=v.rain_style)
     pairs: list[dict[str, Any]] = []
     for fi, ci in _image_combination_order(len(files), len(combos), v.limit):
         f, combo = files[fi], synth.combinations[ci]
