@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Retrain the embedded default model from scratch and ship it into the package.
 #
-#   scripts/train_default.sh     # stages 1-6 + ship (about 4 h 15 min on one core, then ~1 h 50 min on two)
+#   scripts/train_default.sh     # stages 1-5 + ship `default` (about 4 h 15 min on one CPU core),
+#                                # then stage 6 + ship `default-rain` (about 15 min on two)
 #   PROCS=1 scripts/train_default.sh   # stage 6 on one process instead of two (torchrun)
 #
 # Run it again after a stop: a finished stage is skipped, a stopped one resumes exactly.
@@ -14,9 +15,11 @@
 #          on whole images, from stage 3's best weights) -> runs/cpu-default-stage4
 # Stage 5: configs/cpu-default-stage5.yaml (1000 steps at half the learning rate, validated on
 #          MDIR-like and real-haze-like pairs, from stage 4's best weights) -> runs/cpu-default-stage5
+# The stage-5 best (EMA) weights ship as `default` (src/interir/weights/, with their sha256).
 # Stage 6: configs/cpu-default-stage6.yaml (benchmark-like rain, scene-wide haze, more light
 #          noise, 5 % clean images, on both cores, from stage 5's best weights) -> runs/cpu-default-stage6
-# Then the stage-6 best (EMA) weights are copied into src/interir/weights/ with their sha256.
+#          Its best weights ship as `default-rain` (far better on real heavy rain, worse on
+#          CBSD68-MDIR-like data; MODEL_CARD.md). Its validation did not choose it over stage 5.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -39,5 +42,6 @@ stage configs/cpu-default-stage2.yaml runs/cpu-default-stage2
 stage configs/cpu-default-stage3.yaml runs/cpu-default-stage3
 stage configs/cpu-default-stage4.yaml runs/cpu-default-stage4
 stage configs/cpu-default-stage5.yaml runs/cpu-default-stage5
+"$BIN/python" scripts/ship_default.py runs/cpu-default-stage5
 stage configs/cpu-default-stage6.yaml runs/cpu-default-stage6 "$PROCS"
-"$BIN/python" scripts/ship_default.py runs/cpu-default-stage6
+"$BIN/python" scripts/ship_default.py runs/cpu-default-stage6 --name default-rain
