@@ -48,7 +48,9 @@ def _nafnet(config: NAFNetConfig) -> NAFNet:
 register_model("interir", PAPER, "InterIR at the paper's size (~27 M parameters)")(_interir)
 register_model("interir-small", SMALL, "InterIR core v2 for CPU training (width 32 at 1/4, 5 stages, learned full-resolution Down/Up)")(_interir)
 register_model(
-    "interir-base", BASE, "InterIR core v2: width 48 at 1/4, 4 stages, full-resolution refinement (the default's architecture)"
+    "interir-base", BASE,
+    "InterIR core v2: width 48 at 1/4, 4 stages, full-resolution refinement "
+    "(the default's size; its shipped weights are core v1)",
 )(_interir)
 register_model("interir-tiny", TINY, "InterIR for tests and quick experiments (width 16, 3 stages)")(_interir)
 register_model(
