@@ -5,7 +5,8 @@ Usage (from the repository root):
     .venv/bin/python benchmarks/scaling.py                 # interir-small sweep + 4000x3000 + paper model
     .venv/bin/python benchmarks/scaling.py --quick         # 256, 512, 1024 only, no paper model
 
-What it measures, for ``interir-small`` (random weights: cost does not depend on them), through
+What it measures, for ``interir-small`` (random weights: cost does not depend on them much; or
+``--model default`` or any other shipped name, its trained weights), through
 :func:`interir.inference.restore_tensor` with its automatic tiling (whole image up to 512 px,
 512 px tiles with 64 px overlap above):
 
@@ -77,8 +78,16 @@ def time_restore(model, height: int, width: int, runs: int) -> list[float]:
     return times
 
 
+def build_model(name: str) -> torch.nn.Module:
+    """A shipped pretrained model by its name (``default``, ...), else the architecture ``name``
+    with random weights."""
+    if name in interir.list_pretrained():
+        return interir.load_pretrained(name).eval()
+    return interir.create_model(name).eval()
+
+
 def sweep(name: str, sizes: list[int], runs: int, threads: int, memory: bool) -> dict:
-    model = interir.create_model(name).eval()
+    model = build_model(name)
     rows = []
     for side in sizes:
         mp = side * side / 1e6
@@ -114,7 +123,7 @@ def sweep(name: str, sizes: list[int], runs: int, threads: int, memory: bool) ->
 def large_file_restore(name: str, height: int, width: int, threads: int) -> dict:
     from PIL import Image
 
-    model = interir.create_model(name).eval()
+    model = build_model(name)
     with tempfile.TemporaryDirectory(prefix="interir-scaling-") as tmp:
         path = Path(tmp) / f"photo_{width}x{height}.jpg"
         arr = (_smooth_image(height, width).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

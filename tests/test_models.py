@@ -263,3 +263,31 @@ def test_windowed_channel_attention_is_local():
     # Columns 8+ pool over windows that exclude columns 0-3 and their 3x3 conv reach.
     assert float(delta[:4].amin()) > 0
     assert float(delta[9:].amax()) == 0.0
+
+
+@pytest.mark.parametrize("memory", [torch.contiguous_format, torch.channels_last])
+def test_layernorm2d_normalises_each_pixel_over_channels(memory, monkeypatch):
+    """The fused form (layer_norm over the channels-last view) equals the textbook formula in
+    value and gradient, in both memory formats, and keeps the input's memory format; the export
+    form (plain ops) gives the same values."""
+    from interir.models import layers
+
+    torch.manual_seed(0)
+    norm = layers.LayerNorm2d(6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = (3 * torch.randn(2, 6, 5, 7) + 1).contiguous(memory_format=memory).requires_grad_()
+    mean = x.mean(1, keepdim=True)
+    var = ((x - mean) ** 2).mean(1, keepdim=True)
+    expected = (x - mean) / torch.sqrt(var + norm.eps) * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1)
+    out = norm(x)
+    assert out.is_contiguous(memory_format=memory)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    grad_out = torch.randn_like(out)
+    got = torch.autograd.grad(out, [x, norm.weight], grad_out)
+    want = torch.autograd.grad(expected, [x, norm.weight], grad_out)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4)
+    monkeypatch.setattr(layers, "is_exporting", lambda: True)
+    torch.testing.assert_close(norm(x), expected, atol=1e-5, rtol=1e-5)

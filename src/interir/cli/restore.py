@@ -16,12 +16,12 @@ from interir.utils.threads import THREADS_HELP
 #: Help of the inference settings; the figures are from benchmarks/results/inference_settings.md.
 CHANNELS_LAST_HELP = (
     "Run the model in channels-last memory format: the same result to float rounding; with bf16 "
-    "1.16x faster than bf16 alone for the default model on the 2-core CPU measured "
+    "1.6x faster than bf16 alone for the default model on the 2-core CPU measured "
     "(benchmarks/inference_settings.py, benchmarks/results/inference_settings.md), hence the "
     "default.")
 PRECISION_HELP = (
     "auto | fp32 | bf16. bf16 runs convolutions and matrix products in bfloat16 (torch.autocast, "
-    "CPU or CUDA); the output stays float32. With channels-last it was 1.39x faster than fp32 "
+    "CPU or CUDA); the output stays float32. With channels-last it was 1.98x faster than fp32 "
     "(CPU time) and within 0.02 dB PSNR of it (benchmarks/results/inference_settings.md). 'auto' "
     "(default): bf16 on a CPU with native bfloat16 instructions (AVX512-BF16 or AMX), like the "
     "one measured; fp32 elsewhere, GPUs included.")

@@ -27,9 +27,8 @@ Three settings choose how the model runs (:func:`restore_tensor`'s
 :data:`DEFAULT_PRECISION`, were chosen by ``benchmarks/inference_settings.py``
 (``benchmarks/results/inference_settings.md``): a setting is on by default only if it was faster
 and kept the PSNR against the clean photo within 0.05 dB of fp32's. Together they were fastest
-(channels-last alone missed the 5 % bar in wall time, 1.04x, in the idle-machine run):
-channels-last with bf16 ran the default model 1.39x faster than fp32 in CPU time (1.44x at
-512 x 512, 1.34x at 1024 x 768; 1.27x in wall time, no training running) and changed the PSNR by
+(idle machine, 2026-12-03): channels-last with bf16 ran the default model 1.98x faster than fp32
+in CPU time (1.95x at 512 x 512, 2.01x at 1024 x 768; 1.88x in wall time) and changed the PSNR by
 +0.02 / -0.01 dB. So the defaults are
 ``channels_last=True`` and ``precision="auto"``: bf16 on a CPU with native bfloat16 instructions
 (AVX512-BF16 or AMX, like the machine measured), fp32 elsewhere. ``pool_window`` defaults to the
@@ -102,11 +101,11 @@ AUTO_TILE_FALLBACK = 512
 #: faster, fp32 everywhere else; see :func:`resolve_precision`).
 PRECISIONS = ("auto", "fp32", "bf16")
 #: [ours] Default of ``channels_last``, chosen by measurement (module docstring): with bf16 it
-#: made the default model 1.16x faster in CPU time than bf16 alone (alone, in fp32, only 1.05x),
-#: the same output to 1.6e-5.
+#: made the default model 1.6x faster in CPU time than bf16 alone (alone, in fp32, 1.23x), the
+#: same output to 1.6e-5.
 DEFAULT_CHANNELS_LAST = True
 #: [ours] Default of ``precision``, chosen by measurement (module docstring): with channels-last,
-#: bf16 was 1.39x faster than fp32 in CPU time and moved the PSNR against the clean photo by at
+#: bf16 was 1.98x faster than fp32 in CPU time and moved the PSNR against the clean photo by at
 #: most 0.02 dB; ``"auto"`` runs it only on CPUs with native bfloat16 instructions, like the one
 #: measured.
 DEFAULT_PRECISION = "auto"

@@ -103,13 +103,15 @@ class ExplainableConv2d(nn.Conv2d):
         When gradients are needed the float mask carries the straight-through gradient of
         ``sigmoid((x - tau) / T)``; its forward values are still exactly the hard mask.
         """
-        shifted = x - self.threshold.view(1, -1, 1, 1)
-        hard = shifted > 0
-        hard_float = hard.to(x.dtype)
+        threshold = self.threshold.view(1, -1, 1, 1)
         if not torch.is_grad_enabled() or not (x.requires_grad or self.threshold.requires_grad):
-            return hard, hard_float
+            # x > tau is exactly (x - tau) > 0 in floating point, in one pass over x, not two.
+            hard = x > threshold
+            return hard, hard.to(x.dtype)
+        shifted = x - threshold
+        hard = shifted > 0
         soft = torch.sigmoid(shifted / self.ste_temperature)
-        return hard, hard_float + (soft - soft.detach())
+        return hard, hard.to(x.dtype) + (soft - soft.detach())
 
     def kernel_attention(self, mask: torch.Tensor) -> torch.Tensor:
         """Eqs. 17-18: pool the mask to the kernel size and turn it into a k^2-scaled softmax.

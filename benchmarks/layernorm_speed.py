@@ -1,0 +1,127 @@
+"""How fast is the channel LayerNorm of every network here, in its two forms?
+
+Usage (from the repository root, on a machine nothing else is running on):
+
+    .venv/bin/python benchmarks/layernorm_speed.py              # about a minute
+    .venv/bin/python benchmarks/layernorm_speed.py --repeats 2  # a quick check
+
+``LayerNorm2d`` normalises a ``(B, C, H, W)`` map over C at every pixel. Two forms, the same
+arithmetic to float rounding:
+
+- ``var_mean``: ``torch.var_mean`` over dim 1, then ``(x - mean) * rsqrt(var + eps)`` and an
+  ``addcmul`` for the affine part (our first form; still used while exporting to ONNX);
+- ``layer_norm``: PyTorch's fused ``F.layer_norm`` over the last axis of the channels-last view
+  ``x.permute(0, 2, 3, 1)``, permuted back, and made contiguous again when the input was (the
+  form the networks use now: the output keeps the input's memory format).
+
+Each is timed forward (no grad) and forward + backward, in float32 and under bf16 autocast (the
+restore default), in contiguous (NCHW) and channels-last memory, at the shapes the default model
+meets on a 512 x 512 photo (48 channels at 128 x 128 in the unfolded stages; 16 channels at
+512 x 512 in the full-resolution refinement). Median of ``--repeats`` runs after one warm-up.
+Results go to ``benchmarks/results/layernorm_speed.md`` and ``.json`` (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+SHAPES = [(48, 128), (16, 512)]
+
+
+def var_mean_form(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
+    normed = (x - mean) * torch.rsqrt(var + eps)
+    return torch.addcmul(b.view(1, -1, 1, 1), normed, w.view(1, -1, 1, 1))
+
+
+def layer_norm_form(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    out = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), w, b, eps).permute(0, 3, 1, 2)
+    return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
+
+
+FORMS = {"var_mean": var_mean_form, "layer_norm": layer_norm_form}
+
+
+def time_one(form, x, w, b, backward: bool, bf16: bool, repeats: int) -> float:
+    """Median milliseconds of one call (forward, or forward + backward of a sum of squares)."""
+    def call():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            if backward:
+                form(x, w, b).float().square().sum().backward()
+            else:
+                with torch.no_grad():
+                    form(x, w, b)
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def measure(repeats: int) -> list[dict]:
+    rows = []
+    for channels, side in SHAPES:
+        for memory in ("contiguous", "channels_last"):
+            fmt = torch.channels_last if memory == "channels_last" else torch.contiguous_format
+            x = torch.randn(1, channels, side, side).contiguous(memory_format=fmt).requires_grad_()
+            w = torch.randn(channels, requires_grad=True)
+            b = torch.randn(channels, requires_grad=True)
+            diff = float((var_mean_form(x, w, b) - layer_norm_form(x, w, b)).abs().max())
+            for bf16 in (False, True):
+                for backward in (False, True):
+                    ms = {name: time_one(f, x, w, b, backward, bf16, repeats) for name, f in FORMS.items()}
+                    rows.append({"channels": channels, "side": side, "memory": memory,
+                                 "precision": "bf16" if bf16 else "fp32",
+                                 "pass": "forward+backward" if backward else "forward",
+                                 "ms": ms, "speedup": ms["var_mean"] / ms["layer_norm"],
+                                 "max_abs_diff_fp32": diff})
+    return rows
+
+
+def report(rows: list[dict], args: argparse.Namespace) -> str:
+    lines = [
+        "# Channel LayerNorm: var_mean form vs fused layer_norm",
+        "",
+        f"`python benchmarks/layernorm_speed.py --repeats {args.repeats}` on {platform.machine()} "
+        f"CPU, {torch.get_num_threads()} thread(s), torch {torch.__version__}; median ms of one call.",
+        "",
+        "| C x H x W | memory | precision | pass | var_mean (ms) | layer_norm (ms) | speed-up |",
+        "|---|---|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['channels']} x {r['side']} x {r['side']} | {r['memory']} | {r['precision']} | "
+                     f"{r['pass']} | {r['ms']['var_mean']:.2f} | {r['ms']['layer_norm']:.2f} | "
+                     f"{r['speedup']:.1f}x |")
+    worst = max(r["max_abs_diff_fp32"] for r in rows)
+    lines += ["", f"Largest float32 difference between the two forms' outputs: {worst:.1e} "
+              "(random unit-variance input)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/layernorm_speed.md"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = measure(args.repeats)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report(rows, args))
+    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    print(args.out.read_text())
+    return args.out
+
+
+if __name__ == "__main__":
+    main()
