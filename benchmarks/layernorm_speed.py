@@ -10,9 +10,9 @@ arithmetic to float rounding:
 
 - ``var_mean``: ``torch.var_mean`` over dim 1, then ``(x - mean) * rsqrt(var + eps)`` and an
   ``addcmul`` for the affine part (our first form; still used while exporting to ONNX);
-- ``layer_norm``: PyTorch's fused ``F.layer_norm`` over the last axis of the channels-last view
-  ``x.permute(0, 2, 3, 1)``, permuted back, and made contiguous again when the input was (the
-  form the networks use now: the output keeps the input's memory format).
+- ``layer_norm``: :class:`interir.models.layers.LayerNorm2d` as the networks run it now: PyTorch's
+  fused ``F.layer_norm`` over the last axis of the channels-last view ``x.permute(0, 2, 3, 1)``,
+  permuted back (and made contiguous again when the input was).
 
 Each is timed forward (no grad) and forward + backward, in float32 and under bf16 autocast (the
 restore default), in contiguous (NCHW) and channels-last memory, at the shapes the default model
@@ -31,34 +31,38 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+
+from interir.models.layers import LayerNorm2d
 
 SHAPES = [(48, 128), (16, 512)]
 
 
-def var_mean_form(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
-    normed = (x - mean) * torch.rsqrt(var + eps)
-    return torch.addcmul(b.view(1, -1, 1, 1), normed, w.view(1, -1, 1, 1))
+def var_mean_form(norm: LayerNorm2d):
+    """Our first form, with ``norm``'s parameters: var_mean over dim 1, then addcmul."""
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
+        normed = (x - mean) * torch.rsqrt(var + norm.eps)
+        return torch.addcmul(norm.bias.view(1, -1, 1, 1), normed, norm.weight.view(1, -1, 1, 1))
+    return forward
 
 
-def layer_norm_form(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    out = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), w, b, eps).permute(0, 3, 1, 2)
-    return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
+def layer_norm_form(norm: LayerNorm2d):
+    """The networks' own ``LayerNorm2d`` (its current, fused form)."""
+    return norm
 
 
 FORMS = {"var_mean": var_mean_form, "layer_norm": layer_norm_form}
 
 
-def time_one(form, x, w, b, backward: bool, bf16: bool, repeats: int) -> float:
+def time_one(form, x: torch.Tensor, backward: bool, bf16: bool, repeats: int) -> float:
     """Median milliseconds of one call (forward, or forward + backward of a sum of squares)."""
     def call():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             if backward:
-                form(x, w, b).float().square().sum().backward()
+                form(x).float().square().sum().backward()
             else:
                 with torch.no_grad():
-                    form(x, w, b)
+                    form(x)
     call()
     times = []
     for _ in range(repeats):
@@ -71,15 +75,19 @@ def time_one(form, x, w, b, backward: bool, bf16: bool, repeats: int) -> float:
 def measure(repeats: int) -> list[dict]:
     rows = []
     for channels, side in SHAPES:
+        norm = LayerNorm2d(channels)
+        with torch.no_grad():
+            norm.weight.normal_()
+            norm.bias.normal_()
+        forms = {name: make(norm) for name, make in FORMS.items()}
         for memory in ("contiguous", "channels_last"):
             fmt = torch.channels_last if memory == "channels_last" else torch.contiguous_format
             x = torch.randn(1, channels, side, side).contiguous(memory_format=fmt).requires_grad_()
-            w = torch.randn(channels, requires_grad=True)
-            b = torch.randn(channels, requires_grad=True)
-            diff = float((var_mean_form(x, w, b) - layer_norm_form(x, w, b)).abs().max())
+            with torch.no_grad():
+                diff = float((forms["var_mean"](x) - forms["layer_norm"](x)).abs().max())
             for bf16 in (False, True):
                 for backward in (False, True):
-                    ms = {name: time_one(f, x, w, b, backward, bf16, repeats) for name, f in FORMS.items()}
+                    ms = {name: time_one(f, x, backward, bf16, repeats) for name, f in forms.items()}
                     rows.append({"channels": channels, "side": side, "memory": memory,
                                  "precision": "bf16" if bf16 else "fp32",
                                  "pass": "forward+backward" if backward else "forward",

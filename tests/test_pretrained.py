@@ -137,7 +137,7 @@ def test_default_recipe_configs_build_the_shipped_network():
     """scripts/train_default.sh retrains the shipped default: every stage's config must build the
     network its weights describe (interir-base became core v2 after the default was trained)."""
     from interir.config import load_config
-    from interir.engine.checkpoint import load_weights_into
+    from interir.engine.checkpoint import CheckpointError, load_weights_into
 
     repo = Path(__file__).resolve().parents[1]
     script = (repo / "scripts/train_default.sh").read_text()
@@ -150,7 +150,7 @@ def test_default_recipe_configs_build_the_shipped_network():
         model = interir.create_model(cfg.model.name, **cfg.model.overrides)
         assert load_weights_into(model, weights, use_ema=True) == [], path
     # and without the v1 overrides the registered interir-base no longer takes them
-    with pytest.raises(Exception, match="update_gate"):
+    with pytest.raises(CheckpointError, match="update_gate"):
         load_weights_into(interir.create_model("interir-base"), weights, use_ema=True)
 
 

@@ -67,9 +67,9 @@ class LayerNorm2d(nn.Module):
             normed = (x - mean) * torch.rsqrt(var + self.eps)
             return torch.addcmul(self.bias.view(1, -1, 1, 1), normed, self.weight.view(1, -1, 1, 1))
         # [ours] PyTorch's fused layer_norm over the last axis of the channels-last view: on the
-        # CPU 5-16x faster than var_mean over dim 1 in channels-last memory and 2-6x in contiguous
-        # memory, forward and backward (benchmarks/results/layernorm_speed.md); the same
-        # arithmetic to float rounding.
+        # CPU 4-20x faster than var_mean over dim 1 in channels-last memory and 1.6-6x in
+        # contiguous memory, forward or forward and backward (benchmarks/results/layernorm_speed.md);
+        # the same arithmetic to float rounding.
         normed = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
         out = normed.permute(0, 3, 1, 2)
         # Keep the input's memory format, so that a network stays in the one it was given.
