@@ -2,7 +2,8 @@
 # Retrain the embedded default model from scratch and ship it into the package.
 #
 #   scripts/train_default.sh     # stages 1-5 + ship `default` (about 4 h 15 min on one CPU core),
-#                                # then stage 6 + ship `default-rain` (about 15 min on two)
+#                                # then stage 6 + ship `default-rain` (2000 steps, about 1 h 45 min
+#                                # on two processes; the shipped one is the best of the first 576)
 #   PROCS=1 scripts/train_default.sh   # stage 6 on one process instead of two (torchrun)
 #
 # Run it again after a stop: a finished stage is skipped, a stopped one resumes exactly.
