@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from interir.config import load_config
+from interir.config import ConfigError, load_config
 from interir.engine.checkpoint import CheckpointError, load_training_state
 from interir.engine import train as train_module
 from interir.data.training import StreamSampler
@@ -202,7 +202,7 @@ def test_validation_rain_style_is_the_sets_own(tmp_path):
     for p, q in zip(before, styled):
         if "rain" in p["name"].split("/")[0]:
             assert not torch.equal(p["input"], q["input"]), p["name"]
-    with pytest.raises(Exception, match="rain_style"):
+    with pytest.raises(ConfigError, match="rain_style"):
         _cfg(tmp_path, "v", "data.val.rain_style=drizzle")
 
 
