@@ -309,6 +309,9 @@ def explain_image(
     lam0 = initial["multiplier"][0].float().cpu() if "multiplier" in initial else None
     ph0 = initial["p_h"][0].float().cpu() if "p_h" in initial else None
     pw0 = initial["p_w"][0].float().cpu() if "p_w" in initial else None
+    initial_factors = getattr(trace, "initial_factors", None)
+    if initial_factors is not None:  # square even when the network carries low-rank factors
+        ph0, pw0 = (f[0].float().cpu() for f in initial_factors)
 
     config = getattr(model, "config", None)
     height, width = x.shape[-2:]

@@ -31,6 +31,8 @@ class EPBlock(nn.Module):
         ffn_expansion: channel expansion in the feed-forward half.
         pool_window: side, in pixels of this block's input, of the channel attention's pooling
             window; 0 (default) pools the whole map.
+        learn_attention_gain: [ours] the explainable conv learns its softmax's inverse
+            temperature (see :class:`ExplainableConv2d`); ignored for ``explainable=False``.
     """
 
     def __init__(
@@ -40,14 +42,19 @@ class EPBlock(nn.Module):
         dw_expansion: int = 2,
         ffn_expansion: int = 2,
         pool_window: int = 0,
+        learn_attention_gain: bool = False,
     ) -> None:
         super().__init__()
         dw_channels = channels * dw_expansion
         ffn_channels = channels * ffn_expansion
-        conv_cls = ExplainableConv2d if explainable else nn.Conv2d
         self.norm1 = LayerNorm2d(channels)
         self.expand = nn.Conv2d(channels, dw_channels, 1)
-        self.depthwise = conv_cls(dw_channels, dw_channels, 3, padding=1, groups=dw_channels)
+        if explainable:
+            self.depthwise = ExplainableConv2d(
+                dw_channels, dw_channels, 3, padding=1, groups=dw_channels, learn_attention_gain=learn_attention_gain
+            )
+        else:
+            self.depthwise = nn.Conv2d(dw_channels, dw_channels, 3, padding=1, groups=dw_channels)
         self.gate = SimpleGate()
         self.channel_attention = nn.Sequential(
             WindowedMeanPool(pool_window), nn.Conv2d(dw_channels // 2, dw_channels // 2, 1)

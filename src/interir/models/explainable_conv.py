@@ -10,7 +10,10 @@ the input exceeds a learned threshold:
 - (17) ``P_b = adaptive_avg_pool(M_b -> k x k)``: the fraction of active pixels in each of the
   k x k regions of the image, per input channel;
 - (18) ``A_b = k^2 * softmax(P_b / T_a)`` over the k*k positions of each channel (the k^2 factor
-  makes a uniform mask give A = 1, i.e. the plain convolution);
+  makes a uniform mask give A = 1, i.e. the plain convolution); [ours] optionally with a learned
+  per-channel gain ``g = exp(log_gain)`` in place of ``1 / T_a`` (``learn_attention_gain``): at
+  ``T_a = 1`` a tap can change by at most a factor ``e`` (mask fractions lie in [0, 1]), a learned
+  gain lets the modulation grow where training finds it useful;
 - (19) ``W_b = W * A_b`` broadcast over output channels; ``W`` itself is never changed;
 - (20) all ``W_b`` applied at once as one grouped convolution, so sample b depends only on b.
 
@@ -43,6 +46,9 @@ class ExplainableConv2d(nn.Conv2d):
         attention_temperature: temperature ``T_a`` of the softmax over kernel positions.
         store_explanation: keep ``last_mask`` (bool, ``(B, C_in, H, W)``) and ``last_attention``
             (``(B, C_in, kh, kw)``) after each forward pass.
+        learn_attention_gain: [ours] learn the softmax's inverse temperature per input channel
+            (parameter ``attention_log_gain``, starting at ``log(1 / T_a)``, so a fresh conv
+            computes exactly what the fixed temperature does).
 
     Shapes: input ``(B, C_in, H, W)``, output ``(B, C_out, H_out, W_out)`` exactly as ``nn.Conv2d``.
     """
@@ -65,6 +71,7 @@ class ExplainableConv2d(nn.Conv2d):
         ste_temperature: float = 0.5,
         attention_temperature: float = 1.0,
         store_explanation: bool = True,
+        learn_attention_gain: bool = False,
     ) -> None:
         super().__init__(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
@@ -78,6 +85,12 @@ class ExplainableConv2d(nn.Conv2d):
         self.ste_temperature = float(ste_temperature)
         self.attention_temperature = float(attention_temperature)
         self.store_explanation = store_explanation
+        self.attention_log_gain = None
+        if learn_attention_gain:
+            start = -torch.log(torch.tensor(float(attention_temperature)))
+            self.attention_log_gain = nn.Parameter(
+                torch.full((in_channels,), float(start), device=device, dtype=dtype)
+            )
         self.last_mask: torch.Tensor | None = None
         self.last_attention: torch.Tensor | None = None
 
@@ -121,15 +134,19 @@ class ExplainableConv2d(nn.Conv2d):
         kh, kw = self.kernel_size
         pooled = self._pool(mask)
         batch, channels = pooled.shape[:2]
-        logits = pooled.reshape(batch, channels, kh * kw) / self.attention_temperature
+        logits = pooled.reshape(batch, channels, kh * kw)
+        if self.attention_log_gain is None:
+            logits = logits / self.attention_temperature
+        else:
+            logits = logits * self.attention_log_gain.exp().view(1, -1, 1)
         attention = torch.softmax(logits, dim=-1) * (kh * kw)
         return attention.reshape(batch, channels, kh, kw)
 
     def _pool(self, mask: torch.Tensor) -> torch.Tensor:
         """Eq. 17's pooling to ``k x k``: the cumulative-sum form when exporting (adaptive
-        pooling's exported decomposition depends on ``H mod k``) or training, PyTorch's adaptive
-        pooling otherwise (see :func:`_training_or_exporting`)."""
-        if _training_or_exporting(mask):
+        pooling's exported decomposition depends on ``H mod k``), PyTorch's adaptive pooling
+        otherwise."""
+        if is_exporting():
             return adaptive_avg_pool2d_exportable(mask, *self.kernel_size)
         return F.adaptive_avg_pool2d(mask, self.kernel_size)
 
@@ -166,17 +183,23 @@ class ExplainableConv2d(nn.Conv2d):
     def _convolve(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         """Eq. 20: every sample with its own kernels ``W_b`` (Eq. 19).
 
-        When exporting or training, a depthwise stride-1 conv applies them as shifted
-        multiply-adds, whose graph does not depend on the batch size (a grouped conv over the batch
-        has ``groups = B``, a constant in ONNX); otherwise as one grouped convolution.
+        When exporting, a depthwise stride-1 conv applies them as shifted multiply-adds, whose
+        graph does not depend on the batch size (a grouped conv over the batch has ``groups = B``,
+        a constant in ONNX); otherwise, training included, as one grouped convolution (5-12x faster
+        forward and backward than the shifted form with torch 2.13 on the CPU,
+        benchmarks/results/train_throughput.md).
         """
-        if _training_or_exporting(attention) and is_depthwise(self):
+        if is_exporting() and is_depthwise(self):
             return self._convolve_shifted(x, attention)
         return self._convolve_grouped(x, attention)
 
     def _convolve_grouped(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         """Eq. 20 as one grouped convolution with the batch folded into the channels."""
-        weights = self.per_sample_weight(attention)
+        if is_depthwise(self):
+            # W_b of a depthwise conv is W * A_b itself: no broadcast over output channels needed.
+            weights = (self.weight[:, 0].unsqueeze(0) * attention).unsqueeze(2)
+        else:
+            weights = self.per_sample_weight(attention)
         padded, padding = self._padded(x)
         batch = x.shape[0]
         if batch == 1:
@@ -218,18 +241,6 @@ class ExplainableConv2d(nn.Conv2d):
             super().extra_repr()
             + f", ste_temperature={self.ste_temperature}, attention_temperature={self.attention_temperature}"
         )
-
-
-def _training_or_exporting(t: torch.Tensor) -> bool:
-    """Whether the conv takes its export forms (cumulative-sum pooling, shifted multiply-adds).
-
-    Exporting needs them; training (``t`` carries a gradient) is faster with them, inference
-    without. Timed in one process, interleaved, median of 7 (benchmarks/explainable_conv_forms.py,
-    interir-small, one thread, on a loaded 2-core machine): forward + backward at batch 8, 64 px,
-    7.8 s with both export forms, 8.7 s with only the pooling, 10.5 s with neither; forward without
-    gradients at batch 1, 256 px, 9.9 s with both, 5.8 s with neither.
-    """
-    return is_exporting() or t.requires_grad
 
 
 def is_depthwise(conv: nn.Conv2d) -> bool:

@@ -30,12 +30,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from interir.models.epblock import EPBlock
-from interir.models.kronecker import KroneckerOperator, frobenius_normalize
+from interir.models.kronecker import KroneckerOperator, LowRankKronecker, frobenius_normalize
 from interir.models.layers import WindowedMeanPool, check_image_batch, crop_to, pad_to_multiple
 
 
@@ -98,6 +101,29 @@ class InterIRConfig:
             ``D + Up(I^N) - Up(I^0)``, so identity stages still return the input exactly and any
             gain is the stages' work, decoded at full resolution.
         down_up_width: channels of the learned Down/Up's full-resolution EPBlocks.
+
+        Core-v3 options (issue 25; docs/architecture.md, benchmarks/results/architecture_probes.md):
+
+        detail_skip: [ours] with ``down_up="learned"``, Up's full-resolution EPBlock also sees
+            Down's full-resolution features (added after the PixelShuffle): fine detail and noise
+            no longer reach the output only through the ``1/s`` squeeze. Adds no parameters; with
+            ``output_skip="init"`` identity stages still return the input exactly.
+        data_term: ``"free"`` (v2): ``F = w1 P^T P I + w2 P^T D + w3 E2(...)`` with three free
+            weights (training turned the residual into a sum, w2 > 0). ``"residual"`` ([paper]
+            Eq. 8's residual kept): ``F = w_d P^T (P I - D) + w3 E2(...)`` with one non-negative
+            weight ``w_d = softplus(.)`` on the whole data residual, so its sign is the
+            physics'; only the magnitudes and the image update's gate are learned.
+        operator: ``"gram"`` ([paper] Eq. 11/13): square factors from Gram matrices, refit by
+            DMUM's EPBlocks. ``"lowrank"`` ([ours]): rank-``operator_rank`` factors
+            ``P_h = A_h B_h^T`` predicted from row and column profiles (the features averaged
+            along the other axis) by a 1-D conv, at the start from ``D`` and in each degradation
+            step from ``[I, D]``, replacing DMUM's blocks (:class:`LowRankKronecker`).
+        operator_rank: rank ``r`` of the ``"lowrank"`` factors.
+        coarse_prior: [ours] the prior term gains a branch at half the working resolution
+            (PixelUnshuffle(2), one EPBlock of width ``2C``, back by PixelShuffle(2)), so each
+            stage sees context at ``1/(2s)`` as NAFNet's deeper levels do.
+        attention_gain: ``"fixed"`` (design Eq. 18, temperature 1) or ``"learned"`` ([ours]): every
+            explainable conv learns its softmax's inverse temperature per channel.
     """
 
     width: int = 92
@@ -121,6 +147,12 @@ class InterIRConfig:
     dmum_expansion: int = 2
     down_up: Literal["pixel", "learned"] = "pixel"
     down_up_width: int = 16
+    detail_skip: bool = False
+    data_term: Literal["free", "residual"] = "free"
+    operator: Literal["gram", "lowrank"] = "gram"
+    operator_rank: int = 2
+    coarse_prior: bool = False
+    attention_gain: Literal["fixed", "learned"] = "fixed"
 
     def __post_init__(self) -> None:
         for name in ("refine_blocks", "pool_window"):
@@ -128,22 +160,30 @@ class InterIRConfig:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)!r}")
         for name in (
             "width", "stages", "downsample", "head_expansion", "dw_expansion", "ffn_expansion", "refine_width",
-            "dmum_expansion", "down_up_width",
+            "dmum_expansion", "down_up_width", "operator_rank",
         ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         choices = {
             "conv": ("explainable", "standard"), "resm": ("interir", "deepsn"), "dmum_mum": ("interir", "deepsn"),
             "stage_update": ("subtract", "add"), "output_skip": ("input", "init"), "factor_init": ("gram", "centred"),
-            "down_up": ("pixel", "learned"),
+            "down_up": ("pixel", "learned"), "data_term": ("free", "residual"), "operator": ("gram", "lowrank"),
+            "attention_gain": ("fixed", "learned"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.detail_skip and self.down_up != "learned":
+            raise ValueError("detail_skip needs down_up='learned' (the skip joins Down's and Up's full-resolution blocks)")
 
     @property
     def explainable(self) -> bool:
         return self.conv == "explainable"
+
+    @property
+    def size_multiple(self) -> int:
+        """Height and width are padded to a multiple of this (``s``, or ``2s`` with ``coarse_prior``)."""
+        return self.downsample * (2 if self.coarse_prior else 1)
 
     @property
     def additive(self) -> bool:
@@ -159,7 +199,14 @@ class InterIRConfig:
         """An EPBlock of this network: its conv switch, expansions and pooling window."""
         window = self.block_window(full_resolution)
         dw, ffn = (self.dw_expansion, self.ffn_expansion) if expansion is None else (expansion, expansion)
-        return EPBlock(channels, self.explainable, dw, ffn, pool_window=window)
+        return EPBlock(
+            channels, self.explainable, dw, ffn, pool_window=window,
+            learn_attention_gain=self.attention_gain == "learned",
+        )
+
+
+# softplus(SOFTPLUS_ONE) == 1: the raw value that starts the residual data term's weight at 1.
+SOFTPLUS_ONE = math.log(math.e - 1.0)
 
 
 def gram_factors(features: torch.Tensor, centred: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -271,10 +318,15 @@ class RESM(nn.Module):
             self.update_gate = nn.Parameter(torch.zeros(1, c, 1, 1))
         else:
             self.step_size = nn.Parameter(torch.tensor(float(config.step_size_init)))
+        self.residual_data_term = self.form == "interir" and config.data_term == "residual"
         if self.form == "interir":
             hidden = max(1, int(c * config.weight_hidden))
-            init = (1.0, 1.0, 1.0) if config.additive else (1.0, -1.0, 1.0)
+            if self.residual_data_term:
+                init = (SOFTPLUS_ONE, 1.0)  # w_d = softplus(raw) starts at 1, w3 at 1
+            else:
+                init = (1.0, 1.0, 1.0) if config.additive else (1.0, -1.0, 1.0)
             self.term_weights = WeightNet(3 * c, init, c, hidden)
+        self.coarse = CoarseBranch(config) if config.coarse_prior else None
 
     def forward(
         self, image: torch.Tensor, multiplier: torch.Tensor, degraded: torch.Tensor, operator: KroneckerOperator
@@ -285,7 +337,12 @@ class RESM(nn.Module):
         data_term = operator.normal(image)
         back_projection = operator.adjoint(degraded)
         prior_term = self.prior_block2(self.prior_block1(image) + multiplier + split)
-        if self.form == "interir":
+        if self.coarse is not None:
+            prior_term = prior_term + self.coarse(image)
+        if self.residual_data_term:
+            raw_data_weight, w3 = self.term_weights(torch.cat([image, degraded, multiplier], dim=1))
+            residual = F.softplus(raw_data_weight) * (data_term - back_projection) + w3 * prior_term
+        elif self.form == "interir":
             w1, w2, w3 = self.term_weights(torch.cat([image, degraded, multiplier], dim=1))
             residual = w1 * data_term + w2 * back_projection + w3 * prior_term
         else:
@@ -365,17 +422,88 @@ class MUM(nn.Module):
         return multiplier + update
 
 
+class CoarseBranch(nn.Module):
+    """[ours] ``(B, C, H', W') -> (B, C, H', W')`` through one EPBlock at half the resolution:
+    PixelUnshuffle(2), 1x1 conv ``4C -> 2C``, EPBlock(2C), 1x1 conv ``2C -> 4C``, PixelShuffle(2).
+    ``H', W'`` must be even (the network pads to ``config.size_multiple``)."""
+
+    def __init__(self, config: InterIRConfig) -> None:
+        super().__init__()
+        c = config.width
+        self.body = nn.Sequential(
+            nn.PixelUnshuffle(2), nn.Conv2d(4 * c, 2 * c, 1), config.epblock(2 * c),
+            nn.Conv2d(2 * c, 4 * c, 1), nn.PixelShuffle(2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class ProfileFactors(nn.Module):
+    """[ours] Low-rank factors predicted from features: ``(B, C_in, H', W')`` -> packed
+    ``(B, C, H', 2r)`` and ``(B, C, W', 2r)`` (see :class:`LowRankKronecker`).
+
+    Row profiles (features averaged over W') go through a 1-D conv (kernel 3) to ``2r`` vectors
+    of length ``H'`` per working channel; column profiles likewise with their own conv.
+    """
+
+    def __init__(self, in_channels: int, channels: int, rank: int) -> None:
+        super().__init__()
+        self.channels, self.rank = channels, rank
+        self.rows = nn.Conv1d(in_channels, channels * 2 * rank, 3, padding=1)
+        self.cols = nn.Conv1d(in_channels, channels * 2 * rank, 3, padding=1)
+
+    def _pack(self, conv: nn.Conv1d, profile: torch.Tensor) -> torch.Tensor:
+        out = conv(profile)  # (B, C * 2r, n)
+        return out.view(out.shape[0], self.channels, 2 * self.rank, -1).transpose(-1, -2)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._pack(self.rows, features.mean(dim=-1)), self._pack(self.cols, features.mean(dim=-2))
+
+
+class LowRankInit(nn.Module):
+    """Eq. 11 with ``operator="lowrank"``: ``I^0 = D``, ``Lambda^0 = conv1x1(D) + D``, factors
+    predicted from ``D`` (:class:`ProfileFactors`). Returns ``(I, Lambda, packed_h, packed_w)``."""
+
+    def __init__(self, config: InterIRConfig) -> None:
+        super().__init__()
+        c = config.width
+        self.multiplier_conv = nn.Conv2d(c, c, 1, bias=False)
+        self.factors = ProfileFactors(c, c, config.operator_rank)
+
+    def forward(self, degraded: torch.Tensor):
+        return (degraded, self.multiplier_conv(degraded) + degraded, *self.factors(degraded))
+
+
+class LowRankDMUM(nn.Module):
+    """Degradation step with ``operator="lowrank"``: new factors predicted from ``[I, D]``
+    (replacing the old ones; the image update, gated at zero, keeps a fresh stage the identity)."""
+
+    def __init__(self, config: InterIRConfig) -> None:
+        super().__init__()
+        self.factors = ProfileFactors(2 * config.width, config.width, config.operator_rank)
+
+    def forward(self, image: torch.Tensor, degraded: torch.Tensor, p_h: torch.Tensor, p_w: torch.Tensor):
+        return self.factors(torch.cat([image, degraded], dim=1))
+
+
+def make_operator(config: InterIRConfig, p_h: torch.Tensor, p_w: torch.Tensor):
+    """The operator of the stage state's factors: square (``"gram"``) or packed low-rank."""
+    return LowRankKronecker(p_h, p_w) if config.operator == "lowrank" else KroneckerOperator(p_h, p_w)
+
+
 class IPBlock(nn.Module):
     """One unfolding stage: RESM, then DMUM, then MUM, each using the freshest variables."""
 
     def __init__(self, config: InterIRConfig) -> None:
         super().__init__()
+        self.config = config
         self.resm = RESM(config)
-        self.dmum = DMUM(config)
+        self.dmum = LowRankDMUM(config) if config.operator == "lowrank" else DMUM(config)
         self.mum = MUM(config)
 
     def forward(self, image, multiplier, degraded, p_h, p_w):
-        image = self.resm(image, multiplier, degraded, KroneckerOperator(p_h, p_w))
+        image = self.resm(image, multiplier, degraded, make_operator(self.config, p_h, p_w))
         p_h, p_w = self.dmum(image, degraded, p_h, p_w)
         multiplier = self.mum(image, multiplier)
         return image, multiplier, p_h, p_w
@@ -406,6 +534,7 @@ class UnfoldingTrace:
     image_norms: list[torch.Tensor] = field(default_factory=list)
     multiplier_norms: list[torch.Tensor] = field(default_factory=list)
     refined: torch.Tensor | None = None
+    initial_factors: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def output(self) -> torch.Tensor:
@@ -505,7 +634,9 @@ class InterIR(nn.Module):
         self.down = learned_down(config) if learned else nn.Sequential(
             nn.PixelUnshuffle(s), nn.Conv2d(3 * s * s, c, 3, padding=1, bias=False)
         )
-        self.init = InitModule(c, centred=config.factor_init == "centred")
+        self.init = LowRankInit(config) if config.operator == "lowrank" else InitModule(
+            c, centred=config.factor_init == "centred"
+        )
         self.stages = nn.ModuleList(IPBlock(config) for _ in range(config.stages - 1))
         self.final_resm = RESM(config)
         self.up = learned_up(config) if learned else nn.Sequential(
@@ -520,7 +651,7 @@ class InterIR(nn.Module):
     @property
     def min_size(self) -> int:
         """Smallest height and width the network accepts (reflect padding needs pad < size)."""
-        return self.config.downsample
+        return self.config.size_multiple
 
     def set_pool_window(self, window: int) -> int:
         """Set ``config.pool_window`` on a built network and return the previous value.
@@ -545,38 +676,57 @@ class InterIR(nn.Module):
         return stage(*state)
 
     def _to_image(self, features: torch.Tensor, initial: torch.Tensor, padded: torch.Tensor, size,
-                  initial_up: torch.Tensor | None = None) -> torch.Tensor:
+                  initial_up: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> torch.Tensor:
         """Image-space estimate of features ``I^k``: ``Up(I^k) + D``, or with
         ``output_skip="init"`` ``Up(I^k - I^0) + D`` (linear Up) / ``Up(I^k) - Up(I^0) + D``
         (learned Up; ``initial_up`` is ``Up(I^0)``, computed once)."""
         if self.config.output_skip != "init":
-            return crop_to(self.up(features) + padded, size)
+            return crop_to(self._up(features, skip) + padded, size)
         if self.config.down_up == "learned":
-            return crop_to(self.up(features) - initial_up + padded, size)
+            return crop_to(self._up(features, skip) - initial_up + padded, size)
         return crop_to(self.up(features - initial) + padded, size)
+
+    def _dense_factors(self, p_h: torch.Tensor, p_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Square ``(P_h, P_w)`` of the stage state's factors, for traces."""
+        return make_operator(self.config, p_h, p_w).dense()
+
+    def _down(self, padded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(D_down, full-resolution features or None)``: with ``detail_skip`` the learned Down's
+        features before its squeeze are kept for Up."""
+        if not self.config.detail_skip:
+            return self.down(padded), None
+        features = self.down[1](self.down[0](padded))
+        return self.down[3](self.down[2](features)), features
+
+    def _up(self, features: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+        """Up, with Down's full-resolution features added before Up's EPBlock (``detail_skip``)."""
+        if skip is None:
+            return self.up(features)
+        return self.up[3](self.up[2](self.up[1](self.up[0](features)) + skip))
 
     def _unfold(self, x: torch.Tensor, trace: UnfoldingTrace | None) -> torch.Tensor:
         check_image_batch(x, self.min_size)
-        padded, size = pad_to_multiple(x, self.config.downsample)
-        degraded = self.down(padded)
+        padded, size = pad_to_multiple(x, self.config.size_multiple)
+        degraded, skip = self._down(padded)
         if self.global_stats is not None:
             degraded = degraded + self.global_stats(padded)
         image, multiplier, p_h, p_w = self.init(degraded)
         initial = image
         learned_init = self.config.down_up == "learned" and self.config.output_skip == "init"
-        initial_up = self.up(initial) if learned_init else None
-        to_image = lambda features: self._to_image(features, initial, padded, size, initial_up)  # noqa: E731
+        initial_up = self._up(initial, skip) if learned_init else None
+        to_image = lambda features: self._to_image(features, initial, padded, size, initial_up, skip)  # noqa: E731
         if trace is not None:
+            trace.initial_factors = self._dense_factors(p_h, p_w)
             trace.initial_image = to_image(initial)
             trace.initial_norms = (initial.detach().flatten(1).norm(dim=1), multiplier.detach().flatten(1).norm(dim=1))
         for stage in self.stages:
             image, multiplier, p_h, p_w = self._run_stage(stage, image, multiplier, degraded, p_h, p_w)
             if trace is not None:
-                trace.record(to_image(image), image, multiplier, p_h, p_w)
-        image = self.final_resm(image, multiplier, degraded, KroneckerOperator(p_h, p_w))
+                trace.record(to_image(image), image, multiplier, *self._dense_factors(p_h, p_w))
+        image = self.final_resm(image, multiplier, degraded, make_operator(self.config, p_h, p_w))
         output = to_image(image)
         if trace is not None:
-            trace.record(output, image, multiplier, p_h, p_w)
+            trace.record(output, image, multiplier, *self._dense_factors(p_h, p_w))
         if self.refine is not None:
             output = output + self.refine(output)
             if trace is not None:
