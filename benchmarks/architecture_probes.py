@@ -39,6 +39,11 @@ V1 = [
     "model.overrides.width=32", "model.overrides.dmum_expansion=2",
 ]
 
+V2_BEST = V2_CORE + ["model.overrides.down_up=learned", "optim.gain_lr_scale=10"]
+V3_ALL = [
+    "model.overrides.detail_skip=true", "model.overrides.data_term=residual", "model.overrides.operator=lowrank",
+    "model.overrides.operator_rank=2", "model.overrides.coarse_prior=true", "model.overrides.attention_gain=learned",
+]
 # name -> (model, overrides, what it tests)
 PROBES: dict[str, tuple[str, list[str], str]] = {
     "v1": ("interir-small", V1, "interir-small as landed (v1: subtraction, Up(I^N) + D)"),
@@ -76,6 +81,20 @@ PROBES: dict[str, tuple[str, list[str], str]] = {
         "interir-small", V2_CORE + ["model.overrides.down_up=learned", "optim.gain_lr_scale=10"],
         "v2-learned-down-up with the 10x gain learning rate",
     ),
+    # Core v3 (issue 25): each option on top of the registered v2 interir-small (learned Down/Up)
+    # with the 10x gain learning rate, the best v2 probe above.
+    **{
+        f"v3-{name}": ("interir-small", V2_BEST + extra, what)
+        for name, extra, what in [
+            ("detail-skip", ["model.overrides.detail_skip=true"], "[ours] Up's full-res block also sees Down's full-res features"),
+            ("residual", ["model.overrides.data_term=residual"], "[paper] data term P^T(P I - D) with one non-negative weight"),
+            ("lowrank-r1", ["model.overrides.operator=lowrank", "model.overrides.operator_rank=1"], "[ours] rank-1 separable P from pooled profiles, no Gram/DMUM blocks"),
+            ("lowrank-r2", ["model.overrides.operator=lowrank", "model.overrides.operator_rank=2"], "[ours] rank-2 separable P from pooled profiles"),
+            ("coarse", ["model.overrides.coarse_prior=true"], "[ours] a 1/8-scale branch in the prior term"),
+            ("gain", ["model.overrides.attention_gain=learned"], "[ours] learned per-channel gain on the attention logits"),
+            ("all", V3_ALL, "detail-skip + residual + lowrank-r2 + coarse + gain"),
+        ]
+    },
     "nafnet-small": ("nafnet-small", [], "the NAFNet baseline at the same recipe (reference)"),
 }
 
@@ -99,7 +118,7 @@ def parameter_count(name: str) -> int:
         if not item.startswith("model.overrides."):
             continue
         key, value = item.removeprefix("model.overrides.").split("=", 1)
-        kwargs[key] = int(value) if value.isdigit() else value
+        kwargs[key] = int(value) if value.isdigit() else {"true": True, "false": False}.get(value, value)
     return sum(p.numel() for p in interir.create_model(model, **kwargs).parameters())
 
 
