@@ -10,6 +10,7 @@ sizes. Ablations of the paper's Table 4 are the
 
 from __future__ import annotations
 
+from interir.models.baselines.deepsn_net import DeepSNNet, DeepSNNetConfig
 from interir.models.baselines.nafnet import NAFNet, NAFNetConfig
 from interir.models.unfolding import InterIR, InterIRConfig
 from interir.registry import register_model
@@ -45,6 +46,10 @@ def _nafnet(config: NAFNetConfig) -> NAFNet:
     return NAFNet(config)
 
 
+def _deepsn_net(config: DeepSNNetConfig) -> DeepSNNet:
+    return DeepSNNet(config)
+
+
 register_model("interir", PAPER, "InterIR at the paper's size (~27 M parameters)")(_interir)
 register_model("interir-small", SMALL, "InterIR core v2 for CPU training (width 32 at 1/4, 5 stages, learned full-resolution Down/Up)")(_interir)
 register_model(
@@ -70,3 +75,12 @@ register_model(
     "nafnet-small", NAFNetConfig(width=16, encoder_blocks=(1, 1, 2), middle_blocks=2, decoder_blocks=(1, 1, 1)),
     "NAFNet baseline of the equal-budget rematch (width 16, 0.44 M parameters)",
 )(_nafnet)
+# Table 4's first row (issue 25): DeepSN-Net itself, its light model as published (P = Q = I, C = 48
+# at 1/4, 6 stages: 2.53 M parameters, 9.2 GMAC at 256^2), and at about the v3 interir-small's
+# multiply-adds (2 stages: 0.76 M, 2.8 GMAC). ``deepsn``/``deepsn-small`` above are InterIR with
+# the three Table-4 switches off, NAFNet blocks included: not DeepSN-Net's basic block.
+register_model("deepsn-net", DeepSNNetConfig(), "DeepSN-Net light model as published (P = Q = I, 6 stages)")(_deepsn_net)
+register_model(
+    "deepsn-net-small", DeepSNNetConfig(stages=2),
+    "DeepSN-Net light model at about interir-small v3's multiply-adds (2 stages)",
+)(_deepsn_net)
