@@ -23,6 +23,7 @@
 #   (the four rows above are the v1 networks, before core v2)
 #   eb-interir-small, eb-interir-small-xconv, eb-deepsn-small, eb-nafnet-small
 #                        the shipped weights of the core-v2 rematch (scripts/rematch.sh): no run needed
+#   rematch3-MODEL       runs/rematch3-MODEL, the core-v3 rematch at equal wall-clock (scripts/rematch_v3.sh)
 # One thread per evaluation (OMP_NUM_THREADS=1) keeps the timings comparable; set THREADS to change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,7 @@ models_of() {
     interir-small) echo "-m interir-small=runs/default-small" ;;
     deepsn-small|interir-small-xconv|nafnet-small) echo "-m $1=runs/$1" ;;
     eb-*) echo "-m $1" ;;
+    rematch3-*) echo "-m ${1#rematch3-}=runs/$1" ;;
     *) echo "unknown method '$1'; choose from: ${ALL[*]}" >&2; exit 2 ;;
   esac
 }

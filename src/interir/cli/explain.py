@@ -106,7 +106,9 @@ def explain_command(
 ) -> None:
     """Show what each unfolding stage and chosen explainable convolutions do on IMAGE."""
     from interir.explain import MissingExtraError, explain_image, write_report
+    from interir.explain.physics import physics_report
     from interir.loading import load_model
+    from interir.models.unfolding import InterIR
     from interir.models.explainable_conv import explainable_convs
     from interir.utils.io import pixel_limit
 
@@ -132,8 +134,14 @@ def explain_command(
             factor_reduction=factors,
         )
         index = write_report(explanation, out)
+        physics = physics_report(net, degraded) if isinstance(net, InterIR) else None
     except (MissingExtraError, ValueError, TypeError) as exc:
         _fail(str(exc))
+    if physics is not None:
+        lines = physics.lines()
+        (out / "physics.txt").write_text("\n".join(lines) + "\n")
+        for line in lines:
+            typer.echo(line)
     if explanation.stage_psnr is not None:
         per_stage = " -> ".join(f"{v:.2f}" for v in explanation.stage_psnr)
         typer.echo(f"PSNR input {explanation.input_psnr:.2f} dB -> {per_stage} dB (per stage)")

@@ -85,6 +85,8 @@ class ExplainableConv2d(nn.Conv2d):
         self.ste_temperature = float(ste_temperature)
         self.attention_temperature = float(attention_temperature)
         self.store_explanation = store_explanation
+        # False inside modulation_disabled(): the knock-out of the per-image modulation
+        self.modulate = True
         self.attention_log_gain = None
         if learn_attention_gain:
             start = -torch.log(torch.tensor(float(attention_temperature)))
@@ -173,6 +175,8 @@ class ExplainableConv2d(nn.Conv2d):
         return x, self.padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.modulate:  # knocked out (modulation_disabled): A = 1, the plain convolution
+            return super().forward(x)
         hard_mask, mask = self.binary_mask(x)
         attention = self.kernel_attention(mask)
         if self.store_explanation:
@@ -305,6 +309,21 @@ def convert_to_explainable(
 def explainable_convs(module: nn.Module) -> dict[str, ExplainableConv2d]:
     """All explainable convolutions of ``module`` by qualified name, in registration order."""
     return {name: m for name, m in module.named_modules() if isinstance(m, ExplainableConv2d)}
+
+
+@contextlib.contextmanager
+def modulation_disabled(module: nn.Module) -> Iterator[None]:
+    """Within the block, every explainable conv of ``module`` is its plain convolution (``A = 1``):
+    the knock-out that measures what the per-image modulation adds to a trained network."""
+    convs = [m for m in module.modules() if isinstance(m, ExplainableConv2d)]
+    states = [conv.modulate for conv in convs]
+    for conv in convs:
+        conv.modulate = False
+    try:
+        yield
+    finally:
+        for conv, state in zip(convs, states):
+            conv.modulate = state
 
 
 @contextlib.contextmanager

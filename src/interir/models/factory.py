@@ -84,3 +84,26 @@ register_model(
     "deepsn-net-small", DeepSNNetConfig(stages=2),
     "DeepSN-Net light model at about interir-small v3's multiply-adds (2 stages)",
 )(_deepsn_net)
+# Core v3 (issue 25, benchmarks/results/architecture_probes.md "Core v3"): the options that the
+# 1000-step probes kept: Up's full-resolution block sees Down's full-resolution features ([ours],
+# +1.02 dB), the data term P^T(P I - D) with one non-negative weight ([paper] physics, +0.15 dB),
+# and a rank-1 separable operator predicted from pooled features in place of the Gram factors and
+# DMUM's blocks ([ours], -0.10 dB for 39 % fewer multiply-adds). Dropped: the 1/8 prior branch
+# (+0.00 dB for +7 % MACs) and the learned attention gain (-0.15 dB).
+V3 = dict(detail_skip=True, data_term="residual", operator="lowrank", operator_rank=1)
+SMALL_V3 = InterIRConfig(**{**SMALL.__dict__, **V3})
+register_model("interir-small-v3", SMALL_V3, "InterIR core v3 at interir-small's size (width 32 at 1/4, 5 stages)")(_interir)
+register_model(
+    "interir-tiny-v3", InterIRConfig(**{**SMALL_V3.__dict__, "width": 24, "stages": 4}),
+    "InterIR core v3, smaller (width 24 at 1/4, 4 stages)",
+)(_interir)
+register_model(
+    "interir-small-v3-xconv", InterIRConfig(**{**SMALL_V3.__dict__, "resm": "deepsn", "dmum_mum": "deepsn"}),
+    "interir-small-v3 with only the explainable convolution turned on (Table 4 ablation)",
+)(_interir)
+_NAFNET_SMALL_BLOCKS = dict(encoder_blocks=(1, 1, 2), middle_blocks=2, decoder_blocks=(1, 1, 1))
+for _width in (24, 32):
+    register_model(
+        f"nafnet-small-w{_width}", NAFNetConfig(width=_width, **_NAFNET_SMALL_BLOCKS),
+        f"nafnet-small's blocks at width {_width} (the rematch's cost curve)",
+    )(_nafnet)
