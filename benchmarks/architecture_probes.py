@@ -44,6 +44,11 @@ V3_ALL = [
     "model.overrides.detail_skip=true", "model.overrides.data_term=residual", "model.overrides.operator=lowrank",
     "model.overrides.operator_rank=2", "model.overrides.coarse_prior=true", "model.overrides.attention_gain=learned",
 ]
+# What the seed-0 probes kept (interir-small-v3 in interir.models.factory).
+V3_CHOSEN = [
+    "model.overrides.detail_skip=true", "model.overrides.data_term=residual", "model.overrides.operator=lowrank",
+    "model.overrides.operator_rank=1",
+]
 # name -> (model, overrides, what it tests)
 PROBES: dict[str, tuple[str, list[str], str]] = {
     "v1": ("interir-small", V1, "interir-small as landed (v1: subtraction, Up(I^N) + D)"),
@@ -93,6 +98,7 @@ PROBES: dict[str, tuple[str, list[str], str]] = {
             ("coarse", ["model.overrides.coarse_prior=true"], "[ours] a 1/8-scale branch in the prior term"),
             ("gain", ["model.overrides.attention_gain=learned"], "[ours] learned per-channel gain on the attention logits"),
             ("all", V3_ALL, "detail-skip + residual + lowrank-r2 + coarse + gain"),
+            ("chosen", V3_CHOSEN, "detail-skip + residual + lowrank-r1: the registered interir-small-v3"),
         ]
     },
     "nafnet-small": ("nafnet-small", [], "the NAFNet baseline at the same recipe (reference)"),
