@@ -83,7 +83,7 @@ def _names(list_file: Path) -> set[str]:
 
 def repository_files(repo: Path, skip: list[Path]) -> dict[Path, int]:
     """What a device call sends of the repository: tracked and untracked-not-ignored files
-    (resolved path -> bytes), leaving out those under ``skip`` (counted as carried folders)."""
+    (absolute path -> bytes), leaving out those under ``skip`` (counted as carried folders)."""
     try:
         listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                                 cwd=repo, capture_output=True, check=True).stdout
