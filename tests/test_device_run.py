@@ -18,6 +18,8 @@ from PIL import Image
 import interir
 from interir.gpurun.cudatests import summarise_junit
 from interir.gpurun.options import Budget, parse_options
+from interir.gpurun.prepare import (LIMIT_BYTES, TARGET_BYTES, PrepareError, prepare, read_manifest,
+                                    repository_files, select_images)
 from interir.gpurun.report import copy_tail, out_files
 from interir.engine.train import train
 from interir.gpurun import training
@@ -29,6 +31,8 @@ from interir.loading import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 SPLIT = REPO / "configs" / "splits" / "bsds432-val.txt"
+SHARED_TRAIN = REPO.parent / "shared" / "data" / "train"
+VAL_NAMES = {ln.strip() for ln in SPLIT.read_text().splitlines() if ln.strip() and not ln.startswith("#")}
 
 
 def _image(path: Path, seed: int, size=(64, 80)) -> None:
@@ -56,9 +60,19 @@ def _training_folder(root: Path) -> Path:
 
 @pytest.mark.slow
 def test_cpu_dry_run_trains_scores_and_returns_what_fits(tmp_path):
-    data, out, work = _training_folder(tmp_path / "train"), tmp_path / "out", tmp_path / "work"
+    source, out, work = _training_folder(tmp_path / "shared-train"), tmp_path / "out", tmp_path / "work"
+    (source / "RainTrainL").mkdir()
+    (source / "RainTrainL" / "rain-1.png").write_bytes(b"x" * 1000)
     env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": "",
            "OMP_NUM_THREADS": "1"}
+    # As a user would: prepare (without the network: no wheels, 4 MiB counted for them), then run.
+    # The payload counts this checkout's real files, so a repository grown past the limit fails here.
+    prep = [str(source), "--out", str(tmp_path / "gpu-data"), "--wheels", str(tmp_path / "whl"), "--offline"]
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "device_prepare.sh"), *prep], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "a device call sends about" in proc.stdout
+    data = tmp_path / "gpu-data" / "train"
     # 2 minutes, not 1: headroom for a busy machine; on an idle one the run takes well under a minute.
     cmd = ["bash", str(REPO / "scripts" / "device_run.sh"), "--device", "cpu", "--minutes", "2",
            "--model", "interir-tiny", "--data", str(data), "--work", str(work), "--max-steps", "6",
@@ -66,6 +80,7 @@ def test_cpu_dry_run_trains_scores_and_returns_what_fits(tmp_path):
            "--tests", str(REPO / "tests" / "test_cuda.py"), str(REPO / "tests" / "test_degradations.py")]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    _check_prepared(json.loads((out / "report.json").read_text())["data"], data)
     report = json.loads((out / "report.json").read_text())
     assert report["status"] == "ok" and report["errors"] == [] and report["options"]["install"] == "pip"
     assert {f["name"] for f in report["out"]["files"]} == {
@@ -82,6 +97,19 @@ def test_cpu_dry_run_trains_scores_and_returns_what_fits(tmp_path):
 
     _check_training(report, out, data)
     _check_scores_and_weights(report, out)
+
+
+def _check_prepared(section: dict, data: Path) -> None:
+    """The report's ``data``: the prepared folder, within the call's limit, and what was left out."""
+    prepared = section["prepared"]
+    assert section["root"] == str(data) and prepared["train"] == str(data)
+    assert prepared["payload"]["bytes"] <= TARGET_BYTES < LIMIT_BYTES
+    assert prepared["payload"]["wheels_bytes"] == 4 * 2**20  # --offline counts the reserve
+    carried = prepared["carried"]  # the 8 held-out, train_1, train_2 and the photo; train_3 overlaps
+    assert (carried["validation_images"], carried["training_images"], carried["parts"]) == (
+        8, 3, {"bsds432": 11, "photos": 1})
+    assert [(e["what"], e["files"]) for e in prepared["left_out"]] == [
+        ("RainTrainL/", 1), ("images listed in bsds432/overlap_with_Rain100H.txt", 1)]
 
 
 def _check_training(report: dict, out: Path, data: Path) -> None:
@@ -234,3 +262,83 @@ def test_a_failing_phase_is_recorded_and_fails_the_run(tmp_path):
     (error,) = report["errors"]
     assert error["phase"] == "train" and "missing/bsds432' does not exist" in error["error"]
     assert [f["name"] for f in report["out"]["files"]] == ["report.json"]  # no weights, nothing else
+
+
+def _sized_folder(root: Path) -> Path:
+    """A shared training folder of files with known sizes (selection never decodes them): the 8
+    held-out names (100 B each), 10 training JPEGs (1000 B), an overlapping one, two photos
+    (5000 B), notes, and a folder the recipe does not read."""
+    (root / "bsds432").mkdir(parents=True)
+    (root / "photos").mkdir()
+    (root / "RainTrainL" / "rainy").mkdir(parents=True)
+    for name in VAL_NAMES:
+        (root / "bsds432" / name).write_bytes(b"v" * 100)
+    for i in range(10):
+        (root / "bsds432" / f"train_{i}.jpg").write_bytes(b"t" * 1000)
+    (root / "bsds432" / "train_rain.jpg").write_bytes(b"r" * 700)
+    (root / "bsds432" / "overlap_with_Rain100H.txt").write_text("# overlap\ntrain_rain.jpg\tx.png\t1.0\n")
+    (root / "photos" / "a.jpg").write_bytes(b"p" * 5000)
+    (root / "photos" / "b.jpg").write_bytes(b"p" * 5000)
+    (root / "photos" / "SOURCE.txt").write_text("where the photos come from\n")
+    (root / "RainTrainL" / "rainy" / "1.png").write_bytes(b"x" * 300)
+    return root
+
+
+def test_selection_keeps_validation_fills_the_room_in_seeded_order_and_lists_what_is_left(tmp_path):
+    source = _sized_folder(tmp_path / "train")
+    required = 8 * 100 + (source / "bsds432" / "overlap_with_Rain100H.txt").stat().st_size + 27
+    sel = select_images(source, VAL_NAMES, room=required + 7500, seed=0)
+    assert sorted(sel.required) == sorted(["bsds432/overlap_with_Rain100H.txt", "photos/SOURCE.txt",
+                                           *(f"bsds432/{n}" for n in VAL_NAMES)])
+    assert sel.validation == 8 and sel.available == 12  # 10 + 2 photos; the overlap is not one
+    chosen = sel.bytes(sel.chosen)
+    assert chosen <= 7500 and len(sel.chosen) >= 2
+    past = sel.left_out[-1]
+    assert past["reason"] == "the payload would pass its target size"
+    assert past["files"] == 12 - len(sel.chosen) and set(past["names"]).isdisjoint(sel.chosen)
+    assert all(sel.sizes[n] > 7500 - chosen for n in past["names"])  # nothing left out that still fits
+    assert [(e["what"], e["files"], e["bytes"]) for e in sel.left_out[:2]] == [
+        ("RainTrainL/", 1, 300), ("images listed in bsds432/overlap_with_Rain100H.txt", 1, 700)]
+    again = select_images(source, VAL_NAMES, room=required + 7500, seed=0)
+    assert again.chosen == sel.chosen  # fixed by the seed
+    orders = {tuple(select_images(source, VAL_NAMES, 10**6, seed).chosen) for seed in range(4)}
+    assert len(orders) > 1 and all(len(o) == 12 for o in orders)  # room for all: every one carried
+    with pytest.raises(PrepareError, match="not in .*bsds432.*pass the shared training folder"):
+        select_images(source, VAL_NAMES | {"test_0.jpg"}, 10**6)
+
+
+def test_prepare_writes_the_manifest_replaces_its_copy_and_refuses_when_too_little_fits(tmp_path):
+    source = _sized_folder(tmp_path / "train")
+    out, whl = tmp_path / "gpu-data", tmp_path / "whl"
+    (out / "train" / "photos").mkdir(parents=True)
+    (out / "train" / "photos" / "mine.jpg").write_bytes(b"m")
+    with pytest.raises(PrepareError, match="not made by this step"):  # someone else's folder: kept
+        prepare(source, out, whl, REPO, offline=True)
+    assert (out / "train" / "photos" / "mine.jpg").is_file()
+    (out / "prepare.json").write_text("{}")  # now it is one of ours: replaced
+    manifest = prepare(source, out, whl, REPO, offline=True)
+    assert read_manifest(out / "train") == manifest and not (out / "train" / "photos" / "mine.jpg").exists()
+    train = out / "train"
+    copied = sorted(p.relative_to(train).as_posix() for p in train.rglob("*") if p.is_file())
+    assert len(copied) == 8 + 10 + 2 + 2 and "bsds432/train_rain.jpg" not in copied
+    repo_bytes = sum(repository_files(REPO, skip=[out, whl]).values())
+    payload = manifest["payload"]
+    assert payload["repository_bytes"] == repo_bytes and payload["data_bytes"] == sum(
+        (out / "train" / n).stat().st_size for n in copied)
+    assert payload["bytes"] == repo_bytes + 4 * 2**20 + 64 * 1024 + payload["data_bytes"] <= TARGET_BYTES
+    with pytest.raises(PrepareError, match="make the repository smaller"):
+        prepare(source, tmp_path / "small", whl, REPO, offline=True, target=repo_bytes + 4 * 2**20)
+    assert not (tmp_path / "small" / "train").exists()  # nothing copied when it does not fit
+
+
+@pytest.mark.skipif(not (SHARED_TRAIN / "bsds432").is_dir(), reason="needs ../shared/data/train")
+def test_the_shared_training_images_are_prepared_within_the_limit(tmp_path):
+    out = tmp_path / "gpu-data"
+    manifest = prepare(SHARED_TRAIN, out, tmp_path / "whl", REPO, offline=True)
+    measured = (sum(repository_files(REPO, skip=[out]).values()) + 4 * 2**20
+                + sum(p.stat().st_size for p in out.rglob("*") if p.is_file()))
+    assert measured <= manifest["payload"]["bytes"] <= TARGET_BYTES  # what a call would send
+    carried = manifest["carried"]
+    assert carried["validation_images"] == 8 and carried["training_images"] >= 100
+    assert all((out / "train" / "bsds432" / n).is_file() for n in VAL_NAMES)
+    assert {"RainTrainL/", "depth_middlebury/"} <= {e["what"] for e in manifest["left_out"]}

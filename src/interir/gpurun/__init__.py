@@ -14,6 +14,8 @@
    the config, the metrics log, the training log and ``report.json`` to the output folder
    (:mod:`.report`).
 
+Before the call, ``python -m interir.gpurun prepare`` (``scripts/device_prepare.sh``, :mod:`.prepare`)
+fills the carried folders (wheels, training images) within what a device call may send.
 The same code runs on the CPU with a tiny model (``--device cpu``), which the test suite does.
 ``python -m interir.gpurun join FILES... -o weights.safetensors`` joins weights that came back in
 several files into one file that ``interir`` and ``scripts/ship_default.py`` read.

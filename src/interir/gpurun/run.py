@@ -23,6 +23,7 @@ from interir.engine.train import TrainResult, build_val_pairs
 from interir.gpurun.bench import precision_flags, speed_rows
 from interir.gpurun.cudatests import run_cuda_tests
 from interir.gpurun.options import PHASE_ENDS, Budget, parse_options
+from interir.gpurun.prepare import prepare_main, read_manifest
 from interir.gpurun.report import (MAX_FILE_BYTES, RUN_FILES, copy_tail, device_info, out_files, weights_room,
                                    write_report)
 from interir.gpurun.training import (best_candidate, measure_throughput, plan_run, recipe, score,
@@ -65,6 +66,7 @@ def _start(opts: argparse.Namespace) -> Run:
         "git": git_info(Path.cwd()),
         "started": datetime.fromtimestamp(opts.started_at, timezone.utc).isoformat(timespec="seconds"),
         "device": device_info(opts.device), "options": options,
+        "data": {"root": str(opts.data), "prepared": read_manifest(opts.data)},
         "budget": {"minutes": opts.minutes, "elapsed_s": 0.0}, "phases": {}, "errors": [],
     }
     run = Run(opts, Budget(opts.minutes * 60.0, opts.started_at), out, opts.work, report)
@@ -195,8 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["join"]:
         return join_main(argv[1:])
+    if argv[:1] == ["prepare"]:
+        return prepare_main(argv[1:])
     run = _start(parse_options(argv))
     run.say(f"{run.report['device']['name']}, budget {run.opts.minutes} min, output {run.out}")
+    if run.report["data"]["prepared"] is None:
+        run.say(f"no prepare.json beside {run.opts.data}: the images were not chosen by "
+                "scripts/device_prepare.sh, so the report cannot say what was left out")
     _phase(run, "tests", phase_tests)
     _phase(run, "bench", phase_bench)
     _phase(run, "train", phase_train)
