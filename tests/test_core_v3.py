@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import interir
+from helpers import act_like_trained
 from interir.models.explainable_conv import ExplainableConv2d
 from interir.models.kronecker import KroneckerOperator, LowRankKronecker
 from interir.models.unfolding import InterIRConfig, RESM
@@ -30,16 +31,6 @@ def _tiny(**overrides):
     return interir.create_model("interir-tiny", **overrides)
 
 
-def _open_gates(model: torch.nn.Module, value: float = 0.3) -> torch.nn.Module:
-    """Move the zero-initialised gates (stage gates, blocks' residual scales) off zero, as
-    training would, so every part acts."""
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.rsplit(".", 1)[-1] in ("update_gate", "beta", "gamma"):
-                param.fill_(value)
-    return model
-
-
 @pytest.mark.parametrize("option", sorted(OPTIONS))
 def test_fresh_v3_network_returns_its_input(option):
     model = _tiny(**OPTIONS[option]).eval()
@@ -50,7 +41,7 @@ def test_fresh_v3_network_returns_its_input(option):
 
 @pytest.mark.parametrize("option", ["lowrank_r1", "coarse", "gain", "residual", "all"])
 def test_new_parts_receive_gradients_once_gates_move(option):
-    model = _open_gates(_tiny(**OPTIONS[option]))
+    model = act_like_trained(_tiny(**OPTIONS[option]))
     x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     out = model(x)
     assert not torch.allclose(out, x, atol=1e-4), "opened gates must change the output"
@@ -69,8 +60,8 @@ def test_detail_skip_needs_the_learned_down_up():
 
 
 def test_detail_skip_adds_no_parameters_and_changes_the_output():
-    plain = _open_gates(_tiny(down_up="learned")).eval()
-    skip = _open_gates(_tiny(down_up="learned", detail_skip=True)).eval()
+    plain = act_like_trained(_tiny(down_up="learned")).eval()
+    skip = act_like_trained(_tiny(down_up="learned", detail_skip=True)).eval()
     assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in skip.parameters())
     skip.load_state_dict(plain.state_dict())
     x = torch.rand(1, 3, 32, 32)

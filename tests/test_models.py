@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import interir
+from helpers import act_like_trained
 from interir.models import InterIR, KroneckerOperator
 from interir.models.epblock import EPBlock
 from interir.models.unfolding import InterIRConfig
@@ -59,22 +60,24 @@ def test_odd_sizes_and_gradients(name):
 
 @pytest.mark.parametrize("name", ["interir-tiny", "deepsn-small", "interir-small"])
 def test_batch_independence(name):
-    model = interir.create_model(name).eval()
+    model = act_like_trained(interir.create_model(name)).eval()
     x = torch.rand(3, 3, 24, 20)
     with torch.no_grad():
         batched = model(x)
+        assert not torch.allclose(batched, x, atol=1e-3), "a network that returns its input tests nothing"
         for b in range(3):
             torch.testing.assert_close(model(x[b : b + 1]), batched[b : b + 1], rtol=1e-4, atol=1e-5)
 
 
 def test_same_seed_same_output():
     outputs = []
-    for _ in range(2):
-        torch.manual_seed(123)
-        model = interir.create_model("interir-tiny").eval()
+    for seed in (123, 123, 124):
+        torch.manual_seed(seed)
+        model = act_like_trained(interir.create_model("interir-tiny")).eval()
         with torch.no_grad():
             outputs.append(model(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))))
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+    assert not torch.allclose(outputs[0], outputs[2], atol=1e-4), "another seed must give another network"
 
 
 def test_kronecker_adjoint_identity():

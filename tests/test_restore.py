@@ -13,6 +13,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import interir
+from helpers import act_like_trained
 from interir.inference import (
     auto_overlap,
     auto_tile_size,
@@ -68,8 +69,12 @@ def test_auto_tile_follows_the_downsampling_factor():
 
 @pytest.mark.parametrize("shape", [(3, 37, 53), (2, 3, 21, 18), (3, 3, 5), (1, 3, 1, 9)])
 def test_restore_tensor_any_size_is_clamped_and_same_shape(shape):
-    model = interir.create_model("interir-tiny")
+    model = act_like_trained(interir.create_model("interir-tiny"), scale=1.0)
     x = torch.rand(shape)
+    with torch.no_grad():
+        raw = model.eval()(torch.rand(1, 3, 32, 32))
+    model.train()
+    assert raw.min() < 0 or raw.max() > 1, "the raw output must leave [0, 1], or the clamp is not tested"
     out = restore_tensor(model, x)
     assert out.shape == x.shape and out.dtype == torch.float32
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
@@ -83,7 +88,7 @@ def test_restore_tensor_clamps_and_batches_independently():
     x = torch.rand(3, 3, 20, 24)
     out = restore_tensor(model, x, tile=0)
     assert torch.allclose(out, (2 * x - 0.3).clamp(0, 1))
-    model = interir.create_model("interir-tiny").eval()
+    model = act_like_trained(interir.create_model("interir-tiny")).eval()
     together = restore_tensor(model, x)
     alone = torch.stack([restore_tensor(model, x[i]) for i in range(3)])
     assert torch.allclose(together, alone, atol=1e-6)

@@ -1,0 +1,21 @@
+"""Helpers shared by tests (import as ``from helpers import ...``; pytest puts tests/ on sys.path)."""
+
+import torch
+from torch import nn
+
+
+def act_like_trained(model: nn.Module, scale: float = 0.3, seed: int = 0) -> nn.Module:
+    """Move every all-zero parameter off zero, as training would, and return ``model``.
+
+    A fresh core-v2/v3 InterIR returns its input exactly (zero-initialised stage gates, EPBlock
+    ``beta``/``gamma``, zero-initialised last convolutions), so a random-weight network standing in
+    for a trained one would make tests of batching, seeding or clamping pass whatever the code does.
+    The new values are ``N(0, scale^2)`` from a generator seeded with ``seed`` (same model, same
+    values); parameters that are not all zero are left as they are.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.numel() and not torch.any(param):
+                param.copy_(torch.randn(param.shape, generator=generator) * scale)
+    return model
