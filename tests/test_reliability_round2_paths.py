@@ -5,7 +5,6 @@ paths and writes") lists each case with the test below that keeps it true."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -94,14 +93,15 @@ def test_resuming_a_copied_run_folder_trains_the_copy(tmp_path):
     result = _cli("train", copy, "--resume")
     assert result.exit_code == 0, result.output
     assert json.loads((copy / "summary.json").read_text())["step"] == 4
-    assert not (base / "summary.json").exists()
+    assert json.loads((base / "summary.json").read_text())["step"] == 2
     assert (base / "checkpoints" / "last" / "model.safetensors").read_bytes() == base_state
-    assert "was copied or moved" in (copy / "train.log").read_text()
+    assert "it was copied or moved" in (copy / "train.log").read_text()
     saved = load_config(copy / "config.yaml")
     assert Path(saved.output.dir) / saved.output.name == copy
 
 
 def test_a_run_folder_in_use_is_refused(tmp_path):
+    fcntl = pytest.importorskip("fcntl")  # POSIX; Windows has no advisory locks
     run = tmp_path / "runs" / "twin"
     run.mkdir(parents=True)
     with open(run / ".interir-train.lock", "a") as other:  # what a running `interir train` holds
@@ -111,8 +111,7 @@ def test_a_run_folder_in_use_is_refused(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == [".interir-train.lock"]
     result = train(_cfg(tmp_path, "twin", "train.iterations=2"))  # released: the folder is free
     lines = (run / "metrics.csv").read_text().splitlines()
-    assert lines[0].startswith("kind") or "step" in lines[0]
-    assert sum(line == lines[0] for line in lines) == 1 and result.step == 2
+    assert result.step == 2 and "step" in lines[0] and lines.count(lines[0]) == 1
 
 
 def test_eval_asks_before_replacing_reports_in_its_out_folder(tmp_path):

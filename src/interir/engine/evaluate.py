@@ -305,7 +305,10 @@ class EvalReport:
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("_") or "model"
+    """``name`` as one folder name: no separators, never ``.`` or ``..`` (which would leave
+    the images folder)."""
+    safe = re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("_")
+    return safe if safe.strip(".") else "model"
 
 
 def _scored_count(ds: EvalDataset, limit: int | None) -> int:

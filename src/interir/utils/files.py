@@ -90,8 +90,9 @@ def file_in_folder(folder: str | os.PathLike, name: object, what: str) -> Path:
     parts = Path(text).parts if text else ()
     if not parts or Path(text).is_absolute() or ".." in parts or "\\" in text:
         raise ValueError(
-            f"{what} {name!r} is not a name inside '{folder}' (absolute paths and '..' are refused, "
-            "so that a file never points outside its folder). Fix: name a file or folder inside it"
+            f"{what} is {name!r}, not a name inside '{folder}' (absolute paths and '..' are "
+            "refused, so that a file never points outside its folder). Fix: name a file or folder "
+            "inside it"
         )
     return Path(folder) / text
 
