@@ -203,8 +203,8 @@ def test_a_suite_manifest_cannot_name_combinations_outside_the_suite(tmp_path):
     suite = tmp_path / "suite"
     synthesize_suite(tmp_path / "clean", suite, combinations="noise", seed=0)
     # Pairs outside the suite that a hostile manifest points at.
-    _png(tmp_path / "input" / "x.png")
-    _png(tmp_path / "target" / "x.png")
+    _png(tmp_path / "input" / "x.png", size=(24, 24))
+    _png(tmp_path / "target" / "x.png", seed=1, size=(24, 24))
     manifest = json.loads((suite / "manifest.json").read_text())
     for hostile in ("..", str(tmp_path), "noise/../.."):
         (suite / "manifest.json").write_text(json.dumps(dict(manifest, combinations=[hostile])))
