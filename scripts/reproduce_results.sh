@@ -64,10 +64,10 @@ for method in "${methods[@]}"; do
   models=$(models_of "$method")
   # shellcheck disable=SC2086
   "$BIN/interir" eval "$SUITE" $models --device cpu --title "CBSD68-MDIR (seed 2025)" \
-      --out "results/eval/$method/mdir" > /dev/null
+      --out "results/eval/$method/mdir" --overwrite > /dev/null
   # shellcheck disable=SC2086
   "$BIN/interir" eval "$DATA/eval/Rain100H" "$DATA/eval/SOTS_indoor_40" $models --device cpu --y-channel \
-      --title "Rain100H and SOTS-indoor (40-image subset)" --out "results/eval/$method/real" > /dev/null
+      --title "Rain100H and SOTS-indoor (40-image subset)" --out "results/eval/$method/real" --overwrite > /dev/null
   echo "scored $method: results/eval/$method/{mdir,real}"
 done
 

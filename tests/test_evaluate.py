@@ -161,7 +161,7 @@ def test_cli_eval_writes_reports(suite, paired, tmp_path):
     assert len(list((out / "images").rglob("*.png"))) == 6
 
     bad = CliRunner().invoke(app, ["eval", str(suite), "--model", "classical-dpc",
-                                   "--out", str(out)])
+                                   "--out", str(out), "--overwrite"])
     assert bad.exit_code == 1 and "classical-dcp" in bad.output
     bad = CliRunner().invoke(app, ["eval", str(suite), "--round-y", "--out", str(out)])
     assert bad.exit_code == 2

@@ -29,6 +29,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
 
 from interir.degradations import parse_combinations, parse_level_powers, parse_levels, rain_sampling_for
 from interir.registry import closest_match_hint, model_config
+from interir.utils.files import file_in_folder
 
 __all__ = [
     "ConfigError",
@@ -41,6 +42,7 @@ __all__ = [
     "OutputSection",
     "TrainConfig",
     "load_config",
+    "load_train_config",
     "validate_config",
     "list_shipped_configs",
     "resolve_config_path",
@@ -432,6 +434,20 @@ class OutputSection(_Section):
     name: str | None = None
     tensorboard: Literal["auto", "on", "off"] = "auto"
 
+    @field_validator("name")
+    @classmethod
+    def _inside_dir(cls, v: str | None) -> str | None:
+        # The run folder never leaves output.dir: no absolute name, no '..'.
+        if v:
+            try:
+                file_in_folder("output.dir", v, "run name")
+            except ValueError:
+                raise ValueError(
+                    f"{v!r} would put the run folder outside output.dir (absolute paths and '..' "
+                    "are refused). Fix: set output.dir to where runs go and output.name to a "
+                    "name inside it") from None
+        return v
+
     @field_validator("tensorboard", mode="before")
     @classmethod
     def _yaml_booleans(cls, v: Any) -> Any:
@@ -572,6 +588,7 @@ def load_config(
     overrides: Sequence[str] = (),
     *,
     base: dict[str, Any] | None = None,
+    run_dir: str | os.PathLike | None = None,
 ) -> TrainConfig:
     """Read, merge and validate a training configuration.
 
@@ -580,6 +597,9 @@ def load_config(
         overrides: ``key=value`` strings applied on top (``optim.lr=1e-4``, ``train.ema_decay=null``,
             ``data.train_roots=[a,b]``, ``model.overrides.width=24``).
         base: a dict merged under the file (used by tests and the Python API).
+        run_dir: the run folder the file is the ``config.yaml`` of: ``output.dir`` and
+            ``output.name`` are set to where that folder is now (under the overrides), so a copied
+            or moved run folder trains itself, not the folder its file names.
 
     Returns:
         The validated :class:`TrainConfig`. When ``output.name`` is unset it becomes the config
@@ -606,6 +626,11 @@ def load_config(
         if not isinstance(loaded, type(parts[0])):
             raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
         parts.append(loaded)
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        if run_dir.name in ("", ".", ".."):
+            run_dir = run_dir.resolve()
+        parts.append(OmegaConf.create({"output": {"dir": str(run_dir.parent), "name": run_dir.name}}))
     parts.append(_parse_overrides(overrides))
     try:
         merged = OmegaConf.merge(*parts)
@@ -625,6 +650,16 @@ def load_config(
     if isinstance(data["output"], dict) and not data["output"].get("name"):
         data["output"]["name"] = path.stem if path is not None else "run"
     return validate_config(data)
+
+
+def load_train_config(spec: str | os.PathLike, overrides: Sequence[str] = ()) -> TrainConfig:
+    """The configuration ``interir train SPEC key=value ...`` runs.
+
+    ``spec`` is resolved by :func:`resolve_config_path`; a run folder's ``config.yaml`` is read
+    with ``run_dir`` set to that folder (:func:`load_config`).
+    """
+    path = resolve_config_path(spec)
+    return load_config(path, overrides, run_dir=spec if Path(spec).is_dir() else None)
 
 
 def validate_config(data: dict[str, Any]) -> TrainConfig:

@@ -40,7 +40,8 @@ from torch.export import Dim
 
 from interir.inference.restore import minimum_size, size_multiple
 from interir.models.explainable_conv import ExplainableConv2d, is_depthwise
-from interir.utils.files import check_writable_file
+from interir.engine.checkpoint import resolve_checkpoint
+from interir.utils.files import OutputPathError, atomic_open, check_writable_file
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -50,6 +51,7 @@ __all__ = [
     "export_torchscript",
     "export_model",
     "verify_export",
+    "check_export_output",
 ]
 
 EXPORT_FORMATS = ("onnx", "torchscript")
@@ -77,6 +79,48 @@ def prepare_for_export(model: nn.Module) -> tuple[nn.Module, bool]:
     for p in copy_.parameters():
         p.requires_grad_(False)
     return copy_, dynamic_batch
+
+
+def _model_files(model_spec: str | os.PathLike | None) -> list[Path]:
+    """The files a model spec reads: a checkpoint folder's files, or a weights file and its
+    sidecar ``.json`` (nothing for a registered or shipped name)."""
+    if model_spec is None or not Path(model_spec).exists():
+        return []
+    try:
+        source = resolve_checkpoint(model_spec)
+    except (FileNotFoundError, ValueError):
+        return [Path(model_spec)]
+    if source.is_dir():
+        return [p for p in source.iterdir() if p.is_file()]
+    return [source, source.with_suffix(".json"), Path(model_spec)]
+
+
+def check_export_output(
+    path: str | os.PathLike, overwrite: bool = False, model_spec: str | os.PathLike | None = None
+) -> Path:
+    """Check, before any work, that an export may be written to ``path``.
+
+    Args:
+        path: the export file.
+        overwrite: allow replacing an existing file (never one the model is read from).
+        model_spec: the ``--model`` spec the export is made from (a path or a name).
+
+    Raises:
+        OutputPathError: ``path`` is a folder, its folder cannot be written, it is a file of the
+            exported model itself, or it exists and ``overwrite`` is False.
+    """
+    path = check_writable_file(path, "--output file")
+    for source in _model_files(model_spec):
+        if source.exists() and path.exists() and os.path.samefile(source, path):
+            raise OutputPathError(
+                f"--output file '{path}' is a file of the model being exported ('{model_spec}'); "
+                "an export never replaces its input, whatever --overwrite says. Fix: name another "
+                "file, e.g. model.onnx or model.pt")
+    if path.exists() and not overwrite:
+        raise OutputPathError(
+            f"--output file '{path}' already exists. Fix: pass --overwrite to replace it, or name "
+            "another file")
+    return path
 
 
 def _min_size(model: nn.Module) -> int:
@@ -245,7 +289,10 @@ def export_torchscript(
         warnings.simplefilter("ignore")  # TracerWarnings about Python ints in the model code
         with torch.no_grad():
             traced = torch.jit.trace(exported, (x,), check_trace=False)
-    traced.save(str(path))
+    # Saved beside, then renamed: an interrupted save never leaves a half file under the name.
+    with atomic_open(path) as handle, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit's pointer to torch.export
+        torch.jit.save(traced, handle)
     return ExportResult(path, "torchscript", can_batch, min_size, time.perf_counter() - start)
 
 

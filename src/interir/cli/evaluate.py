@@ -27,6 +27,9 @@ def eval_command(
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Output folder for per_image.csv, summary.md, summary.json "
                             "(and images/ with --save-images).")] = Path("results/eval"),
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace the reports (and with --save-images the images) an earlier "
+                            "evaluation left in --out (default: refuse before any work).")] = False,
     save_images: Annotated[bool, typer.Option(
         "--save-images", help="Also save the restored images under OUT/images/.")] = False,
     y_channel: Annotated[bool, typer.Option(
@@ -61,7 +64,7 @@ def eval_command(
 
     Progress (per image) is a bar on a terminal and plain lines otherwise.
     """
-    from interir.engine.evaluate import EvalOptions, evaluate
+    from interir.engine.evaluate import EvalOptions, check_report_folder, evaluate
     from interir.metrics.image import MetricSettings
     from interir.utils.files import OutputPathError, check_writable_dir
     from interir.utils.io import pixel_limit
@@ -84,7 +87,8 @@ def eval_command(
     options.progress = display.update
     try:  # before any model is loaded or image restored
         check_writable_dir(out, "--out folder")
-    except OutputPathError as err:
+        check_report_folder(out, overwrite, save_images)
+    except (OutputPathError, FileExistsError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2) from None
     apply_threads(threads)

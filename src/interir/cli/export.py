@@ -29,12 +29,13 @@ def export_command(
     check: Annotated[bool, typer.Option(
         "--check/--no-check",
         help="Compare the export with PyTorch on two other sizes (ONNX: needs onnxruntime).")] = True,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing --output file (never the model's own files).")] = False,
 ) -> None:
     """Export a model for deployment and check it against the PyTorch model."""
-    from interir.export import EXPORT_FORMATS, export_model
+    from interir.export import EXPORT_FORMATS, check_export_output, export_model
     from interir.loading import load_model
     from interir.profiling import parse_sizes
-    from interir.utils.files import check_writable_file
 
     if fmt not in EXPORT_FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(EXPORT_FORMATS)}", param_hint="--format")
@@ -44,7 +45,7 @@ def export_command(
         raise typer.BadParameter("one size, e.g. 64x96", param_hint="--example-size") from err
     path = output or Path("interir.onnx" if fmt == "onnx" else "interir.pt")
     try:
-        check_writable_file(path, "--output file")  # before the slow model loading and tracing
+        check_export_output(path, overwrite, model)  # before the slow model loading and tracing
         net = load_model(model, "cpu")
         result = export_model(
             net, path, fmt, example_size=(h, w), dynamic_batch=False if fixed_batch else None,

@@ -54,8 +54,7 @@ def train_command(
         "--list-configs", help="Print the names of the shipped configs and exit.")] = False,
 ) -> None:
     """Train a restoration network: the paper's recipe, resumable, distributed under torchrun."""
-    from interir.config import (ConfigError, config_to_yaml, list_shipped_configs, load_config,
-                                resolve_config_path)
+    from interir.config import ConfigError, config_to_yaml, list_shipped_configs, load_train_config
     from interir.engine.checkpoint import CheckpointError
 
     if list_configs:
@@ -68,7 +67,7 @@ def train_command(
     if max_minutes is not None:
         items.append(f"train.max_minutes={max_minutes}")
     try:
-        cfg = load_config(resolve_config_path(config), items)
+        cfg = load_train_config(config, items)
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

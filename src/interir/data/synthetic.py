@@ -46,7 +46,7 @@ from interir.degradations.pipeline import (
     parse_levels,
 )
 from interir.pretrained import sha256_of
-from interir.utils.files import atomic_write_text, check_writable_dir
+from interir.utils.files import atomic_write_text, check_writable_dir, file_in_folder
 from interir.utils.io import list_images, read_image, write_image
 
 __all__ = [
@@ -456,6 +456,8 @@ def load_synthetic_suite(
         raise ValueError(f"{root / MANIFEST_FILE} is not an interir synth manifest (format field)")
     wanted = list(manifest["combinations"]) if combinations is None else list(
         parse_combinations(combinations))
+    for c in wanted:
+        file_in_folder(root, c, f"a combination listed in '{root / MANIFEST_FILE}'")
     suite = SyntheticSuite(root, manifest)
     problems = []
     for c in wanted:
@@ -553,7 +555,8 @@ def suite_combinations(
     one from an earlier suite is not read.
 
     Raises:
-        ValueError: the manifest lists a combination whose folders are missing.
+        ValueError: the manifest lists a combination whose folders are missing, or one that is
+            not a name inside ``root`` (absolute, or with ``..``).
     """
     root = Path(root)
     listed = (manifest or {}).get("combinations")
@@ -561,6 +564,8 @@ def suite_combinations(
         listed = sorted({str(r["combination"]) for r in _manifest_rows(manifest)}) or None
     if listed is None:
         listed = [p.name for p in root.iterdir() if p.is_dir() and _has_folders(p, targets)]
+    for c in listed:  # a manifest never makes a reader leave its suite
+        file_in_folder(root, c, f"a combination listed in '{root / MANIFEST_FILE}'")
     missing = [c for c in map(str, listed) if not _has_folders(root / c, targets)]
     if missing:
         raise ValueError(

@@ -54,7 +54,8 @@ from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from interir._version import __version__
-from interir.utils.files import atomic_write_bytes, atomic_write_text, default_mode, fsync_dir
+from interir.utils.files import (atomic_write_bytes, atomic_write_text, default_mode, file_in_folder,
+                                 fsync_dir)
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -418,6 +419,14 @@ def _read_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
+def _file_in_checkpoint(folder: Path, name: object, key: str) -> Path:
+    """``folder / name`` for a file ``model.json`` names, never outside the checkpoint folder."""
+    try:
+        return file_in_folder(folder, name, f"{META_FILE}'s {key!r}")
+    except ValueError as err:
+        raise CheckpointError(f"{err}; the checkpoint '{folder}' is damaged or was edited") from None
+
+
 def load_checkpoint(spec: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read a checkpoint's weights and description (see the module docstring for the layouts).
 
@@ -433,13 +442,14 @@ def load_checkpoint(spec: str | os.PathLike, map_location: str | torch.device = 
     ema_state = None
     if path.is_dir():
         meta = _read_meta(path)
-        weights_path = path / meta.get("weights", WEIGHTS_FILE)
+        weights_path = _file_in_checkpoint(path, meta.get("weights", WEIGHTS_FILE), "weights")
         if not weights_path.is_file():
             raise CheckpointError(f"checkpoint folder '{path}' has no weights file {weights_path.name}")
         state, header = _read_safetensors(weights_path, map_location)
         ema_name = meta.get("ema_weights")
-        if ema_name and (path / ema_name).is_file():
-            ema_state, _ = _read_safetensors(path / ema_name, map_location)
+        ema_path = _file_in_checkpoint(path, ema_name, "ema_weights") if ema_name else None
+        if ema_path is not None and ema_path.is_file():
+            ema_state, _ = _read_safetensors(ema_path, map_location)
     else:
         state, header = _read_safetensors(path, map_location)
         sidecar = path.with_suffix(".json")

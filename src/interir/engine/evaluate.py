@@ -19,6 +19,7 @@ Public API::
     resolve_model(spec, device="cpu") -> tuple[str, nn.Module]
     evaluate(models, datasets, options=None) -> EvalReport
     EvalReport.write(out_dir) -> dict[str, Path]
+    check_report_folder(out_dir, overwrite=False, save_images=False) -> None
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from interir.metrics.report import (
 )
 from interir.registry import closest_match_hint, list_models
 from interir.utils.device import resolve_device
+from interir.utils.files import atomic_write_text
 from interir.utils.io import read_image, write_image
 
 __all__ = [
@@ -60,8 +62,13 @@ __all__ = [
     "resolve_model",
     "restore",
     "evaluate",
+    "check_report_folder",
+    "REPORT_FILES",
     "MANIFEST_FILE",
 ]
+
+#: The reports :meth:`EvalReport.write` puts in its folder.
+REPORT_FILES = ("per_image.csv", "summary.md", "summary.json")
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +262,26 @@ class EvalOptions:
     progress: Callable[[int, int, str], None] | None = None
 
 
+def check_report_folder(out_dir: str | Path, overwrite: bool = False,
+                        save_images: bool = False) -> None:
+    """Refuse, before any work, a report folder whose reports (or saved images) would be replaced.
+
+    Raises:
+        FileExistsError: ``out_dir`` holds one of :data:`REPORT_FILES` (or a non-empty
+            ``images/`` with ``save_images``) and ``overwrite`` is False; the message names them
+            and the fix.
+    """
+    out = Path(out_dir)
+    taken = [name for name in REPORT_FILES if (out / name).exists()]
+    images = out / "images"
+    if save_images and images.is_dir() and any(images.iterdir()):
+        taken.append("images/")
+    if taken and not overwrite:
+        raise FileExistsError(
+            f"--out folder '{out}' already holds {', '.join(taken)}, which this evaluation would "
+            "replace. Fix: pass --overwrite to replace them, or choose another --out folder")
+
+
 @dataclass
 class EvalReport:
     """Per-image results and their summary table."""
@@ -272,13 +299,16 @@ class EvalReport:
             "markdown": out / "summary.md",
             "json": out / "summary.json",
         }
-        paths["markdown"].write_text(self.table.to_markdown())
-        paths["json"].write_text(self.table.to_json())
+        atomic_write_text(paths["markdown"], self.table.to_markdown(), fsync=False)
+        atomic_write_text(paths["json"], self.table.to_json(), fsync=False)
         return paths
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("_") or "model"
+    """``name`` as one folder name: no separators, never ``.`` or ``..`` (which would leave
+    the images folder)."""
+    safe = re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("_")
+    return safe if safe.strip(".") else "model"
 
 
 def _scored_count(ds: EvalDataset, limit: int | None) -> int:

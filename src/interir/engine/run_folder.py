@@ -1,7 +1,8 @@
 """The run folder ``<output.dir>/<output.name>``: checking it, and the files that describe a run.
 
-- :func:`open_run_folder` - rank 0 checks the folder (taken? anything to resume?), clears a
-  failed start or an overwritten run, and every process gets its verdict.
+- :func:`open_run_folder` - rank 0 locks the folder (``.interir-train.lock``: a second
+  ``interir train`` of the same run is refused while the first runs), checks it (taken? anything
+  to resume?), clears a failed start or an overwritten run, and every process gets its verdict.
 - :func:`resume_source` / :func:`clean_interrupted_writes` - the checkpoint a resume reads, and
   the leftovers of interrupted checkpoint writes.
 - :func:`write_session_start` - ``config.yaml`` and ``run.json`` (one entry per session).
@@ -23,7 +24,12 @@ import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; the folder is not locked there
+    fcntl = None  # type: ignore[assignment]
 
 from omegaconf import OmegaConf
 
@@ -34,8 +40,8 @@ from interir.engine.distributed import DistInfo, broadcast_object
 from interir.utils.env import environment_info, git_info
 from interir.utils.files import OutputPathError, check_writable_dir
 
-__all__ = ["RUN_FILES", "run_folder", "open_run_folder", "check_run_folder", "failed_at_start",
-           "remove_run_files", "resume_source", "clean_interrupted_writes", "write_session_start",
+__all__ = ["RUN_FILES", "LOCK_FILE", "run_folder", "open_run_folder", "lock_run_folder",
+           "check_run_folder", "failed_at_start", "remove_run_files", "resume_source", "clean_interrupted_writes", "write_session_start",
            "write_run_info", "compare_saved_config", "write_json", "resume_command"]
 
 log = logging.getLogger("interir.train")
@@ -45,6 +51,11 @@ RUN_FILES = (
     "config.yaml", "run.json", "train.log", "metrics.csv", "metrics.jsonl", "tb", "checkpoints",
     "summary.json", "replicas.json",
 )
+
+
+#: Held (``flock``) by the ``interir train`` session that uses the folder; never deleted, since
+#: deleting a lock file races with the next session taking it.
+LOCK_FILE = ".interir-train.lock"
 
 
 def run_folder(cfg: TrainConfig) -> Path:
@@ -66,24 +77,69 @@ def resume_command(run_dir: str | os.PathLike, world_size: int = 1) -> str:
 
 
 def open_run_folder(run_dir: Path, resume: bool | str | os.PathLike, overwrite: bool,
-                    is_main: bool) -> None:
-    """Rank 0 checks the folder (:func:`check_run_folder`), removes a failed start's or an
-    overwritten run's files and creates ``checkpoints/``; every process raises its verdict.
+                    is_main: bool) -> IO[str] | None:
+    """Rank 0 locks the folder (:func:`lock_run_folder`), checks it (:func:`check_run_folder`),
+    removes a failed start's or an overwritten run's files and creates ``checkpoints/``; every
+    process raises its verdict.
+
+    Returns:
+        The lock (rank 0; None elsewhere or where locks are unavailable): close it when the
+        session ends.
 
     Raises:
         FileNotFoundError: ``resume`` and nothing to resume.
-        FileExistsError: the folder holds a run and neither ``resume`` nor ``overwrite``.
+        FileExistsError: the folder holds a run and neither ``resume`` nor ``overwrite``, or
+            another ``interir train`` is using it.
     """
-    problem = None
+    problem, lock = None, None
     if is_main:
-        problem = check_run_folder(run_dir, resume, overwrite)
+        if run_dir.is_dir():  # locked first, so that a folder in use says so
+            lock, problem = lock_run_folder(run_dir)
+        problem = problem or check_run_folder(run_dir, resume, overwrite)
+        if problem is None and lock is None:  # a new folder is created only for a valid session
+            lock, problem = lock_run_folder(run_dir)
+            problem = problem or check_run_folder(run_dir, resume, overwrite)
         if problem is None and not resume and (overwrite or failed_at_start(run_dir)):
             remove_run_files(run_dir)
         if problem is None:
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     problem = broadcast_object(problem)
     if problem is not None:
-        raise (FileNotFoundError if resume else FileExistsError)(problem)
+        if lock is not None:
+            lock.close()
+        in_use = problem.startswith("run folder") and "in use" in problem
+        raise (FileNotFoundError if resume and not in_use else FileExistsError)(problem)
+    return lock
+
+
+def lock_run_folder(run_dir: Path) -> tuple[IO[str] | None, str | None]:
+    """Take the run folder's exclusive lock (created with the folder when missing).
+
+    Returns:
+        ``(lock, None)``, or ``(None, problem)`` when the folder cannot be written or another
+        process holds the lock (the message names its process id and the fix).
+    """
+    try:
+        check_writable_dir(run_dir, "run folder")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(run_dir / LOCK_FILE, "a+", encoding="utf-8")
+    except (OutputPathError, OSError) as err:
+        return None, f"{err} (output.dir / output.name)"
+    if fcntl is None:
+        return lock, None
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        return None, (f"run folder '{run_dir}' is in use by another interir train (process "
+                      f"{holder}); two sessions would mix their metrics and checkpoints. Fix: "
+                      "wait for it to finish (or stop it), or choose another output.name")
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock, None
 
 
 def check_run_folder(run_dir: Path, resume: bool | str | os.PathLike, overwrite: bool) -> str | None:
@@ -202,6 +258,12 @@ def compare_saved_config(run_dir: Path, cfg: TrainConfig) -> None:
     except ConfigError:
         pass
     a, b = _flat(saved), _flat(config_to_dict(cfg))
+    where = (Path(str(a.get("output.dir"))) / str(a.get("output.name")), run_dir)
+    if os.path.abspath(where[0]) != os.path.abspath(where[1]):
+        log.warning("the run folder's config.yaml names '%s', not this folder (it was copied or "
+                    "moved, or output.dir is relative to another working folder); this session "
+                    "trains '%s' and records that in config.yaml", *where)
+        a.update({"output.dir": b.get("output.dir"), "output.name": b.get("output.name")})
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if changed:
         log.warning("resuming with changed settings (optimizer and schedule state come from the "

@@ -223,14 +223,19 @@ def _train(cfg: TrainConfig, di: DistInfo, resume: bool | str | os.PathLike, ove
     started = time.time()
     run_dir = run_folder(cfg)
     per_rank = per_rank_batch(cfg.train.batch_size, di.world_size)
-    open_run_folder(run_dir, resume, overwrite, di.is_main)  # rank 0 decides, everyone agrees
+    lock = open_run_folder(run_dir, resume, overwrite, di.is_main)  # rank 0 decides, all agree
     progress = Progress(di.is_main and sys.stderr.isatty(), cfg.train.iterations, 0)
-    with run_logging(run_dir if di.is_main else None, di.is_main, progress.console), StopFlag() as flag:
-        budget_s = cfg.train.max_minutes * 60.0 if cfg.train.max_minutes else None
-        limits = SessionLimits(flag, budget_s, max_steps, started, 0)
-        state, session = _start(cfg, di, run_dir, per_rank, resume, progress, limits)
-        reason = _loop(state, session)
-        return _finish(state, session, reason)
+    try:
+        with run_logging(run_dir if di.is_main else None, di.is_main, progress.console), \
+                StopFlag() as flag:
+            budget_s = cfg.train.max_minutes * 60.0 if cfg.train.max_minutes else None
+            limits = SessionLimits(flag, budget_s, max_steps, started, 0)
+            state, session = _start(cfg, di, run_dir, per_rank, resume, progress, limits)
+            reason = _loop(state, session)
+            return _finish(state, session, reason)
+    finally:
+        if lock is not None:  # the session's hold on the run folder ends with it
+            lock.close()
 
 
 def _start(cfg: TrainConfig, di: DistInfo, run_dir: Path, per_rank: int,

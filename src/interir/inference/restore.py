@@ -12,8 +12,11 @@
 
 Outputs are planned in full before any image is restored: the output folder must be writable,
 each output name is final (a 16-bit TIFF that must become a PNG is renamed from its header, before
-the name is checked against the other outputs and the inputs), and an output format that cannot
-be written is refused with the fix.
+the name is checked against the other outputs and the inputs), an output format that cannot
+be written is refused with the fix, and so is an output blocked by a folder of its name. A file
+given twice is restored once; an output folder inside a folder input is not read as input (a
+second ``restore photos -r -o photos/restored`` does not restore the first one's outputs); the
+temporary files that a killed run left beside the planned outputs are deleted.
 
 InterIR estimates its Kronecker degradation factors from the whole input, so a tiled restoration
 is not bit-identical to an untiled one: each tile gets its own factors. The automatic tile size
@@ -53,7 +56,7 @@ from interir.inference.tiling import tiled_apply
 from interir.loading import load_model
 from interir.models.explainable_conv import explanations_disabled
 from interir.utils.device import empty_cache, is_out_of_memory, module_device, resolve_device
-from interir.utils.files import check_writable_dir
+from interir.utils.files import check_writable_dir, remove_stale_temps
 from interir.utils.io import (
     WRITABLE_EXTENSIONS,
     ImageReadError,
@@ -441,7 +444,9 @@ class RestoreReport:
         skipped: ``(input, output)`` pairs not written because the output already existed.
         failed: ``(input, reason)`` pairs that could not be read, restored or written.
         notes: ``(input, note)`` pairs for changes of format forced by the input (e.g. a 16-bit
-            TIFF written as 16-bit PNG).
+            TIFF written as 16-bit PNG), inputs given twice (restored once), an output folder
+            inside a folder input (its images skipped), and deleted temporary files of earlier
+            interrupted writes.
         seconds: wall-clock seconds per written input.
     """
 
@@ -525,28 +530,61 @@ def _path_key(path: Path) -> str:
     return os.path.normcase(str(real.with_suffix(real.suffix.lower())))
 
 
+def _strictly_inside(path: Path, folder_real: Path) -> bool:
+    real = Path(os.path.realpath(path))
+    return real != folder_real and real.is_relative_to(folder_real)
+
+
+def _folder_images(
+    path: Path, recursive: bool, out_real: Path
+) -> tuple[list[Path], str | None, str | None]:
+    """The images of a folder input, less those under the output folder when it lies inside
+    (the outputs of an earlier run, which must not be restored again); ``(files, failure, note)``."""
+    try:
+        files = list_images(path, recursive=recursive)
+    except OSError as exc:
+        return [], f"cannot list folder: {exc}", None
+    note = None
+    if _strictly_inside(out_real, Path(os.path.realpath(path))):
+        outputs = [f for f in files if Path(os.path.realpath(f)).is_relative_to(out_real)]
+        if outputs:
+            skip = set(outputs)
+            files = [f for f in files if f not in skip]
+            note = (f"{len(outputs)} image(s) under the output folder {out_real} not restored: "
+                    "outputs are never inputs")
+    if not files and note is None:
+        return [], "folder holds no images (.png, .jpg, .tif, .bmp, .webp)", None
+    return files, None, note
+
+
 def _expand_inputs(
-    inputs: Sequence[str | os.PathLike], recursive: bool
-) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
-    """``(file, output path relative to the output folder)`` for every input image, and failures."""
+    inputs: Sequence[str | os.PathLike], recursive: bool, out_dir: Path
+) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """``(file, output path relative to the output folder)`` for every input image, failures and
+    notes. A file named twice (or also found in a folder input) is restored once."""
     candidates: list[tuple[Path, Path]] = []
     failed: list[tuple[Path, str]] = []
+    notes: list[tuple[Path, str]] = []
+    out_real = Path(os.path.realpath(out_dir))
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            try:
-                files = list_images(path, recursive=recursive)
-            except OSError as exc:
-                failed.append((path, f"cannot list folder: {exc}"))
-                continue
-            if not files:
-                failed.append((path, "folder holds no images (.png, .jpg, .tif, .bmp, .webp)"))
+            files, failure, note = _folder_images(path, recursive, out_real)
+            failed.extend([(path, failure)] if failure else [])
+            notes.extend([(path, note)] if note else [])
             candidates.extend((f, f.relative_to(path)) for f in files)
         elif path.exists():
             candidates.append((path, Path(path.name)))
         else:
             failed.append((path, "no such file or folder"))
-    return candidates, failed
+    unique: dict[str, tuple[Path, Path]] = {}
+    for src, rel in candidates:
+        key = _path_key(src)
+        if key in unique:
+            notes.append((src, f"given more than once (as {unique[key][0]}); restored once"))
+            continue
+        unique[key] = (src, rel)
+    return list(unique.values()), failed, notes
 
 
 def _final_output(src: Path, requested: Path, exact_format: bool) -> Path:
@@ -561,12 +599,30 @@ def _final_output(src: Path, requested: Path, exact_format: bool) -> Path:
     return _output_settings(requested, head.bit_depth, head.has_alpha, False)[0]
 
 
+def _in_the_way(dst: Path) -> str | None:
+    """Why ``dst`` cannot be created: a folder under its name, or a file where a folder on its
+    path must be (None when nothing is in the way). Checked before any image is restored."""
+    if dst.is_dir():
+        return (f"a folder is in the way of its output {dst}. Fix: move or rename that folder, or "
+                "restore into another folder (-o)")
+    for parent in dst.parents:
+        if parent.exists():
+            if parent.is_dir():
+                return None
+            return (f"'{parent}' is a file, where the folder of its output {dst} must be. Fix: "
+                    "move that file, or restore into another folder (-o)")
+    return None
+
+
 def _refusal(dst: Path, inputs: dict[str, Path], claimed: dict[str, Path]) -> str | None:
     """Why ``dst`` must not be written (None when it may): unwritable format, an input, or taken."""
     if dst.suffix.lower() not in WRITABLE_EXTENSIONS:
         kind = f"'{dst.suffix}'" if dst.suffix else "extension-less"
         return (f"cannot write {kind} output {dst}; pass --format png (or jpg, tif, webp, bmp; "
                 "output_format= in Python)")
+    blocked = _in_the_way(dst)
+    if blocked is not None:
+        return blocked
     key = _path_key(dst)
     if key in inputs:
         return (f"its output {dst} would replace the input file {inputs[key]}; inputs are never "
@@ -579,9 +635,10 @@ def _refusal(dst: Path, inputs: dict[str, Path], claimed: dict[str, Path]) -> st
 
 def _plan(
     inputs: Sequence[str | os.PathLike], out_dir: Path, output_format: str, recursive: bool
-) -> tuple[list[tuple[Path, Path, Path]], list[tuple[Path, str]]]:
-    """``(input, requested output, final output)`` triples and failures (:func:`plan_outputs`)."""
-    candidates, failed = _expand_inputs(inputs, recursive)
+) -> tuple[list[tuple[Path, Path, Path]], list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """``(input, requested output, final output)`` triples, failures and notes
+    (:func:`plan_outputs`)."""
+    candidates, failed, notes = _expand_inputs(inputs, recursive, out_dir)
     inputs_by_key = {_path_key(src): src for src, _ in candidates}
     exact = output_format != "same"
     claimed: dict[str, Path] = {}
@@ -595,7 +652,7 @@ def _plan(
             continue
         claimed[_path_key(dst)] = src
         planned.append((src, requested, dst))
-    return planned, failed
+    return planned, failed, notes
 
 
 def plan_outputs(
@@ -611,9 +668,12 @@ def plan_outputs(
     ``output_format="same"`` a 16-bit or alpha input whose format cannot hold it goes to ``.png``
     (read from its header). Returned as ``(path, reason)`` failures: missing inputs, empty
     folders, outputs in a format that cannot be written (e.g. ``.gif``), outputs that would
-    replace any input file, and two inputs that would write the same output.
+    replace any input file, two inputs that would write the same output, and outputs blocked by
+    a folder of their name (or a file where their folder must be). A file given twice is planned
+    once, and a folder input skips the images under ``out_dir`` when ``out_dir`` lies inside it
+    (the outputs of an earlier run).
     """
-    planned, failed = _plan(list(inputs), Path(out_dir), output_format, recursive)
+    planned, failed, _ = _plan(list(inputs), Path(out_dir), output_format, recursive)
     return [(src, dst) for src, _, dst in planned], failed
 
 
@@ -686,6 +746,9 @@ def restore_file(
     )
     if _same_file(src, dst):
         raise FileExistsError(f"output {dst} is the input file itself; choose another output path")
+    blocked = _in_the_way(dst)
+    if blocked is not None:
+        raise IsADirectoryError(blocked.replace("its output", "the output"))
     if dst.exists() and not overwrite:
         raise OutputExistsError(dst)
     _write_restored(loaded, dst, bit_depth, keep_alpha, model, quality, tile=tile, overlap=overlap,
@@ -751,7 +814,9 @@ def restore_paths(
     if device is not None:
         model.to(resolve_device(device))
     report = RestoreReport()
-    planned, failed = _plan(list(inputs), Path(out_dir), output_format, recursive)
+    planned, failed, report.notes = _plan(list(inputs), Path(out_dir), output_format, recursive)
+    for stale in remove_stale_temps(dst for _, _, dst in planned):
+        report.notes.append((stale, "deleted: the temporary file of an interrupted write"))
 
     def emit(status: str, src: Path, detail: object) -> None:
         if on_result is not None:

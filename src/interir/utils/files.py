@@ -1,13 +1,15 @@
-"""Atomic file writes (a crash never leaves a half-written file under the final name), and checks
-that an output location can be written before any work starts."""
+"""Atomic file writes (a crash never leaves a half-written file under the final name), the
+cleaning of their leftovers after a kill, and checks that an output location can be written (and
+that a path named by a file stays inside its folder) before any work starts."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 
 class OutputPathError(ValueError):
@@ -72,6 +74,57 @@ def check_writable_file(path: str | os.PathLike, label: str = "output file") -> 
         )
     check_writable_dir(path.parent, f"folder of the {label}")
     return path
+
+
+def file_in_folder(folder: str | os.PathLike, name: object, what: str) -> Path:
+    """``folder / name``, checked to stay inside ``folder``: a plain relative path, no ``..``.
+
+    For names read from files (a manifest's combinations, ``model.json``'s weights): a file
+    must never make interir read or write outside the folder that holds it.
+
+    Raises:
+        ValueError: ``name`` is not a string, is empty, absolute or climbs out with ``..``; the
+            message names ``what`` and the fix.
+    """
+    text = name if isinstance(name, str) else None
+    parts = Path(text).parts if text else ()
+    if not parts or Path(text).is_absolute() or ".." in parts or "\\" in text:
+        raise ValueError(
+            f"{what} is {name!r}, not a name inside '{folder}' (absolute paths and '..' are "
+            "refused, so that a file never points outside its folder). Fix: name a file or folder "
+            "inside it"
+        )
+    return Path(folder) / text
+
+
+#: Temporary files of :func:`atomic_open`: ``.<name>.<8 random characters of mkstemp>.tmp``.
+_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_stale_temps(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Delete the temporary files that interrupted :func:`atomic_open` writes of ``paths`` left
+    (a ``kill -9`` skips the clean-up), and return them.
+
+    Only files of exactly that pattern for those names are touched, so a user's own files are
+    safe; each folder is listed once. Call it only for paths this process is about to write
+    (another process writing the same path at that moment would lose its temporary file).
+    """
+    names: dict[Path, set[str]] = {}
+    for path in map(Path, paths):
+        names.setdefault(path.parent, set()).add(path.name)
+    removed = []
+    for folder, wanted in names.items():
+        try:
+            entries = list(folder.iterdir())
+        except OSError:  # a folder not created yet holds no leftovers
+            continue
+        for entry in entries:
+            match = _TEMP_NAME.fullmatch(entry.name)
+            if match and match["name"] in wanted and entry.is_file() and not entry.is_symlink():
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed.append(entry)
+    return removed
 
 
 def _umask() -> int:
