@@ -50,9 +50,9 @@ def _load_refused(path: Path) -> str:
 
 
 @pytest.mark.parametrize("config, sidecar, field, bound", [
-    ({"stages": 100000}, None, "stages", 64),  # item 6: the header
-    ({"stages": 3}, {"model_name": "interir-tiny", "config": {"stages": 10**6}}, "stages", 64),
-    ({"width": 10**9}, None, "width", 1024),  # item 7: meta build overflowed, then a real 1.7 TB try
+    ({"stages": 100000}, None, "stages", 32),  # item 6: the header
+    ({"stages": 3}, {"model_name": "interir-tiny", "config": {"stages": 10**6}}, "stages", 32),
+    ({"width": 10**9}, None, "width", 4096),  # item 7: meta build overflowed, then a real 1.7 TB try
 ])
 def test_hostile_sizes_are_refused_before_building(tmp_path, config, sidecar, field, bound):
     message = _load_refused(_hostile(tmp_path, config, sidecar=sidecar))
@@ -63,7 +63,7 @@ def test_hostile_sizes_are_refused_before_building(tmp_path, config, sidecar, fi
 
 def test_every_size_field_of_every_registered_model_is_bounded():
     """A new integer field cannot escape the bounds; every model sizes itself on the meta device
-    (loading refuses a description that cannot), and does so at its bounds within seconds."""
+    (loading refuses a description that cannot), also at its bounds."""
     from interir.registry import STORED_FLOAT_BOUNDS, STORED_INT_BOUNDS
 
     for name in list_models():
@@ -74,10 +74,9 @@ def test_every_size_field_of_every_registered_model_is_bounded():
             interir.create_model(name)
     assert STORED_FLOAT_BOUNDS["weight_hidden"] <= 16
     largest = {k: STORED_INT_BOUNDS[k] for k in ("width", "stages", "head_expansion")}
-    start = time.perf_counter()
-    with torch.device("meta"):
-        interir.create_model("interir-tiny", **largest)
-    assert time.perf_counter() - start < 10.0
+    with torch.device("meta"):  # seconds (docs/reliability.md has the time), no memory
+        model = interir.create_model("interir-tiny", **largest)
+    assert sum(p.numel() for p in model.parameters()) > 10**11
 
 
 @pytest.mark.parametrize("config, header, expected", [

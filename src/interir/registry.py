@@ -87,8 +87,8 @@ RETIRED_FIELDS = ("checkpoint_stages",)
 #: gets :data:`DEFAULT_INT_BOUND`; ``tests/test_reliability_round2_bounds.py`` checks that every
 #: integer field of a registered model is listed.
 STORED_INT_BOUNDS: dict[str, int] = {
-    "width": 1024, "stages": 64, "downsample": 16, "head_expansion": 64, "dw_expansion": 16,
-    "ffn_expansion": 16, "dmum_expansion": 16, "refine_blocks": 64, "refine_width": 1024,
+    "width": 4096, "stages": 32, "downsample": 16, "head_expansion": 64, "dw_expansion": 16,
+    "ffn_expansion": 16, "dmum_expansion": 16, "refine_blocks": 32, "refine_width": 1024,
     "down_up_width": 1024, "operator_rank": 256, "pool_window": 65536,
     # NAFNet: blocks per level (each entry) and in the middle.
     "encoder_blocks": 64, "decoder_blocks": 64, "middle_blocks": 64,
