@@ -6,13 +6,19 @@ so a typo never silently falls back to a default.
 
 The mapping is filled by :mod:`interir.models` (its ``factory`` module registers the named
 variants), which ``import interir`` imports; this module imports no model code itself.
+
+A configuration read from a file (a checkpoint's header or ``model.json``) is checked by
+:func:`check_stored_config` before anything is built: every size field has an upper bound
+(:data:`STORED_INT_BOUNDS`) and the type of its field, so a damaged or hostile file cannot make
+the build run for minutes or allocate terabytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Any, Callable
+import math
+from typing import Any, Callable, Mapping
 
 from torch import nn
 
@@ -73,6 +79,100 @@ def model_config(name: str, **overrides: Any) -> Any:
 #: Fields that older stored configs hold but that are no longer architecture: dropped on load.
 #: ``checkpoint_stages`` is a training setting now (``train.checkpoint_stages``).
 RETIRED_FIELDS = ("checkpoint_stages",)
+
+
+#: Upper bound of every integer size field of a registered model's configuration, as read from a
+#: file ([ours]: each is several times what any interir model uses: the paper's network has width
+#: 92, 15 stages, s = 8, heads x16). The dataclasses check the lower bounds. A field missing here
+#: gets :data:`DEFAULT_INT_BOUND`; ``tests/test_reliability_round2_bounds.py`` checks that every
+#: integer field of a registered model is listed.
+STORED_INT_BOUNDS: dict[str, int] = {
+    "width": 4096, "stages": 32, "downsample": 16, "head_expansion": 64, "dw_expansion": 16,
+    "ffn_expansion": 16, "dmum_expansion": 16, "refine_blocks": 32, "refine_width": 1024,
+    "down_up_width": 1024, "operator_rank": 256, "pool_window": 65536,
+    # NAFNet: blocks per level (each entry) and in the middle.
+    "encoder_blocks": 64, "decoder_blocks": 64, "middle_blocks": 64,
+    # DeepSN-Net.
+    "spatial_expansion": 16, "frequency_expansion": 16, "derivative_expansion": 64,
+    "attention_reduction": 1024,
+}
+#: Bound of the size of every number field (a float field sizes no tensor, except
+#: ``weight_hidden``, a fraction of the width, bounded on its own).
+STORED_FLOAT_BOUNDS: dict[str, float] = {"weight_hidden": 16.0}
+DEFAULT_FLOAT_BOUND = 1e6
+#: Most entries of a per-level tuple field (NAFNet's levels: each doubles the channels).
+STORED_LEVELS_BOUND = 8
+DEFAULT_INT_BOUND = 1024
+
+
+class StoredConfigError(ValueError):
+    """A configuration read from a file has a field of the wrong type or out of its bounds."""
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "true/false", int: "an integer", float: "a decimal number",
+            str: "a text", list: "a list", tuple: "a list", dict: "a mapping"}.get(type(value))
+    return f"{value!r} ({kind or type(value).__name__})"
+
+
+def _wrong_type(key: str, value: Any, expected: str) -> StoredConfigError:
+    return StoredConfigError(f"field {key!r} is {_describe(value)}, where {expected} is expected")
+
+
+def _check_int(key: str, value: Any, bound: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _wrong_type(key, value, "an integer")
+    if not -bound <= value <= bound:
+        raise StoredConfigError(
+            f"field {key!r} is {value}, outside the bound of {bound} that every interir model "
+            "stays within")
+
+
+def _check_field(key: str, value: Any, default: Any) -> None:
+    """Check ``value`` against the type of the dataclass default ``default`` (and the bounds)."""
+    bound = STORED_INT_BOUNDS.get(key, DEFAULT_INT_BOUND)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise _wrong_type(key, value, "true/false")
+    elif isinstance(default, int):
+        _check_int(key, value, bound)
+    elif isinstance(default, float):
+        limit = STORED_FLOAT_BOUNDS.get(key, DEFAULT_FLOAT_BOUND)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or abs(value) > limit:
+            raise _wrong_type(key, value, f"a finite number of size at most {limit:g}")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise _wrong_type(key, value, "a text")
+    elif isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or len(value) > STORED_LEVELS_BOUND:
+            raise StoredConfigError(
+                f"field {key!r} is {_describe(value)}, where a list of at most "
+                f"{STORED_LEVELS_BOUND} integers is expected")
+        for item in value:
+            _check_int(f"{key}[]", item, bound)
+
+
+def check_stored_config(name: str, config: Mapping[str, Any]) -> None:
+    """Check the types and bounds of a configuration read from a file, before building it.
+
+    Args:
+        name: the model name the file gives (an unknown name is left to :func:`create_model`).
+        config: field -> value, as JSON gives them (lists for tuples).
+
+    Raises:
+        StoredConfigError: a field has the wrong type (e.g. ``1e9`` where an integer is
+            expected) or lies beyond its bound in :data:`STORED_INT_BOUNDS`; the message names
+            the field, its value and the bound.
+    """
+    base = _DEFAULT_CONFIGS.get(name)
+    defaults = ({f.name: f.default for f in dataclasses.fields(base)}
+                if base is not None and dataclasses.is_dataclass(base) else {})
+    for key, value in config.items():
+        if key in defaults:
+            _check_field(key, value, defaults[key])
+        elif key in STORED_INT_BOUNDS:  # unknown model: the size fields are still bounded
+            _check_field(key, value, () if isinstance(value, (list, tuple)) else 0)
 
 
 def stored_config(name: str, config: dict[str, Any]) -> dict[str, Any]:

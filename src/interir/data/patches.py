@@ -102,6 +102,7 @@ class CleanPatchDataset(Dataset):
         self.patch_size = int(patch_size)
         self.augment = augment
         self.repeat = int(repeat)
+        self.verified = bool(verify)
         if isinstance(roots, (str, os.PathLike)):
             roots = [roots]
         candidates: list[Path] = []
@@ -168,7 +169,8 @@ class CleanPatchDataset(Dataset):
 
     def load(self, index: int) -> torch.Tensor:
         """The full clean image ``(3, H, W)`` of file ``index`` (no crop)."""
-        return read_image(self.files[index]).image
+        # Files decoded at the scan (verify=True) had their data checked there.
+        return read_image(self.files[index], check_data=not self.verified).image
 
     def __getitem__(self, index: int) -> torch.Tensor:
         n = len(self.files)

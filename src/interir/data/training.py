@@ -16,20 +16,22 @@ keeps its slice; so 1 and N processes, and a resumed run, see the same batches.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Iterator
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
-from interir.config import TrainConfig
+from interir.config import ConfigError, TrainConfig
 from interir.data.paired import PairedImageDataset
 from interir.data.patches import CleanPatchDataset, pad_to_min_size, read_exclusion_list
 from interir.degradations import COMBINATIONS, DegradationPipeline, HazeSampling, patch_depth
+from interir.utils.io import read_header
 from interir.utils.seed import derive_seed, seeded
 
 __all__ = ["StreamSampler", "SeededItems", "PairedPatches", "TrainingBatches", "training_dataset",
-           "training_pipeline", "exclusions", "check_roots"]
+           "training_pipeline", "exclusions", "check_roots", "check_patch_size"]
 
 
 class StreamSampler(Sampler):
@@ -126,14 +128,59 @@ def check_roots(roots: list[str], key: str) -> None:
 
 
 def training_dataset(cfg: TrainConfig) -> Dataset:
-    """The training samples of ``cfg.data``: clean patches, or dicts of aligned paired patches."""
+    """The training samples of ``cfg.data``: clean patches, or dicts of aligned paired patches.
+
+    Raises:
+        ConfigError: ``data.patch_size`` exceeds every training image (see :func:`check_patch_size`).
+    """
     d = cfg.data
     if d.paired_roots:
         check_roots(d.paired_roots, "data.paired_roots")
-        return PairedPatches([PairedImageDataset(r) for r in d.paired_roots], d.patch_size, d.augment)
+        sets = [PairedImageDataset(r) for r in d.paired_roots]
+        sizes = [_header_size(p.input) for s in sets for p in s.pairs]
+        check_patch_size(cfg, sizes, "data.paired_roots")
+        return PairedPatches(sets, d.patch_size, d.augment)
     check_roots(d.train_roots, "data.train_roots")
     exclude = exclusions(d.exclude)
-    return CleanPatchDataset(d.train_roots, d.patch_size, exclude=exclude or None, augment=d.augment)
+    with warnings.catch_warnings():  # the "smaller than the patch" warning, when it is an error
+        warnings.filterwarnings("ignore", message=".*smaller than the .*px patch")
+        data = CleanPatchDataset(d.train_roots, d.patch_size, exclude=exclude or None,
+                                 augment=d.augment)
+    check_patch_size(cfg, data.sizes, "data.train_roots")
+    if data.small:
+        warnings.warn(f"{len(data.small)} training image(s) smaller than the {d.patch_size}px "
+                      f"patch will be reflect-padded: {', '.join(map(str, data.small[:10]))}",
+                      stacklevel=2)
+    return data
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    header = read_header(path)
+    return header.height, header.width
+
+
+def check_patch_size(cfg: TrainConfig, sizes: list[tuple[int, int]], key: str) -> None:
+    """Refuse a ``data.patch_size`` larger than every training image on both sides.
+
+    Such a patch is mostly reflected padding, and its batch can take gigabytes before the model
+    runs (4096 px on 96 px images: 3 GiB for 16 patches), so it is a configuration error, found
+    before anything is allocated. A patch larger than some images only pads those (a warning).
+
+    Args:
+        sizes: ``(H, W)`` of each training image (from the headers).
+        key: the config key of the image folders, for the message.
+    """
+    p = cfg.data.patch_size
+    if not sizes or any(max(h, w) >= p for h, w in sizes):
+        return
+    h, w = max(sizes, key=lambda s: (max(s), min(s)))
+    batch_gib = cfg.train.batch_size * 3 * p * p * 4 / 2**30
+    raise ConfigError(
+        f"data.patch_size={p} is larger than every training image in {key} (the largest is "
+        f"{w} x {h} px): each patch would be mostly padding, and a batch of "
+        f"{cfg.train.batch_size} would take {batch_gib:.1f} GiB before the model runs. Fix: set "
+        f"data.patch_size to at most {max(h, w)} (e.g. data.patch_size={min(max(h, w), 256)})"
+    )
 
 
 def training_pipeline(cfg: TrainConfig) -> DegradationPipeline:

@@ -43,6 +43,7 @@ import pickle
 import shutil
 import tempfile
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,6 +55,7 @@ from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from interir._version import __version__
+from interir.registry import StoredConfigError, check_stored_config
 from interir.utils.files import (atomic_write_bytes, atomic_write_text, default_mode, file_in_folder,
                                  fsync_dir)
 
@@ -427,6 +429,59 @@ def _file_in_checkpoint(folder: Path, name: object, key: str) -> Path:
         raise CheckpointError(f"{err}; the checkpoint '{folder}' is damaged or was edited") from None
 
 
+def _damaged(path: Path, problem: str) -> CheckpointError:
+    """The error for a description that no interir ever wrote."""
+    return CheckpointError(
+        f"checkpoint '{path}' cannot be loaded: {problem}. The file is probably damaged or not an "
+        "interir model. Fix: use another checkpoint (a run folder keeps 'best' and 'last') or "
+        "copy the original file again"
+    )
+
+
+def _stored_config(path: Path, meta: dict[str, Any], header: dict[str, str],
+                   sidecar: str) -> tuple[dict[str, Any], str]:
+    """The model config of a checkpoint (the JSON description wins over the weights header) and
+    where it was read, checked to be a mapping; ``{}`` when neither holds one."""
+    if meta.get("config") is not None:
+        config, source = meta["config"], f"'{sidecar}'"
+    elif "config" in header:
+        source = "the header of the weights file"
+        try:
+            config = json.loads(header["config"])
+        except json.JSONDecodeError as e:
+            raise _damaged(path, f"the config in {source} is not valid JSON ({e})") from None
+    else:
+        return {}, "nowhere"
+    if not isinstance(config, dict):
+        raise _damaged(path, f"the config in {source} is {type(config).__name__} "
+                             f"{str(config)[:60]!r}, not a mapping of field names to values")
+    return config, source
+
+
+def _format_version(path: Path, value: Any) -> int:
+    """The checkpoint format version: an integer in JSON, digits in a safetensors header."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise _damaged(path, f"its format_version is {value!r}, not a whole number")
+
+
+def _check_finite(path: Path, label: str, state: dict[str, torch.Tensor] | None) -> None:
+    """Refuse weights holding NaN or infinity: such a model writes black or garbage images."""
+    if not state:
+        return
+    bad = [k for k, v in state.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint '{path}' is broken: its {label} hold NaN or infinite values "
+            f"({len(bad)} of {len(state)} tensors: {_show(sorted(bad), 3)}), so every output would "
+            "be garbage. Fix: use an earlier checkpoint of the run (training diverged, e.g. "
+            "checkpoints/best) or copy the original file again"
+        )
+
+
 def load_checkpoint(spec: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read a checkpoint's weights and description (see the module docstring for the layouts).
 
@@ -439,7 +494,7 @@ def load_checkpoint(spec: str | os.PathLike, map_location: str | torch.device = 
         CheckpointError: corrupt files or a missing model description.
     """
     path = resolve_checkpoint(spec)
-    ema_state = None
+    ema_state, sidecar_name = None, META_FILE
     if path.is_dir():
         meta = _read_meta(path)
         weights_path = _file_in_checkpoint(path, meta.get("weights", WEIGHTS_FILE), "weights")
@@ -453,33 +508,41 @@ def load_checkpoint(spec: str | os.PathLike, map_location: str | torch.device = 
     else:
         state, header = _read_safetensors(path, map_location)
         sidecar = path.with_suffix(".json")
-        meta = {}
+        sidecar_name, meta = sidecar.name, {}
         if sidecar.is_file():
             try:
                 meta = json.loads(sidecar.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError):
                 log.warning("ignoring unreadable sidecar %s; using the weights header", sidecar)
+            if not isinstance(meta, dict):
+                log.warning("ignoring sidecar %s (not a JSON object); using the weights header",
+                            sidecar)
+                meta = {}
     name = meta.get("model_name") or header.get("model_name")
-    config = meta.get("config")
-    if config is None and "config" in header:
-        try:
-            config = json.loads(header["config"])
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"the config in the header of '{path}' is not valid JSON: {e}") from e
+    config, source = _stored_config(path, meta, header, sidecar_name)
     if not name:
         raise CheckpointError(
             f"checkpoint '{path}' does not say which model it holds (no model_name in {META_FILE} or "
             "in the safetensors header). Fix: build the model with interir.create_model(name) and "
             "load the weights yourself, or re-save with interir.engine.checkpoint.save_checkpoint"
         )
+    if not isinstance(name, str):
+        raise _damaged(path, f"its model_name is {name!r}, not a name")
     fmt = meta.get("format", header.get("format"))
     if fmt not in (None, CHECKPOINT_FORMAT):
         raise CheckpointError(f"'{path}' has format {fmt!r}, expected {CHECKPOINT_FORMAT!r}")
-    if int(meta.get("format_version", header.get("format_version", 1))) > FORMAT_VERSION:
+    version = _format_version(path, meta.get("format_version", header.get("format_version", 1)))
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"'{path}' was written by a newer interir (checkpoint format "
-            f"{meta.get('format_version')} > {FORMAT_VERSION}); upgrade interir to read it"
+            f"{version} > {FORMAT_VERSION}); upgrade interir to read it"
         )
+    try:
+        check_stored_config(name, config)
+    except StoredConfigError as e:
+        raise _damaged(path, f"the model config in {source}: {e}") from None
+    for label, tensors in (("weights", state), ("EMA weights", ema_state)):
+        _check_finite(path, label, tensors)
     meta = {**meta, "model_name": name, "config": config or {}}
     return Checkpoint(
         path=path,
@@ -574,11 +637,43 @@ def load_weights_into(
             "or train a new checkpoint for this architecture"
         )
         raise CheckpointError(". ".join(parts))
+    _check_dtypes(checkpoint.path, own, state)
     with torch.no_grad():
         for k, v in own.items():
             if k in state:
                 v.copy_(state[k].to(device=v.device, dtype=v.dtype))
     return left
+
+
+def _check_dtypes(path: Path, own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
+    """The dtype rule of loading: stored floats of another precision (float16, bfloat16, float64)
+    are cast to the model's float dtype, with a warning; a bool or integer tensor where the model
+    holds floats (or a float where it holds integers) is refused, since casting it would change
+    its values without a word."""
+    cast: dict[str, list[str]] = {}
+    for k, v in own.items():
+        if k not in state or state[k].dtype == v.dtype:
+            continue
+        stored = state[k].dtype
+        if v.is_floating_point() and stored.is_floating_point:
+            cast.setdefault(str(stored).removeprefix("torch."), []).append(k)
+            continue
+        if not v.is_floating_point() and stored != torch.bool and not stored.is_floating_point \
+                and not stored.is_complex and v.dtype != torch.bool:
+            continue  # integer buffers (e.g. counters): any integer width holds them
+        raise CheckpointError(
+            f"checkpoint '{path}' holds {k} as {str(stored).removeprefix('torch.')}, where the model "
+            f"has {str(v.dtype).removeprefix('torch.')}: casting would change its values. The file "
+            "is probably damaged or was not written by interir. Fix: use another checkpoint, or "
+            "re-save the weights as float32 with interir.engine.checkpoint.save_checkpoint"
+        )
+    for dtype, keys in cast.items():
+        warnings.warn(
+            f"checkpoint '{path}' stores {len(keys)} tensor(s) as {dtype} (e.g. {keys[0]}); they "
+            f"are cast to the model's {str(own[keys[0]].dtype).removeprefix('torch.')}"
+            + (" (exact)" if dtype in ("float16", "bfloat16") else " (rounded to nearest)"),
+            stacklevel=3,
+        )
 
 
 def load_training_state(

@@ -283,6 +283,16 @@ def _run_model(
     return out[..., :height, :width].to(x.device, torch.float32).contiguous()
 
 
+def _out_of_memory_message(device: torch.device, largest: int, height: int, width: int) -> str:
+    """What to do when even the smallest tile does not fit: on the CPU, free memory or lift a
+    ``ulimit -v``; on a GPU, also the CPU (which has more memory)."""
+    fix = ("close other programs, raise the process's memory limit (`ulimit -v`, a container "
+           "limit), or restore a smaller or downscaled image" if device.type == "cpu" else
+           "free memory on the device, pass a smaller tile, or run with --device cpu")
+    return (f"out of memory on {device} even with {largest} px tiles for a {height}x{width} "
+            f"image. Fix: {fix}")
+
+
 def _restore_one(
     model: nn.Module,
     x: torch.Tensor,
@@ -318,11 +328,7 @@ def _restore_one(
             largest = max(height, width) if current <= 0 else min(current, max(height, width))
             smaller = max(multiple, (largest // 2) // multiple * multiple)
             if smaller < min_tile or smaller >= largest:
-                raise RuntimeError(
-                    f"out of memory on {device} even with {largest} px tiles for a "
-                    f"{height}x{width} image. Fix: free memory on the device, pass a smaller "
-                    "tile, or run with --device cpu"
-                ) from exc
+                raise RuntimeError(_out_of_memory_message(device, largest, height, width)) from exc
             log.warning("out of memory on %s with %s; retrying with %d px tiles", device,
                         "the whole image" if current <= 0 else f"{current} px tiles", smaller)
             current = smaller

@@ -8,8 +8,8 @@ These are small, dependency-free utilities shared by inference, profiling and th
   shrink their work and retry;
 - :func:`current_rss_bytes` / :func:`peak_rss_bytes` read the process's resident memory (Linux
   ``/proc``, else ``getrusage``), the only reliable CPU peak measure when run in a fresh process;
-- :func:`available_memory_bytes` is what the process can still take (it sets the default image
-  size limit of :func:`interir.utils.io.read_image`).
+- :func:`available_memory_bytes` is what the process can still take, ``ulimit -v`` and cgroup
+  limits included (it sets the default image size limit of :func:`interir.utils.io.read_image`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ __all__ = [
     "current_rss_bytes",
     "peak_rss_bytes",
     "available_memory_bytes",
+    "address_space_headroom",
 ]
 
 #: The error type torch raises when the CUDA caching allocator runs out of memory.
@@ -174,11 +175,37 @@ def _cgroup_headroom() -> int | None:
         return None
 
 
+def address_space_headroom() -> int | None:
+    """Bytes of address space left under ``ulimit -v`` (``RLIMIT_AS``), or None without a limit.
+
+    The limit counts virtual memory (``VmSize``, which torch's libraries already make large), not
+    resident memory, so an allocation fails at the limit whatever the free memory says.
+    """
+    try:
+        import resource  # POSIX only: imported here so that the module imports on Windows
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft < 0:
+        return None
+    used = 0
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    used = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(0, int(soft) - used)
+
+
 def available_memory_bytes() -> int | None:
     """Memory this process can still take, in bytes, or None when the system does not say.
 
     Linux ``MemAvailable`` (free plus reclaimable cache), capped by a container's cgroup limit,
-    which ``/proc/meminfo`` does not reflect; ``sysconf`` free pages elsewhere.
+    which ``/proc/meminfo`` does not reflect, and by the address space left under ``ulimit -v``
+    (``RLIMIT_AS``); ``sysconf`` free pages elsewhere.
     """
     found: list[int] = []
     try:
@@ -194,7 +221,7 @@ def available_memory_bytes() -> int | None:
             found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
         except (ValueError, OSError, AttributeError):
             pass
-    headroom = _cgroup_headroom()
-    if headroom is not None:
-        found.append(headroom)
+    for headroom in (_cgroup_headroom(), address_space_headroom()):
+        if headroom is not None:
+            found.append(headroom)
     return min(found) if found else None

@@ -12,7 +12,14 @@ Reading (:func:`read_image`) always returns an RGB float32 tensor ``(3, H, W)`` 
 
 16-bit RGB PNG files are read with ``pypng`` and 16-bit RGB TIFF files with ``tifffile``, because
 Pillow silently truncates them to 8 bits; both are in the ``io16`` extra
-(``pip install "interir[io16]"``).
+(``pip install "interir[io16]"``). Floating-point TIFF samples (32-bit RGB through ``tifffile``,
+single-channel through Pillow) are taken as values in [0, 1]: a sample beyond it by more than
+:data:`FLOAT_TOLERANCE`, or NaN, is an error, smaller excursions are clipped; they report
+``bit_depth=16``, so outputs keep 16 bits.
+
+Broken data is an error, never a silently black image: a PNG whose compressed data holds fewer
+rows than its header declares is refused (checked before decoding, see :func:`_png_data_problem`),
+and Pillow's ``LOAD_TRUNCATED_IMAGES`` is never used.
 
 Images larger than a pixel limit are refused from their header, before any pixel is decoded: a
 small file can declare a huge size (a 140 KB PNG of 12000 x 12000 pixels decodes to gigabytes). The
@@ -28,7 +35,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +46,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from interir.utils.device import available_memory_bytes
+from interir.utils.device import address_space_headroom, available_memory_bytes
 from interir.utils.files import atomic_open
 
 __all__ = [
@@ -69,6 +78,11 @@ BYTES_PER_PIXEL = 100
 #: Limit used when the system does not report its available memory.
 FALLBACK_MAX_PIXELS = 256_000_000
 _max_pixels_override: int | None = None
+#: How far beyond [0, 1] a floating-point sample may lie and still be read (then clipped).
+FLOAT_TOLERANCE = 1e-3
+#: Deflate cannot compress by more than about 1032:1, so a PNG whose compressed data is smaller
+#: than its declared pixel data over this ratio cannot be complete ([ours]: with margin).
+MAX_DEFLATE_RATIO = 1100
 
 _FIX = (
     "check that the file is a complete PNG, JPEG, TIFF, BMP or WebP image (re-export it), "
@@ -133,7 +147,9 @@ def max_pixels() -> tuple[int, str]:
         return FALLBACK_MAX_PIXELS, "the default when available memory is unknown"
     limit = max(1, available // BYTES_PER_PIXEL)
     gib = available / 2**30
-    return limit, f"from {gib:.1f} GiB of available memory at {BYTES_PER_PIXEL} bytes/pixel"
+    what = ("of address space left under `ulimit -v`" if available == address_space_headroom()
+            else "of available memory")
+    return limit, f"from {gib:.1f} GiB {what} at {BYTES_PER_PIXEL} bytes/pixel"
 
 
 def _mpx(pixels: int) -> str:
@@ -232,6 +248,96 @@ def _png_bit_depth(path: Path) -> int | None:
     return head[24]
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: Samples per pixel of each PNG colour type.
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: Adam7 passes: (x start, y start, x step, y step).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+          (0, 1, 1, 2))
+
+
+def _png_raw_size(width: int, height: int, bits_per_pixel: int, interlaced: bool) -> int:
+    """Bytes of filtered scanlines a complete PNG decompresses to (one filter byte per row)."""
+    def rows(w: int, h: int) -> int:
+        return h * (1 + (w * bits_per_pixel + 7) // 8) if w > 0 and h > 0 else 0
+
+    if not interlaced:
+        return rows(width, height)
+    return sum(rows((width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy)
+               for x0, y0, dx, dy in _ADAM7)
+
+
+def _png_chunks(fh) -> tuple[bytes, list[tuple[int, int]]]:
+    """The IHDR data and the ``(offset, length)`` of each IDAT chunk of an open PNG file, up to
+    IEND (chunk headers only: the data is skipped over)."""
+    fh.seek(len(_PNG_SIGNATURE))
+    ihdr, idat = b"", []
+    while True:
+        head = fh.read(8)
+        if len(head) < 8:
+            return ihdr, idat
+        length, kind = struct.unpack(">I4s", head)
+        if kind == b"IHDR":
+            ihdr = fh.read(min(length, 13))
+            fh.seek(length - len(ihdr) + 4, os.SEEK_CUR)
+            continue
+        if kind == b"IDAT":
+            idat.append((fh.tell(), length))
+        elif kind == b"IEND":
+            return ihdr, idat
+        fh.seek(length + 4, os.SEEK_CUR)  # data and CRC
+
+
+def _inflated_size(fh, idat: list[tuple[int, int]], enough: int) -> int:
+    """Bytes the IDAT chunks decompress to, counted in 1 MiB pieces and stopped at ``enough``;
+    -1 when the compressed stream is corrupt (left to the decoder to report)."""
+    inflater, total = zlib.decompressobj(), 0
+    try:
+        for offset, length in idat:
+            fh.seek(offset)
+            data = fh.read(length)
+            while data and total < enough:
+                total += len(inflater.decompress(data, 1 << 20))
+                data = inflater.unconsumed_tail
+            if total >= enough or inflater.eof:
+                break
+    except zlib.error:
+        return -1
+    return total
+
+
+def _png_data_problem(path: Path) -> str | None:
+    """Why the compressed data of a PNG cannot fill the image its header declares, or None.
+
+    Pillow decodes a PNG whose data stream ends early without an error and leaves the missing
+    rows black, so a file of 85 bytes can declare 5000 x 4000 pixels and be "restored" for
+    minutes. Two checks, before any pixel is decoded: the compressed size against the deflate
+    ratio bound (reading chunk headers only), then the exact decompressed size, counted by
+    streaming (1 MiB at a time, no image-sized buffer).
+    """
+    with open(path, "rb") as fh:
+        if fh.read(8) != _PNG_SIGNATURE:
+            return None
+        ihdr, idat = _png_chunks(fh)
+        if len(ihdr) < 13:
+            return None  # malformed: Pillow reports it
+        width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
+        bits = depth * _PNG_CHANNELS.get(colour, 1)
+        raw = _png_raw_size(width, height, bits, interlace == 1)
+        stored = sum(length for _, length in idat)
+        if stored * MAX_DEFLATE_RATIO < raw:
+            return (f"its compressed image data ({stored:,} bytes) cannot hold the {width} x "
+                    f"{height} pixels its header declares (a complete image needs at least "
+                    f"{raw // MAX_DEFLATE_RATIO:,} bytes): the file is truncated or forged")
+        inflated = _inflated_size(fh, idat, raw)
+    if 0 <= inflated < raw:
+        done = (f"{inflated * height // raw} of {height} rows" if not interlace else
+                f"{inflated:,} of {raw:,} bytes")
+        return (f"its image data ends after {done}: the file is truncated (the rest would be "
+                "black)")
+    return None
+
+
 def _read_png16(path: Path) -> np.ndarray:
     """A 16-bit PNG as a uint16 ``(H, W, C)`` array (C = 1, 2, 3 or 4)."""
     try:
@@ -262,6 +368,72 @@ def _read_tiff16(path: Path) -> np.ndarray:
     return arr
 
 
+def _float_samples(path: Path, arr: np.ndarray) -> np.ndarray:
+    """Floating-point samples as float32 in [0, 1]: excursions up to :data:`FLOAT_TOLERANCE`
+    are clipped, larger ones and NaN are refused (scaling them silently would change the
+    image)."""
+    arr = np.asarray(arr, dtype=np.float32)
+    low, high = (float(np.nanmin(arr)), float(np.nanmax(arr))) if arr.size else (0.0, 0.0)
+    if not np.isfinite(arr).all():
+        raise ImageReadError(path, "its floating-point samples include NaN or infinity",
+                             "re-export the image with finite values in [0, 1]")
+    if low < -FLOAT_TOLERANCE or high > 1 + FLOAT_TOLERANCE:
+        raise ImageReadError(
+            path, f"its floating-point samples range from {low:g} to {high:g}; interir reads "
+            "floating-point images as values in [0, 1]",
+            "scale the image to [0, 1] (or save it as an 8/16-bit PNG or TIFF)")
+    return np.clip(arr, 0.0, 1.0)
+
+
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _tifffile_page(path: Path):
+    """The first page of a TIFF that Pillow cannot open (e.g. 32-bit float RGB), via tifffile."""
+    try:
+        import tifffile
+    except ImportError:
+        raise ImageReadError(
+            path, "it is a TIFF layout Pillow cannot read (e.g. floating-point RGB)",
+            'install tifffile (pip install "interir[io16]"), or save the image as an 8/16-bit '
+            "PNG or TIFF") from None
+    try:
+        return tifffile.TiffFile(str(path))
+    except Exception as exc:  # malformed header
+        raise ImageReadError(path, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _tifffile_header(path: Path, page) -> ImageHeader:
+    """The :class:`ImageHeader` of a float TIFF page (refused if its samples are not floats)."""
+    if page.dtype is None or page.dtype.kind != "f" or page.samplesperpixel not in (1, 2, 3, 4):
+        raise ImageReadError(
+            path, f"unsupported TIFF layout ({page.samplesperpixel} samples of {page.dtype})",
+            "save the image as an 8/16-bit PNG or TIFF")
+    alpha = page.samplesperpixel in (2, 4)
+    return ImageHeader(int(page.imagewidth), int(page.imagelength), 16, alpha, "TIFF")
+
+
+def _read_tifffile(path: Path, max_pixels: int | None) -> tuple[np.ndarray, int, int]:
+    """A float TIFF as ``(H, W, C)`` float32 in [0, 1], its bit depth (16) and orientation."""
+    with _tifffile_page(path) as tif:
+        page = tif.pages[0]
+        head = _tifffile_header(path, page)
+        _check_pixels(path, head.width, head.height, max_pixels)
+        orientation = page.tags.get(274)
+        try:
+            arr = page.asarray()
+        except Exception as exc:  # truncated strips, missing codec
+            raise ImageReadError(path, f"{type(exc).__name__}: {exc}") from exc
+        axes = page.axes
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    elif axes.startswith("S"):  # planar configuration: (C, H, W)
+        arr = arr.transpose(1, 2, 0)
+    return _float_samples(path, arr), 16, int(orientation.value) if orientation else 1
+
+
 def _pil_to_array(img) -> tuple[np.ndarray, int]:
     """A Pillow image as ``(H, W, C)`` array with C in 1-4, and its bit depth."""
     mode = img.mode
@@ -272,8 +444,8 @@ def _pil_to_array(img) -> tuple[np.ndarray, int]:
         if arr.size and (arr.min() < 0 or arr.max() > 65535):
             raise ValueError("32-bit integer samples outside 0..65535; convert to 8/16-bit PNG")
         return arr.astype(np.uint16)[:, :, None], 16
-    if mode == "F":
-        raise ValueError("32-bit float images are not supported; convert to 8/16-bit PNG or TIFF")
+    if mode == "F":  # single-channel floats: range-checked by read_image
+        return np.asarray(img, dtype=np.float32)[:, :, None], 16
     if mode == "1":
         img = img.convert("L")
         mode = "L"
@@ -295,6 +467,8 @@ def _pil_to_array(img) -> tuple[np.ndarray, int]:
 
 
 _MODES_16 = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+#: Modes whose samples Pillow itself decodes at full depth (others of 16 bits go to tifffile).
+_PILLOW_16 = (*_MODES_16, "F")
 
 
 def _tiff_bits(img) -> int | None:
@@ -308,7 +482,7 @@ def _header_of(img, path: Path) -> ImageHeader:
     if fmt == "PNG":
         deep = _png_bit_depth(path) == 16
     elif fmt == "TIFF":
-        deep = _tiff_bits(img) == 16 or mode in _MODES_16
+        deep = _tiff_bits(img) == 16 or mode in _MODES_16 or mode == "F"
     else:
         deep = mode in _MODES_16
     # As read_image: palette transparency becomes alpha; 16-bit PNG/TIFF keep their alpha plane.
@@ -320,7 +494,8 @@ def _header_of(img, path: Path) -> ImageHeader:
 
 
 def _open_image(path: Path):
-    """``Image.open`` (lazy: the header only), with a missing file and unknown formats reported."""
+    """``Image.open`` (lazy: the header only), with a missing file and unknown formats reported;
+    ``None`` for a TIFF that Pillow cannot open (floating-point RGB: :func:`_read_tifffile`)."""
     if not path.is_file():
         raise ImageReadError(path, "no such file" if not path.exists() else "not a regular file")
     try:
@@ -329,6 +504,8 @@ def _open_image(path: Path):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(path)
     except UnidentifiedImageError:
+        if _is_tiff(path):
+            return None  # a TIFF layout Pillow lacks: read with tifffile
         raise ImageReadError(path, "not a recognised image format") from None
     except Image.DecompressionBombError as exc:
         raise ImageReadError(
@@ -348,6 +525,9 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
     """
     path = Path(path)
     img = _open_image(path)
+    if img is None:
+        with _tifffile_page(path) as tif:
+            return _tifffile_header(path, tif.pages[0])
     try:
         return _header_of(img, path)
     except Exception as exc:  # malformed tags
@@ -356,13 +536,19 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
         img.close()
 
 
-def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> LoadedImage:
+def read_image(
+    path: str | os.PathLike, max_pixels: int | None = None, check_data: bool = True
+) -> LoadedImage:
     """Read an image file into an RGB float tensor (see the module docstring for the rule).
 
     Args:
-        path: PNG (8/16-bit), JPEG, TIFF (8/16-bit), BMP or WebP file.
+        path: PNG (8/16-bit), JPEG, TIFF (8/16-bit or floating point), BMP or WebP file.
         max_pixels: refuse images with more pixels than this, from the header, before decoding
             (``None``: the limit of :func:`max_pixels`, by default from the available memory).
+        check_data: check that a PNG's compressed data fills every row its header declares
+            (:func:`_png_data_problem`; about a third of the decoding time). Only a caller that
+            has already read the same file with the check may skip it (a training set read once
+            per sample).
 
     Returns:
         A :class:`LoadedImage` with ``image`` ``(3, H, W)`` float32 in [0, 1].
@@ -373,14 +559,21 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
     """
     path = Path(path)
     img = _open_image(path)
+    if img is None:
+        arr, depth, orientation = _read_tifffile(path, max_pixels)
+        return _loaded(path, arr, depth, orientation)
     try:
         with img:
             head = _header_of(img, path)
             _check_pixels(path, head.width, head.height, max_pixels)
+            problem = _png_data_problem(path) if check_data and head.format == "PNG" else None
+            if problem:
+                raise ImageReadError(path, problem, "copy or export the file again (an "
+                                     "interrupted download or copy leaves such files)")
             orientation = int(img.getexif().get(0x0112, 1) or 1)
             if head.format == "PNG" and head.bit_depth == 16:
                 arr, depth = _read_png16(path), 16
-            elif head.format == "TIFF" and head.bit_depth == 16 and img.mode not in _MODES_16:
+            elif head.format == "TIFF" and head.bit_depth == 16 and img.mode not in _PILLOW_16:
                 arr, depth = _read_tiff16(path), 16
             else:
                 img.load()
@@ -389,12 +582,19 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> Loaded
         raise
     except Exception as exc:  # truncated data, decoder errors, unsupported modes, ...
         raise ImageReadError(path, f"{type(exc).__name__}: {exc}") from exc
+    if arr.dtype.kind == "f":
+        arr = _float_samples(path, arr)
+    return _loaded(path, arr, depth, orientation)
 
+
+def _loaded(path: Path, arr: np.ndarray, depth: int, orientation: int) -> LoadedImage:
+    """The :class:`LoadedImage` of decoded ``(H, W, C)`` samples: integers of ``depth`` bits,
+    or floats already in [0, 1]."""
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(path, f"empty or malformed image of shape {arr.shape}")
     arr = _orient(arr, orientation)
     channels = arr.shape[2]
-    scale = np.float32(65535.0 if depth == 16 else 255.0)
+    scale = np.float32(1.0 if arr.dtype.kind == "f" else 65535.0 if depth == 16 else 255.0)
     # (C, H, W) float32 in numpy (single-threaded copies; torch's strided copy is slow here)
     chw = np.ascontiguousarray(arr.transpose(2, 0, 1)).astype(np.float32) / scale
     alpha_np = None

@@ -16,6 +16,7 @@ Everything here is plain Python and torch (no gradio), so it is tested directly;
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import threading
@@ -25,7 +26,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from PIL import Image
 from torch import nn
 
 from interir.degradations import COMBINATIONS, DegradationPipeline, canonical_combination
@@ -35,7 +35,7 @@ from interir.inference import restore_tensor
 from interir.loading import load_model
 from interir.metrics import psnr, ssim
 from interir.pretrained import list_pretrained
-from interir.utils.io import ImageReadError, LoadedImage, read_image, write_image
+from interir.utils.io import ImageReadError, LoadedImage, read_header, read_image, write_image
 from interir.utils.tensors import centre_crop
 
 __all__ = [
@@ -52,6 +52,8 @@ __all__ = [
     "explain_photo",
     "new_work_folder",
     "EXAMPLE_COMBINATIONS",
+    "MAX_SEED",
+    "check_seed",
 ]
 
 #: Largest photo restored by the page, in pixels ([ours]: a 24-MP camera photo fits; bigger ones
@@ -63,6 +65,8 @@ DEFAULT_MAX_FILES = 8
 DEFAULT_EXPLAIN_CROP = 256
 #: Request folders older than this are deleted when a new request starts ([ours]).
 WORK_FOLDER_LIFETIME_S = 3600.0
+#: Largest seed of "try an example" (torch seeds are 64-bit; [ours]: a number a person types).
+MAX_SEED = 2**32 - 1
 #: The combinations offered by "try an example": the seven of the MDIR set.
 EXAMPLE_COMBINATIONS: tuple[str, ...] = COMBINATIONS
 
@@ -154,16 +158,13 @@ def new_work_folder(root: Path, lifetime_s: float = WORK_FOLDER_LIFETIME_S) -> P
 def _pixel_count(path: Path) -> tuple[int, int]:
     """Width and height from the file header, without decoding the pixels."""
     try:
-        with Image.open(path) as img:
-            return img.size
-    except Image.DecompressionBombError as exc:
-        raise AppError(f"{path.name}: too many pixels ({exc})") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        reason = str(exc).replace(f"'{path}'", "").replace(str(path), path.name).strip()
+        header = read_header(path)
+    except ImageReadError as exc:
         raise AppError(
             f"{path.name} is not an image that can be read (PNG, JPEG, TIFF, BMP or WebP): "
-            f"{reason}"
+            f"{exc.reason}"
         ) from exc
+    return header.width, header.height
 
 
 def read_upload(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
@@ -181,7 +182,9 @@ def read_upload(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Loade
             f"at most {max_pixels / 1e6:.1f} MP. Resize it, or use `interir restore` (no limit)"
         )
     try:
-        return read_image(path)
+        # The same limit again: a format whose size Pillow reads differently cannot slip by; the
+        # data check refuses a small file that declares a large image it does not hold.
+        return read_image(path, max_pixels=max_pixels)
     except ImageReadError as exc:
         raise AppError(f"{path.name}: {exc.reason}") from exc
 
@@ -279,6 +282,26 @@ class ExampleResult:
     scores: dict[str, tuple[float, float]]
 
 
+def check_seed(seed: object) -> int:
+    """The example's seed as an integer in ``[0, MAX_SEED]``; a whole-valued float (what the
+    page's number box sends) is accepted, anything else is an :class:`AppError`."""
+    problem = f"the seed must be >= 0 and <= {MAX_SEED}, a whole number; got {seed!r}"
+    if isinstance(seed, bool):
+        raise AppError(problem)
+    if isinstance(seed, str):
+        seed = seed.strip()
+        if not seed.isdigit():
+            raise AppError(problem)
+        seed = int(seed)
+    if isinstance(seed, float):
+        if not math.isfinite(seed) or not seed.is_integer():
+            raise AppError(problem)
+        seed = int(seed)
+    if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise AppError(problem)
+    return seed
+
+
 def degrade_example(combination: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The shipped clean photo and its degraded copy, ``(1, 3, H, W)`` each, 8-bit quantised."""
     clean = read_image(DEMO_IMAGE).image.unsqueeze(0)
@@ -294,11 +317,9 @@ def run_example(
     """Degrade the shipped CC0 photo with ``combination`` and ``seed``, restore and score it."""
     try:
         combination = canonical_combination(combination)
-        seed = int(seed)
     except (TypeError, ValueError) as exc:
         raise AppError(str(exc)) from exc
-    if seed < 0:
-        raise AppError(f"the seed must be >= 0, got {seed}")
+    seed = check_seed(seed)
     clean, degraded = degrade_example(combination, seed)
 
     def on_tile(step: int, total: int) -> None:
