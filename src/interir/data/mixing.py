@@ -4,12 +4,13 @@ Three sources feed training (:data:`SOURCES`): clean photographs degraded on the
 (``data.train_roots``), real degraded/clean pairs (``data.paired_roots``, e.g. RainTrainL) and
 clean images with real depth (``data.depth_roots``, :mod:`interir.data.depth`).
 
-- :func:`source_of` - which source stream position ``p`` draws from: position ``p`` falls at
-  ``frac((p + offset) * (sqrt(5) - 1) / 2)`` in [0, 1), split by the shares (a golden-ratio
-  sequence: every run of positions holds each source at its share to within a sample or two, and
-  the draw is a fixed function of ``(seed, p)``, so a resumed run continues it exactly).
-- :class:`MixedStreamSampler` - ``(source, index, sample seed)`` of each position; the index is
-  the position in that source's own epoch permutation, seeded by ``(seed, source, epoch)``.
+- :class:`MixPattern` - which source stream position ``p`` draws from: a cycle of
+  :data:`CYCLE` positions holds each source exactly ``round(share * CYCLE)`` times, spread by a
+  golden-ratio sequence (any run of positions holds each source at its share to within a sample
+  or two); the cycle depends on ``seed`` only, so a resumed run continues it exactly.
+- :class:`MixedStreamSampler` - ``(source, index, sample seed)`` of each position: the ``c``-th
+  draw of a source takes item ``perm[c mod n]`` of that source's permutation of epoch ``c // n``
+  (seeded by ``(seed, source, epoch)``), so each source's items all come once per epoch.
 - :class:`MixedPatches` - one aligned training patch per key: ``{"input", "target", "depth",
   "source"}`` with the same random crop and flips on every tensor of a sample.
 
@@ -28,7 +29,7 @@ from torch.utils.data import Dataset, Sampler
 from interir.data.patches import pad_to_min_size
 from interir.utils.seed import derive_seed, seeded
 
-__all__ = ["SOURCES", "SYNTHETIC", "PAIRED", "DEPTH", "source_of", "MixedStreamSampler",
+__all__ = ["SOURCES", "SYNTHETIC", "PAIRED", "DEPTH", "CYCLE", "MixPattern", "MixedStreamSampler",
            "MixedPatches", "aligned_patch"]
 
 #: Source codes of a mixed batch's rows (the ``"source"`` of :class:`MixedPatches` items).
@@ -37,34 +38,60 @@ SYNTHETIC, PAIRED, DEPTH = range(3)
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
-def source_of(position: int, shares: Sequence[float], seed: int) -> int:
-    """The source (index into ``shares``) of stream position ``position``.
+#: Positions in one cycle of the mix: shares are kept to 1/CYCLE.
+CYCLE = 1000
+
+
+class MixPattern:
+    """The source of every stream position, and how many draws of a source come before one.
 
     Args:
-        shares: one share per source, summing to 1 (zeros allowed).
-        seed: the run's seed (shifts the sequence, so two seeds mix differently).
+        shares: one share per source, summing to 1 (zeros allowed); rounded to 1/:data:`CYCLE`
+            by largest remainder, so the counts of a cycle add up to :data:`CYCLE`.
+        seed: the run's seed (shifts the golden-ratio sequence: two seeds mix differently).
     """
-    offset = derive_seed(seed, "mix") / 2.0**63
-    x = math.fmod((position + offset) * _GOLDEN, 1.0)
-    edge = 0.0
-    for k, share in enumerate(shares):
-        edge += share
-        if x < edge:
-            return k
-    return max(k for k, s in enumerate(shares) if s > 0)  # rounding at the top end
+
+    def __init__(self, shares: Sequence[float], seed: int) -> None:
+        exact = [s * CYCLE for s in shares]
+        counts = [int(math.floor(e)) for e in exact]
+        by_remainder = sorted(range(len(exact)), key=lambda k: counts[k] - exact[k])
+        for k in by_remainder[: CYCLE - sum(counts)]:
+            counts[k] += 1
+        offset = derive_seed(seed, "mix") / 2.0**63
+        order = sorted(range(CYCLE), key=lambda q: math.fmod((q + offset) * _GOLDEN, 1.0))
+        self.cycle = [0] * CYCLE
+        start = 0
+        for k, n in enumerate(counts):
+            for q in order[start : start + n]:
+                self.cycle[q] = k
+            start += n
+        self.counts = counts
+        self.prefix = [[0] * (CYCLE + 1) for _ in counts]  # prefix[k][i]: draws of k in cycle[:i]
+        for i, k in enumerate(self.cycle):
+            for j in range(len(counts)):
+                self.prefix[j][i + 1] = self.prefix[j][i] + (j == k)
+
+    def source(self, position: int) -> int:
+        """The source (index into the shares) of stream position ``position``."""
+        return self.cycle[position % CYCLE]
+
+    def draws_before(self, position: int, source: int) -> int:
+        """How many earlier positions draw from ``source``."""
+        full, rest = divmod(position, CYCLE)
+        return full * self.counts[source] + self.prefix[source][rest]
 
 
 class MixedStreamSampler(Sampler):
     """Endless, resumable stream of ``(source, index, sample seed)`` for one process.
 
     Step ``s`` uses global positions ``[s B, (s + 1) B)``; rank ``r`` takes its ``B / N`` share.
-    Position ``p`` draws from :func:`source_of` and takes item ``perm[p mod n]`` of that source,
-    ``perm`` the source's permutation of epoch ``p // n``, so every draw depends on ``(seed, p)``
-    only.
+    Position ``p`` draws from :meth:`MixPattern.source`; the ``c``-th draw of a source takes item
+    ``perm[c mod n]``, ``perm`` the source's permutation of epoch ``c // n``; so every draw depends
+    on ``(seed, p)`` only, and a source's items all come once per epoch.
 
     Args:
         sizes: number of items of each source (0 for an absent one).
-        shares: share of each source (see :func:`source_of`).
+        shares: share of each source (see :class:`MixPattern`).
     """
 
     def __init__(self, sizes: Sequence[int], shares: Sequence[float], seed: int, global_batch: int,
@@ -72,21 +99,21 @@ class MixedStreamSampler(Sampler):
         if any(s > 0 and n == 0 for n, s in zip(sizes, shares)):
             raise ValueError(f"a source with a share has no items (sizes {list(sizes)}, shares "
                              f"{list(shares)})")
-        self.sizes, self.shares, self.seed = list(sizes), list(shares), seed
+        self.sizes, self.pattern, self.seed = list(sizes), MixPattern(shares, seed), seed
         self.global_batch, self.rank, self.per_rank, self.start_step = global_batch, rank, per_rank, start_step
 
     def key(self, p: int, caches: list[dict] | None = None) -> tuple[int, int, int]:
         """``(source, index, sample seed)`` of global position ``p`` (``caches``: one dict per
         source keeping its current epoch's permutation)."""
-        k = source_of(p, self.shares, self.seed)
-        n = self.sizes[k]
-        epoch = p // n
+        k = self.pattern.source(p)
+        n, c = self.sizes[k], self.pattern.draws_before(p, k)
+        epoch = c // n
         cache = {} if caches is None else caches[k]
         if epoch not in cache:
             g = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", SOURCES[k], epoch))
             cache.clear()  # one epoch per source is enough: positions only move forward
             cache[epoch] = torch.randperm(n, generator=g).tolist()
-        return k, cache[epoch][p % n], derive_seed(self.seed, "sample", p)
+        return k, cache[epoch][c % n], derive_seed(self.seed, "sample", p)
 
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
         step, caches = self.start_step, [{} for _ in self.sizes]
