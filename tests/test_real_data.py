@@ -189,3 +189,15 @@ def test_mixed_training_runs_with_named_validation_sets(tmp_path):
     assert "[real_rain: " in log and ", held_out: " in log
     text = per_set_text({"sets": {0: {"psnr": 20.0}, 1: {"psnr": 21.5}}}, names={0: "real_rain"})
     assert text == "  [real_rain: 20.000, set 1: 21.500]"
+
+
+def test_two_processes_see_the_single_process_batch(tmp_path):
+    cfg = _mix_cfg(_folders(tmp_path), "data.augment=true", "data.haze_depth=scene")
+    one = TrainingBatches(cfg, torch.device("cpu"), 0, 1, 8, 0)
+    halves = [TrainingBatches(cfg, torch.device("cpu"), r, 2, 4, 0) for r in range(2)]
+    for step in range(3):
+        x, y = one.get(step)
+        parts = [h.get(step) for h in halves]
+        assert torch.equal(torch.cat([p[0] for p in parts]), x)
+        assert torch.equal(torch.cat([p[1] for p in parts]), y)
+        assert halves[0].last_records + halves[1].last_records == one.last_records
