@@ -33,7 +33,7 @@ MODELS = ["default", "default-rain", "eb-interir-small", "eb-interir-small-xconv
           "eb-deepsn-small", "eb-nafnet-small", "classical-dcp"]
 #: Validation set -> the benchmark column it should track.
 TRACKS = {"RainTrainH_6": "Rain100H (Y)", "SOTS_outdoor_10": "SOTS_indoor_40 (Y)",
-          "synthetic_14": "Average [1] (RGB)"}
+          "middlebury_haze_12": "SOTS_indoor_40 (Y)", "synthetic_14": "Average [1] (RGB)"}
 
 
 def val_folders(config: str, work: Path) -> dict[str, Path]:
@@ -86,12 +86,17 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/cpu-real-mix.yaml")
     parser.add_argument("--work", type=Path, default=Path("/tmp/interir-val-ranking"))
+    parser.add_argument("--only", nargs="*", help="evaluate these sets only; keep the others' "
+                        "scores from an earlier run's val_ranking.json")
     args = parser.parse_args()
     folders = val_folders(args.config, args.work)
     names = {Path(f).name: n for n, f in folders.items()}  # eval names columns by folder
-    scores = {}
+    scores, todo = {}, folders
+    if args.only:
+        scores = json.loads(OUT.with_suffix(".json").read_text())["scores"]
+        todo = {n: f for n, f in folders.items() if n in args.only}
     for conv, y in (("RGB", False), ("Y", True)):
-        table = psnr_table(run_eval(folders, args.work / f"eval-{conv}", y))
+        table = psnr_table(run_eval(todo, args.work / f"eval-{conv}-{'-'.join(todo)}", y))
         for method, cells in table.items():
             for col, v in cells.items():
                 scores.setdefault(method, {})[f"{names.get(col, col)} ({conv})"] = v

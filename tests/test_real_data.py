@@ -201,3 +201,22 @@ def test_two_processes_see_the_single_process_batch(tmp_path):
         assert torch.equal(torch.cat([p[0] for p in parts]), x)
         assert torch.equal(torch.cat([p[1] for p in parts]), y)
         assert halves[0].last_records + halves[1].last_records == one.last_records
+
+
+def test_real_depth_validation_holds_out_its_scenes(tmp_path):
+    _folders(tmp_path)
+    for scene in ("Held", "Other"):
+        write_image(tmp_path / "depth" / scene / "view.png", _image(32, 32, 9))
+        write_image(tmp_path / "depth" / scene / "disp.png", torch.full((3, 32, 32), 0.5))
+    (tmp_path / "val.txt").write_text("# held-out scenes\nHeld\n")
+    val = {"kind": "synthetic", "name": "real_haze", "roots": [str(tmp_path / "depth")],
+           "include": [str(tmp_path / "val.txt")], "haze_depth": "real", "combinations": ["haze"],
+           "limit": None, "crop": None, "seed": 5}
+    cfg = _mix_cfg(tmp_path, f"data.exclude=[{tmp_path / 'val.txt'}]")
+    cfg = validate_config({**cfg.model_dump(), "data": {**cfg.data.model_dump(), "val": val}})
+    pairs = build_val_pairs(cfg)
+    assert [p["name"] for p in pairs] == ["haze/Held/view"]
+    assert torch.equal(pairs[0]["input"], build_val_pairs(cfg)[0]["input"])  # fixed pairs
+    assert float((pairs[0]["input"] - pairs[0]["target"]).abs().mean()) > 0.01  # hazed
+    tb = TrainingBatches(cfg, torch.device("cpu"), 0, 1, 8, 0)
+    assert tb.dataset.sources[2].datasets[0].names == ["Other/view", "Scene/view1"]  # Held left out

@@ -170,7 +170,9 @@ class ValSection(_Section):
         combinations, max_levels: synthetic degradations; ``None`` means the training ones.
         seed: seed of the synthetic degradations.
         haze_depth: depth of the synthetic haze: ``"centre"`` the CBSD68-MDIR centre-distance
-            pseudo-depth; ``"scene"`` etc. as ``data.haze_depth`` (closer to real haze).
+            pseudo-depth; ``"scene"`` etc. as ``data.haze_depth`` (closer to real haze);
+            ``"real"``: ``roots`` are folders of views with disparity (``data.depth_roots``'s
+            layout) hazed with their own depth, ``include`` naming the held-out scenes ([ours]).
         haze_airlight: airlight range of the synthetic haze (``None``: [0.5, 0.9], CBSD68-MDIR's).
         rain_style: rain recipe of the synthetic rain, as ``data.rain_style`` (default
             ``"classic"``, CBSD68-MDIR's; not inherited from training, so a set stays the same
@@ -193,7 +195,7 @@ class ValSection(_Section):
     combinations: list[str] | None = None
     max_levels: dict[str, float] | None = None
     seed: int = Field(default=1234, ge=0)
-    haze_depth: Literal["centre", "crop", "mixed", "scene", "wide", "scene-wide"] = "centre"
+    haze_depth: Literal["centre", "crop", "mixed", "scene", "wide", "scene-wide", "real"] = "centre"
     haze_airlight: tuple[float, float] | None = None
     rain_style: str = "classic"
     y_channel: bool = False

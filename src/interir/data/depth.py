@@ -141,15 +141,22 @@ class DepthImageDataset(Dataset):
     Args:
         root: the folder.
         far: depth of the scene's far end (see :func:`depth_from_disparity`).
+        exclude: names to leave out: a scene folder (``"Aloe"``, all its views), a view
+            (``"Aloe/view1"``) or a file name; e.g. the held-out validation scenes.
 
     Items: ``{"image": (3, H, W) float32 in [0, 1], "depth": (1, H, W) float32 in (0, far],
     "name": "<scene>/<file stem>"}``. Depth maps are computed on first use and kept (the sets
     are small: 47 Middlebury views hold about 60 MB of depth).
     """
 
-    def __init__(self, root: str | os.PathLike, far: float = REAL_DEPTH_FAR) -> None:
+    def __init__(self, root: str | os.PathLike, far: float = REAL_DEPTH_FAR,
+                 exclude: set[str] | None = None) -> None:
         self.root = Path(root)
-        self.pairs = find_depth_pairs(self.root)
+        skip = exclude or set()
+        self.pairs = [(v, d) for v, d in find_depth_pairs(self.root)
+                      if not {v.parent.name, f"{v.parent.name}/{v.stem}", v.name} & skip]
+        if not self.pairs:
+            raise ValueError(f"every view under '{root}' is excluded; check data.exclude")
         self.far = float(far)
         self._depth: dict[int, torch.Tensor] = {}
 

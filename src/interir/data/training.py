@@ -172,7 +172,8 @@ def _mixed_dataset(cfg: TrainConfig) -> MixedPatches:
     clean = CleanPatchDataset(d.train_roots, d.patch_size, exclude=exclude or None,
                               augment=d.augment) if d.train_roots else None
     paired = ConcatDataset([PairedImageDataset(r) for r in d.paired_roots]) if d.paired_roots else None
-    depth = ConcatDataset([DepthImageDataset(r) for r in d.depth_roots]) if d.depth_roots else None
+    depth = ConcatDataset([DepthImageDataset(r, exclude=exclude) for r in d.depth_roots]) \
+        if d.depth_roots else None
     return MixedPatches(clean, paired, depth, d.patch_size, d.augment)
 
 
