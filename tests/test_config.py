@@ -106,7 +106,7 @@ def test_errors_name_the_key_and_the_valid_choices(override, expected):
 def test_data_source_rules():
     with pytest.raises(ConfigError, match="no training data"):
         validate_config({"data": {}})
-    with pytest.raises(ConfigError, match="not both"):
+    with pytest.raises(ConfigError, match="set data.paired_fraction"):  # mixing needs its share
         validate_config({"data": {"train_roots": ["a"], "paired_roots": ["b"]}})
     with pytest.raises(ConfigError, match="needs data.val.roots"):
         validate_config({"data": {"train_roots": ["a"], "val": {"kind": "synthetic"}}})

@@ -161,6 +161,7 @@ class ValSection(_Section):
         kind: ``"none"``; ``"synthetic"`` (clean images from ``roots`` degraded once with a fixed
             ``seed``, the same pairs every time); or ``"paired"`` (``roots`` are folders of
             degraded/clean pairs, read by :class:`interir.data.PairedImageDataset`).
+        name: the set's name in the validation log (``RainTrainH_6: 24.1``); default ``set <k>``.
         roots: folders (see ``kind``). Never point these at benchmark test images used for
             reporting: validation picks the best checkpoint.
         include: when set, only these file names (or files listing names) are used, e.g. a
@@ -171,7 +172,9 @@ class ValSection(_Section):
         combinations, max_levels: synthetic degradations; ``None`` means the training ones.
         seed: seed of the synthetic degradations.
         haze_depth: depth of the synthetic haze: ``"centre"`` the CBSD68-MDIR centre-distance
-            pseudo-depth; ``"scene"`` etc. as ``data.haze_depth`` (closer to real haze).
+            pseudo-depth; ``"scene"`` etc. as ``data.haze_depth`` (closer to real haze);
+            ``"real"``: ``roots`` are folders of views with disparity (``data.depth_roots``'s
+            layout) hazed with their own depth, ``include`` naming the held-out scenes ([ours]).
         haze_airlight: airlight range of the synthetic haze (``None``: [0.5, 0.9], CBSD68-MDIR's).
         rain_style: rain recipe of the synthetic rain, as ``data.rain_style`` (default
             ``"classic"``, CBSD68-MDIR's; not inherited from training, so a set stays the same
@@ -185,6 +188,7 @@ class ValSection(_Section):
     """
 
     kind: Literal["none", "synthetic", "paired"] = "none"
+    name: str | None = None
     roots: list[str] = Field(default_factory=list)
     include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
@@ -193,7 +197,7 @@ class ValSection(_Section):
     combinations: list[str] | None = None
     max_levels: dict[str, float] | None = None
     seed: int = Field(default=1234, ge=0)
-    haze_depth: Literal["centre", "crop", "mixed", "scene", "wide", "scene-wide"] = "centre"
+    haze_depth: Literal["centre", "crop", "mixed", "scene", "wide", "scene-wide", "real"] = "centre"
     haze_airlight: tuple[float, float] | None = None
     rain_style: str = "classic"
     y_channel: bool = False
@@ -209,6 +213,50 @@ class ValSection(_Section):
         if self.kind != "none" and not self.roots:
             raise ValueError(f"data.val.kind={self.kind!r} needs data.val.roots (one or more folders)")
         return self
+
+
+def _check_paired_combinations(value: list[str]) -> list[str]:
+    combos = list(parse_combinations(value)) if value else []
+    with_rain = [c for c in combos if "rain" in c.split("+")]
+    if with_rain:
+        raise ValueError(
+            f"{with_rain} add rain to real pairs that already hold it; use haze, noise or haze+noise"
+        )
+    return combos
+
+
+def _check_mix(d: "DataSection") -> None:
+    """The shares of the training sources ([ours]): each extra source next to another one needs
+    its fraction, and the fractions leave room for ``train_roots`` (or fill the batch without it)."""
+    given = {"paired": (d.paired_roots, d.paired_fraction), "depth": (d.depth_roots, d.depth_fraction)}
+    mixed = sum(bool(roots) for roots in (d.train_roots, d.paired_roots, d.depth_roots)) > 1
+    for name, (roots, fraction) in given.items():
+        if fraction is not None and not roots:
+            raise ValueError(f"data.{name}_fraction is set but data.{name}_roots is empty")
+        if not mixed and fraction is not None and fraction != 1:
+            raise ValueError(
+                f"data.{name}_fraction = {fraction:g} but data.{name}_roots is the only training "
+                "source: drop the fraction (or mix in data.train_roots)"
+            )
+        if mixed and roots and fraction is None:
+            raise ValueError(
+                f"data.{name}_roots is mixed with other training sources: set data.{name}_fraction, "
+                "the share of the samples it gives (e.g. 0.25)"
+            )
+    if d.paired_combinations and not d.paired_roots:
+        raise ValueError("data.paired_combinations is set but data.paired_roots is empty")
+    if mixed:
+        total = sum(f for roots, f in given.values() if roots and f is not None)
+        if d.train_roots and total >= 1:
+            raise ValueError(
+                f"data.paired_fraction + data.depth_fraction = {total:g} leaves no samples for "
+                "data.train_roots: make the sum smaller than 1, or drop data.train_roots"
+            )
+        if not d.train_roots and abs(total - 1) > 1e-9:
+            raise ValueError(
+                f"data.paired_fraction + data.depth_fraction = {total:g} must be 1 without "
+                "data.train_roots (they share every sample)"
+            )
 
 
 # ``data.val`` is one section or a list of them. The tags name the two forms so that pydantic
@@ -227,7 +275,20 @@ class DataSection(_Section):
         train_roots: folders of clean images; each step draws random patches and degrades them on
             the fly with the seven-combination pipeline (:class:`interir.degradations.DegradationPipeline`).
         paired_roots: folders of real degraded/clean pairs (deraining, dehazing); aligned random
-            patches are cut from both. Use either ``train_roots`` or ``paired_roots``.
+            patches are cut from both. Alone, or mixed with the other sources at
+            ``paired_fraction`` ([ours], :mod:`interir.data.mixing`).
+        paired_fraction: share of the training samples that are real pairs when ``paired_roots``
+            is mixed with ``train_roots`` or ``depth_roots`` (required then), e.g. 0.25.
+        paired_combinations: synthetic degradations added to a real pair's degraded image (the
+            clean target unchanged), drawn like ``combinations``; no ``rain`` (the pairs bring
+            their own). Empty (default): the pairs are used as they are.
+        paired_degrade_fraction: share of the real pairs that get one of ``paired_combinations``
+            (the others are left as they are).
+        depth_roots: folders of clean images with a disparity map (Middlebury layout,
+            :class:`interir.data.depth.DepthImageDataset`), degraded like ``train_roots`` but
+            hazed with their own depth (``t = exp(-beta d)``, ``d ~ 1 / disparity``) ([ours]).
+        depth_fraction: share of the training samples drawn from ``depth_roots`` when they are
+            mixed with other sources (required then).
         exclude: file names, or text files listing names (first column, ``#`` comments), to leave
             out of training, e.g. ``bsds432/overlap_with_Rain100H.txt``.
         patch_size: side of the square training patches.
@@ -260,6 +321,11 @@ class DataSection(_Section):
 
     train_roots: list[str] = Field(default_factory=list)
     paired_roots: list[str] = Field(default_factory=list)
+    paired_fraction: float | None = Field(default=None, gt=0, le=1)
+    paired_combinations: list[str] = Field(default_factory=list)
+    paired_degrade_fraction: float = Field(default=0.5, ge=0, le=1)
+    depth_roots: list[str] = Field(default_factory=list)
+    depth_fraction: float | None = Field(default=None, gt=0, le=1)
     exclude: list[str] = Field(default_factory=list)
     patch_size: int = Field(default=64, gt=0)
     augment: bool = True
@@ -279,6 +345,7 @@ class DataSection(_Section):
     _airlight = field_validator("haze_airlight")(_check_airlight)
     _rain_style = field_validator("rain_style")(_check_rain_style)
     _powers = field_validator("level_power")(_check_level_power)
+    _paired_combos = field_validator("paired_combinations")(_check_paired_combinations)
 
     @property
     def val_sets(self) -> list[ValSection]:
@@ -302,13 +369,12 @@ class DataSection(_Section):
 
     @model_validator(mode="after")
     def _check_sources(self) -> "DataSection":
-        if not self.train_roots and not self.paired_roots:
+        if not (self.train_roots or self.paired_roots or self.depth_roots):
             raise ValueError(
-                "no training data: set data.train_roots (clean images, degraded on the fly) or "
-                "data.paired_roots (degraded/clean pairs)"
+                "no training data: set data.train_roots (clean images, degraded on the fly), "
+                "data.paired_roots (degraded/clean pairs) or data.depth_roots (images with depth)"
             )
-        if self.train_roots and self.paired_roots:
-            raise ValueError("set data.train_roots or data.paired_roots, not both")
+        _check_mix(self)
         return self
 
 

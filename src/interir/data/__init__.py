@@ -4,10 +4,13 @@
   :class:`interir.degradations.DegradationPipeline` in the training loop.
 - :class:`PairedImageDataset` - ``input/target``, ``rain/norain`` (Rain100H) and many-to-one
   ``hazy/<scene>_<k>`` -> ``clear/<scene>`` (SOTS) folders.
+- :class:`DepthImageDataset` - clean views with a disparity map (Middlebury layout), for haze on
+  real depth ([ours]).
 - :class:`SyntheticPairDataset`, :func:`synthesize_suite`, :func:`load_synthetic_suite` - the
   seeded seven-combination test sets (``interir synth``).
 """
 
+from interir.data.depth import DepthImageDataset
 from interir.data.paired import (
     LAYOUTS,
     ImagePair,
@@ -35,6 +38,7 @@ __all__ = [
     "MANIFEST_FORMAT",
     "MANIFEST_VERSION",
     "CleanPatchDataset",
+    "DepthImageDataset",
     "ImagePair",
     "PairedImageDataset",
     "SyntheticPairDataset",

@@ -3,7 +3,8 @@
 :func:`build_val_pairs` turns each ``data.val`` section into in-memory degraded/clean pairs:
 synthetic ones (clean images degraded once with the section's seed by
 :class:`interir.data.SyntheticPairDataset`, quantised to 8 bits like saved PNGs) or the first
-pairs of degraded/clean folders (:class:`interir.data.PairedImageDataset`). Scoring them is
+pairs of degraded/clean folders (:class:`interir.data.PairedImageDataset`), or held-out views
+with disparity hazed with their own depth (``haze_depth: real``, [ours]). Scoring them is
 :func:`interir.engine.validation.validate`.
 """
 
@@ -13,9 +14,12 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from interir.config import TrainConfig, ValSection
+from interir.data.depth import DepthImageDataset
 from interir.data.paired import PairedImageDataset
-from interir.data.synthetic import SyntheticPairDataset, quantize8
+from interir.data.synthetic import SyntheticPairDataset, item_seed, quantize8
 from interir.data.training import check_roots, exclusions
 from interir.degradations import COMBINATIONS
 from interir.utils.io import list_images, read_image
@@ -54,6 +58,8 @@ def _val_pairs_of(v: ValSection, cfg: TrainConfig, label: str) -> list[dict[str,
     wanted = _name_filter(v)
     if v.kind == "paired":
         return _paired_pairs(v, wanted)
+    if v.haze_depth == "real":
+        return _real_depth_pairs(v, cfg, label, wanted)
     return _synthetic_pairs(v, cfg, label, wanted)
 
 
@@ -113,6 +119,35 @@ def _synthetic_pairs(v: ValSection, cfg: TrainConfig, label: str,
         clean = centre_crop(read_image(f).image, v.crop).contiguous()
         degraded, _ = synth.degrade(clean, combo, f.stem)
         pairs.append({"name": f"{combo}/{f.stem}", "input": degraded, "target": quantize8(clean)})
+    return pairs
+
+
+def _real_depth_pairs(v: ValSection, cfg: TrainConfig, label: str,
+                      wanted: Callable[[str], bool]) -> list[dict[str, Any]]:
+    """Views with disparity (scenes passing include/exclude) degraded once, view ``k`` with
+    combination ``k`` (cyclically), hazed with their own depth (:mod:`interir.data.depth`); the
+    draws are seeded per (combination, view) as :class:`SyntheticPairDataset` seeds them."""
+    views = []
+    for root in v.roots:
+        ds = DepthImageDataset(root)
+        views += [(ds, i) for i, (view, _) in enumerate(ds.pairs) if wanted(view.parent.name)]
+    if not views:
+        raise ValueError(f"no views left in {label}.roots={v.roots} after {label}.include/exclude")
+    combos = v.combinations or cfg.data.combinations or list(COMBINATIONS)
+    levels = v.max_levels if v.max_levels is not None else cfg.data.max_levels
+    synth = SyntheticPairDataset([ds.pairs[i][0] for ds, i in views[:1]], combos, seed=v.seed,
+                                 max_levels=levels, haze_airlight=v.haze_airlight, rain_style=v.rain_style)
+    pairs: list[dict[str, Any]] = []
+    for vi, ci in _image_combination_order(len(views), len(combos), v.limit):
+        (ds, i), combo = views[vi], synth.combinations[ci]
+        item, name = ds[i], ds.names[i]
+        clean = quantize8(centre_crop(item["image"], v.crop).contiguous())
+        depth = centre_crop(item["depth"], v.crop).contiguous()
+        g = torch.Generator().manual_seed(item_seed(v.seed, combo, name))
+        pipe = synth._pipes[combo]
+        params = pipe.sample(1, g, combination=combo)
+        degraded = quantize8(pipe.apply(clean[None], params, depth[None])[0])
+        pairs.append({"name": f"{combo}/{name}", "input": degraded, "target": clean})
     return pairs
 
 

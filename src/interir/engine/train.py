@@ -284,10 +284,12 @@ def _log_start(state: TrainState, s: _Session, resumed: bool) -> None:
         "run %s: %s (%.3f M params) on %s x%d%s, %s %d images, patch %d, batch %d (%d per process), "
         "%d iterations%s, amp %s",
         s.run_dir, cfg.model.name, n_params / 1e6, di.device, di.world_size,
-        f" ({di.backend})" if di.backend else "", "paired" if s.batches.paired else "clean",
+        f" ({di.backend})" if di.backend else "", s.batches.kind,
         len(s.batches), cfg.data.patch_size, t_cfg.batch_size, len(s.batches.rows),
         t_cfg.iterations, f", resuming at step {state.step}" if resumed else "", state.amp_mode,
     )
+    if s.batches.mixed:
+        log.info("training mix: %s", s.batches.describe_mix())
     if s.val_pairs:
         kinds = "+".join(sorted({v.kind for v in cfg.data.val_sets}))
         log.info("validation: %d %s pairs every %s steps", len(s.val_pairs), kinds,
@@ -374,7 +376,7 @@ def _validate(state: TrainState, s: _Session) -> None:
     state.last_val_step, state.last_val = step, {"psnr": res["psnr"], "ssim": res["ssim"]}
     improved = state.best is None or res["psnr"] > state.best["psnr"]
     log.info("validation step %d: PSNR %.3f dB  SSIM %.4f  (%d images, %.1fs)%s%s", step,
-             res["psnr"], res["ssim"], res["val_images"], res["seconds"], per_set_text(res),
+             res["psnr"], res["ssim"], res["val_images"], res["seconds"], per_set_text(res, names=_val_names(s.cfg)),
              "  [best]" if improved else "")
     row = {"psnr": res["psnr"], "ssim": res["ssim"], "val_images": res["val_images"]}
     if len(res["sets"]) > 1:
@@ -383,6 +385,12 @@ def _validate(state: TrainState, s: _Session) -> None:
     if improved:
         state.best = {"step": step, "psnr": res["psnr"], "ssim": res["ssim"]}
         save_best(state, s.run_dir)
+
+
+def _val_names(cfg: TrainConfig) -> dict[int, str]:
+    """``{k: data.val[k].name}`` of the named validation sets."""
+    sets = cfg.data.val if isinstance(cfg.data.val, list) else [cfg.data.val]
+    return {k: v.name for k, v in enumerate(sets) if v.name}
 
 
 def _save_last(state: TrainState, s: _Session) -> None:

@@ -68,10 +68,14 @@ def validation_scores(report: EvalReport, label: str) -> dict[str, Any]:
     return {"psnr": sum(ps) / n, "ssim": sum(ss) / n, "val_images": len(ps), "sets": sets}
 
 
-def per_set_text(result: dict[str, Any], ssim: bool = False) -> str:
-    """``"  [set 0: 21.76, set 1: 21.77]"`` for a :func:`validate` result of several sets, else ``""``."""
+def per_set_text(result: dict[str, Any], ssim: bool = False,
+                 names: dict[int, str] | None = None) -> str:
+    """``"  [set 0: 21.76, set 1: 21.77]"`` for a :func:`validate` result of several sets, else
+    ``""``; ``names`` (``{k: "RainTrainH_6"}``, from ``data.val[k].name``) replaces ``set k``."""
     sets = result.get("sets", {})
     if len(sets) < 2:
         return ""
-    cells = [f"set {k}: {v['psnr']:.3f}" + (f" / {v['ssim']:.4f}" if ssim else "") for k, v in sets.items()]
+    names = names or {}
+    cells = [f"{names.get(k) or f'set {k}'}: {v['psnr']:.3f}" + (f" / {v['ssim']:.4f}" if ssim else "")
+             for k, v in sets.items()]
     return "  [" + ", ".join(cells) + "]"

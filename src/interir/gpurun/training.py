@@ -58,7 +58,7 @@ def recipe(opts: argparse.Namespace, work: Path) -> dict[str, Any]:
     val = config_to_dict(load_config(opts.val_config))["data"]["val"]
     base["model"] = {"name": opts.model, "overrides": {}}
     data = base["data"]
-    for key in ("train_roots", "paired_roots", "exclude"):
+    for key in ("train_roots", "paired_roots", "depth_roots", "exclude"):
         data[key] = [rebase(p, opts.data) for p in data[key]]
     data["val"] = _rebased_val(val, opts.data)
     # Stage checkpointing starts off for the model that replaces the recipe's: the throughput
