@@ -144,3 +144,22 @@ def test_bad_temperatures():
         ExplainableConv2d(2, 2, 3, ste_temperature=0)
     with pytest.raises(ValueError, match="temperature"):
         ExplainableConv2d(2, 2, 3, attention_temperature=-1)
+
+
+def test_training_form_equals_export_form(monkeypatch):
+    """The grouped convolution and adaptive pooling that training uses give the outputs and
+    gradients of the export form (shifted multiply-adds, cumulative-sum pooling)."""
+    import interir.models.explainable_conv as module
+
+    torch.manual_seed(0)
+    conv = module.ExplainableConv2d(6, 6, 3, padding=1, groups=6)
+    x = torch.rand(2, 6, 13, 11, requires_grad=True)
+    results = []
+    for exporting in (False, True):
+        monkeypatch.setattr(module, "is_exporting", lambda exporting=exporting: exporting)
+        out = conv(x)
+        grads = torch.autograd.grad(out.square().sum(), (x, conv.weight, conv.threshold))
+        results.append((out.detach(), grads))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
