@@ -42,7 +42,7 @@ def load_crops(suite: Path, per_combination: int, crop: int) -> list[tuple[torch
     for combination in manifest["combinations"]:
         inputs = sorted((suite / combination / "input").glob("*.png"))[:per_combination]
         for path in inputs:
-            degraded, clean = read_image(path), read_image(suite / combination / "target" / path.name)
+            degraded, clean = read_image(path).image, read_image(suite / combination / "target" / path.name).image
             top, left = (degraded.shape[-2] - crop) // 2, (degraded.shape[-1] - crop) // 2
             pairs.append(tuple(t[:, top : top + crop, left : left + crop] for t in (degraded, clean)))
     return pairs

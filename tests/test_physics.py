@@ -59,3 +59,13 @@ def test_modulation_knockout_is_the_plain_convolution():
         with modulation_disabled(model):
             torch.testing.assert_close(model(x), plain(x))
         assert xconv.modulate and not torch.allclose(xconv(x), plain(x), atol=1e-4)
+
+
+def test_shipped_v3_weights_keep_the_data_term():
+    """Core v3's residual data term after training (issue 25 item 5): the sign holds by
+    construction, and training did not switch the term off (w_d ~ 1 after the rematch)."""
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    report = physics_report(load_model("eb-interir-small-v3"), image)
+    assert report.sign_holds
+    assert all(t.form == "residual" and t.w1 > 0.5 for t in report.data_terms)
+    assert all(s.numerical_rank == 1 for s in report.p_h + report.p_w)  # the rank-1 operator
