@@ -53,7 +53,7 @@ def eval_command(
                                     "header (default: what the available memory holds).",
         show_default=False)] = None,
     threads: Annotated[Optional[int], typer.Option(
-        "--threads", min=1, help=THREADS_HELP, show_default=False)] = None,
+        "--threads", min=0, help=THREADS_HELP, show_default=False)] = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No progress output (the table is still printed).")] = False,
 ) -> None:

@@ -18,6 +18,7 @@ import typer
 
 from interir.cli.app import app
 from interir.utils.progress import ProgressDisplay
+from interir.utils.threads import THREADS_HELP
 
 _MODEL_HELP = (
     "Checkpoint folder/run/.safetensors, 'default' (bundled weights) or a registered name "
@@ -103,13 +104,17 @@ def explain_command(
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
     max_pixels: Annotated[Optional[int], typer.Option(
         "--max-pixels", min=1, help=_MAX_PIXELS_HELP, show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=0, help=THREADS_HELP, show_default=False)] = None,
 ) -> None:
     """Show what each unfolding stage and chosen explainable convolutions do on IMAGE."""
     from interir.explain import MissingExtraError, explain_image, write_report
     from interir.loading import load_model
     from interir.models.explainable_conv import explainable_convs
     from interir.utils.io import pixel_limit
+    from interir.utils.threads import apply_threads
 
+    apply_threads(threads)
     try:
         net = load_model(model, device)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
@@ -176,6 +181,8 @@ def embed_command(
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
     max_pixels: Annotated[Optional[int], typer.Option(
         "--max-pixels", min=1, help=_MAX_PIXELS_HELP, show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=0, help=THREADS_HELP, show_default=False)] = None,
 ) -> None:
     """The paper's Figure 6: t-SNE of degradation embeddings, InterIR beside the deepsn baseline."""
     from interir.explain import (
@@ -190,8 +197,10 @@ def embed_command(
     from interir.explain.embedding import untrained_warning
     from interir.loading import load_model
     from interir.utils.io import pixel_limit
+    from interir.utils.threads import apply_threads
 
     _check_out(out)
+    apply_threads(threads)
 
     try:
         config = EmbeddingConfig(

@@ -104,7 +104,7 @@ def restore_command(
         "--recursive", "-r", help="Also restore images in sub-folders of folder inputs.")] = False,
     quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG quality.")] = 95,
     threads: Annotated[Optional[int], typer.Option(
-        "--threads", min=1, help=THREADS_HELP, show_default=False)] = None,
+        "--threads", min=0, help=THREADS_HELP, show_default=False)] = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="Print only failures and the summary (no progress).")] = False,
     max_pixels: Annotated[Optional[int], typer.Option(

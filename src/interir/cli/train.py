@@ -48,6 +48,11 @@ def train_command(
         "--max-steps", min=1, help="Stop this session after N steps with a checkpoint (smoke "
                                    "tests; the schedule still spans train.iterations).",
         show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=0, help="torch CPU threads per process (same as train.threads). Default: "
+                                 "train.threads of the config, else $INTERIR_THREADS, else 1 "
+                                 "(never much slower, far faster on a busy machine; 0 keeps "
+                                 "torch's own choice, all cores).", show_default=False)] = None,
     print_config: Annotated[bool, typer.Option(
         "--print-config", help="Print the resolved configuration and exit.")] = False,
     list_configs: Annotated[bool, typer.Option(
@@ -67,6 +72,8 @@ def train_command(
     items = list(overrides or [])
     if max_minutes is not None:
         items.append(f"train.max_minutes={max_minutes}")
+    if threads is not None:
+        items.append(f"train.threads={threads}")
     try:
         cfg = load_config(resolve_config_path(config), items)
     except ConfigError as e:
