@@ -21,7 +21,8 @@ from interir.engine.evaluate import EvalOptions, evaluate
 from interir.inference import plan_tiles, restore_paths, restore_tensor
 from interir.inference.tiling import tiled_apply
 from interir.utils.progress import ProgressDisplay, choose_mode, format_seconds
-from interir.utils.threads import DEFAULT_THREADS, THREADS_HELP, apply_threads
+from interir.cli.options import THREADS_HELP
+from interir.utils.threads import DEFAULT_THREADS, apply_threads
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()

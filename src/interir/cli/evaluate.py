@@ -10,7 +10,7 @@ import typer
 
 from interir.cli.app import app
 from interir.utils.progress import ProgressDisplay
-from interir.utils.threads import THREADS_HELP
+from interir.cli.options import THREADS_HELP
 
 
 @app.command("eval")

@@ -18,7 +18,7 @@ import typer
 
 from interir.cli.app import app
 from interir.utils.progress import ProgressDisplay
-from interir.utils.threads import THREADS_HELP
+from interir.cli.options import THREADS_HELP
 
 _MODEL_HELP = (
     "Checkpoint folder/run/.safetensors, 'default' (bundled weights) or a registered name "

@@ -25,20 +25,13 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["DEFAULT_THREADS", "THREADS_ENV", "THREADS_HELP", "resolve_threads", "apply_threads", "thread_count"]
+__all__ = ["DEFAULT_THREADS", "THREADS_ENV", "resolve_threads", "apply_threads", "thread_count"]
 
 #: Threads when neither an argument, the command nor ``INTERIR_THREADS`` says otherwise.
 DEFAULT_THREADS = 1
 #: Environment variable read by every entry point when no argument is given.
 THREADS_ENV = "INTERIR_THREADS"
 
-#: The ``--threads`` help of every command that has the option.
-THREADS_HELP = (
-    "torch CPU threads; 0 keeps torch's own choice (all cores). Default: $INTERIR_THREADS, else 1, "
-    "chosen by measurement (a 1-MP photo on 2 cores): on an idle machine all cores are 1.5x "
-    "faster, with one core busy they are 2x slower; 1 is never much worse. Pass the core count "
-    "on a machine you know is idle."
-)
 
 
 def _from_env() -> int | None:
