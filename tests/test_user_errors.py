@@ -80,3 +80,46 @@ def test_readme_python_snippet_runs(tmp_path, monkeypatch):
     exec(compile(snippet, "README.md", "exec"), {})
     restored = interir.utils.read_image(tmp_path / "restored.png").image
     assert restored.shape == (3, 40, 56)
+
+
+def test_torch_hub_offers_every_shipped_model():
+    rain = torch.hub.load(str(REPO), "interir_rain", source="local", trust_repo=True)
+    assert rain.pretrained_name == "default-rain" and not rain.training
+    nafnet = torch.hub.load(str(REPO), "interir_pretrained", "eb-nafnet-small", source="local")
+    assert nafnet.pretrained_name == "eb-nafnet-small"
+    import runpy
+
+    entries = {name for name, value in runpy.run_path(str(REPO / "hubconf.py")).items()
+               if callable(value) and name.startswith("interir_")}
+    assert {"interir_default", "interir_rain", "interir_pretrained", "interir_model"} <= entries
+
+
+_WORK_FOLDER = """
+import sys, time
+from interir.webapp.service import AppSettings, exit_cleanly_on_terminate
+settings = AppSettings(models=["interir-tiny"])
+(settings.work_dir / "request-x").mkdir()
+print(settings.work_dir, flush=True)
+if sys.argv[1] == "wait":
+    exit_cleanly_on_terminate()
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "wait"])
+def test_the_page_removes_its_temporary_work_folder(tmp_path, how):
+    """It held 43 MB after 64 requests and was never removed (issue 30); now on exit and on kill."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(REPO / "src")}
+    process = subprocess.Popen([sys.executable, "-c", _WORK_FOLDER, how], env=env,
+                               stdout=subprocess.PIPE, text=True)
+    folder = Path(process.stdout.readline().strip())
+    assert folder.parent == tmp_path and folder.name.startswith("interir-app-")
+    if how == "wait":
+        assert folder.is_dir()
+        process.terminate()
+    assert process.wait(timeout=60) == 0
+    assert not folder.exists()

@@ -67,6 +67,7 @@ def app_command(
     settings = AppSettings(device=device, max_pixels=int(max_megapixels * 1e6),
                            max_files=max_files, work_dir=work_dir,
                            **({"models": list(models)} if models else {}))
+    public = "also through a public gradio link" if share else "--share adds a public link"
     typer.echo(f"serving on http://{host}:{port} (models: {', '.join(settings.models)}; "
-               "Ctrl+C stops)")
+               f"{public}; Ctrl+C stops)")
     launch(settings, host=host, port=port, share=share)
