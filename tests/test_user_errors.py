@@ -99,9 +99,10 @@ import sys, time
 from interir.webapp.service import AppSettings, exit_cleanly_on_terminate
 settings = AppSettings(models=["interir-tiny"])
 (settings.work_dir / "request-x").mkdir()
+if sys.argv[1] == "wait":  # the handler first: the test terminates as soon as it reads the line
+    exit_cleanly_on_terminate()
 print(settings.work_dir, flush=True)
 if sys.argv[1] == "wait":
-    exit_cleanly_on_terminate()
     time.sleep(120)
 """
 
