@@ -41,11 +41,20 @@ EVALUATION = {
 }
 
 
+# The photos tests/data held when the scores were recorded: the run reads a copy of exactly these,
+# so a photo added to tests/data for another test cannot change its data.
+RECORDED_PHOTOS = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png")
+
+
 def _run(tmp_path: Path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in RECORDED_PHOTOS:
+        (photos / name).write_bytes((DATA / name).read_bytes())
     base = {
         "model": {"name": "interir-tiny", "overrides": V1},
-        "data": {"train_roots": [str(DATA)], "patch_size": 32,
-                 "val": {"kind": "synthetic", "roots": [str(DATA)], "limit": 3, "crop": 40}},
+        "data": {"train_roots": [str(photos)], "patch_size": 32,
+                 "val": {"kind": "synthetic", "roots": [str(photos)], "limit": 3, "crop": 40}},
         "train": {"iterations": 4, "batch_size": 2, "threads": 1, "log_every": 2, "val_every": 2,
                   "ckpt_every": 0, "device": "cpu"},
         "output": {"dir": str(tmp_path / "runs"), "name": "golden", "tensorboard": "off"},
