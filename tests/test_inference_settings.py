@@ -233,4 +233,5 @@ def test_cli_help_documents_the_settings():
     assert result.exit_code == 0
     for flag in ("--channels-last", "--no-channels-last", "--precision", "--pool-window"):
         assert flag in result.output
-    assert "inference_settings" in result.output  # where the defaults were measured
+    # why the defaults are what they are, without citing benchmarks/ (not in the wheel, issue 30)
+    assert "measured" in result.output and "benchmarks/" not in result.output
