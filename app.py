@@ -33,5 +33,7 @@ def settings_from_env() -> AppSettings:
 
 
 if __name__ == "__main__":
-    launch(settings_from_env(), host=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-           port=int(os.environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT)))
+    host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    port = int(os.environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT))
+    print(f"serving on http://{host}:{port}", flush=True)
+    launch(settings_from_env(), host=host, port=port)

@@ -2,6 +2,9 @@
 
 - ``interir_default()``: the pretrained model shipped in ``src/interir/weights`` (checked against
   its sha256), in eval mode; it maps ``(B, 3, H, W)`` in [0, 1] to restored images of that shape;
+- ``interir_rain()``: the shipped ``default-rain`` model, for dense rain streaks;
+- ``interir_pretrained(name)``: any shipped model by name (``interir.list_pretrained()``: ``default``,
+  ``default-rain`` and the equal-budget ``eb-*`` models);
 - ``interir_model(name, **overrides)``: a registered architecture (``interir.list_models()``) with
   random weights, for training or tests.
 
@@ -30,6 +33,21 @@ def interir_default(map_location: str = "cpu"):
         map_location: device for the weights, e.g. ``"cpu"`` or ``"cuda"``.
     """
     return load_pretrained("default", map_location=map_location)
+
+
+def interir_rain(map_location: str = "cpu"):
+    """The shipped ``default-rain`` model (dense rain streaks, Rain100H-like), in eval mode."""
+    return load_pretrained("default-rain", map_location=map_location)
+
+
+def interir_pretrained(name: str = "default", map_location: str = "cpu"):
+    """A shipped pretrained model by name, in eval mode (sha256-checked).
+
+    Args:
+        name: one of ``interir.list_pretrained()``, e.g. ``"default-rain"`` or ``"eb-nafnet-small"``.
+        map_location: device for the weights.
+    """
+    return load_pretrained(name, map_location=map_location)
 
 
 def interir_model(name: str = "interir", **overrides):

@@ -76,9 +76,32 @@ def test_every_module_imports_first_without_a_cycle():
 
 def test_import_interir_leaves_heavy_optional_dependencies_out():
     modules, _ = _modules_after("import interir")
-    assert [m for m in HEAVY_OPTIONAL if m in modules] == []
-    assert "interir.models.factory" in modules  # the registry is filled
+    assert [m for m in HEAVY_OPTIONAL + ["scipy", "torch"] if m in modules] == []
+    assert "interir.models.factory" not in modules  # filled on the first lookup (issue 30)
     assert "interir.engine.train" not in modules
+
+
+def test_lazy_names_and_registry_work_on_first_use():
+    code = (
+        "import interir\n"
+        "assert 'interir-tiny' in interir.list_models()\n"
+        "model = interir.create_model('interir-tiny')\n"
+        "assert interir.models.InterIR is type(model)\n"
+        "from interir import load_pretrained, list_pretrained\n"
+        "assert 'default-rain' in list_pretrained()\n"
+        "from interir.utils import read_image\n"
+    )
+    modules, _ = _modules_after(code)
+    assert "interir.models.factory" in modules and "torch" in modules
+
+
+def test_version_and_help_import_no_torch():
+    """``interir --version`` took 1.5-7 s when every command imported torch at start-up."""
+    code = HELP.replace('"--help"', '"--version"')
+    for program in (code, HELP):
+        modules, output = _modules_after(program)
+        assert "torch" not in modules and "numpy" not in modules
+    assert "interir " in _run(code).stdout
 
 
 def test_help_lists_the_commands_without_importing_them():

@@ -21,7 +21,8 @@ from interir.engine.evaluate import EvalOptions, evaluate
 from interir.inference import plan_tiles, restore_paths, restore_tensor
 from interir.inference.tiling import tiled_apply
 from interir.utils.progress import ProgressDisplay, choose_mode, format_seconds
-from interir.utils.threads import DEFAULT_THREADS, THREADS_HELP, apply_threads
+from interir.cli.options import THREADS_HELP
+from interir.utils.threads import DEFAULT_THREADS, apply_threads
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -170,22 +171,27 @@ def test_restore_prints_one_line_per_image_with_its_time(tmp_path, monkeypatch):
 
 
 def test_help_states_the_thread_default_and_no_stale_tile_text():
-    assert DEFAULT_THREADS == 1 and "Default 1, chosen by measurement" in THREADS_HELP
-    assert "benchmarks/thread_default.py" in THREADS_HELP
-    for command in ("restore", "eval"):
+    assert DEFAULT_THREADS == 1 and "else 1, chosen by measurement" in THREADS_HELP
+    assert "INTERIR_THREADS" in THREADS_HELP and "benchmarks/" not in THREADS_HELP  # not in the wheel
+    for command in ("restore", "eval", "explain"):
         result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "300"})
         text = " ".join(result.output.split())
-        assert result.exit_code == 0 and "Default 1, chosen by measurement" in text
+        assert result.exit_code == 0 and "else 1, chosen by measurement" in text
     restore_help = " ".join(runner.invoke(app, ["restore", "--help"],
                                           env={"COLUMNS": "300"}).output.split())
     assert "interir-small" not in restore_help and "512 for the default model" in restore_help
 
 
-def test_apply_threads_sets_torch_and_refuses_zero():
-    assert apply_threads(1) == 1 == torch.get_num_threads()
-    assert apply_threads(None) == 1  # the default keeps the current setting
-    with pytest.raises(ValueError):
-        apply_threads(0)
+def test_apply_threads_sets_torch_and_refuses_negative(monkeypatch):
+    monkeypatch.setenv("INTERIR_THREADS", "")  # empty counts as unset; put back after the test
+    before = torch.get_num_threads()
+    try:
+        assert apply_threads(1) == 1 == torch.get_num_threads()
+        assert apply_threads(None) == 1  # nothing given: 1
+        with pytest.raises(ValueError):
+            apply_threads(-1)
+    finally:
+        torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------------- benchmark

@@ -61,6 +61,10 @@ def _wait_until_up(process: subprocess.Popen, base: str, log: Path) -> None:
     pytest.fail(f"app.py did not answer within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
 
 
+#: The log of the module's server (stdout and stderr), once it has started.
+SERVER_LOG: list[Path] = []
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """app.py in a subprocess, serving a saved interir-tiny checkpoint: (base URL, checkpoint)."""
@@ -73,6 +77,7 @@ def server(tmp_path_factory):
            "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_TEMP_DIR": str(root / "gradio"),
            "OMP_NUM_THREADS": "1"}
     log = root / "server.log"
+    SERVER_LOG.append(log)
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=root, env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
@@ -215,3 +220,32 @@ def test_browser_uploads_a_photo_and_shows_the_restored_image(server, tmp_path):
         pytest.fail(f"the page did not get there in {BROWSER_TIMEOUT_S} s; it shows:\n{text}")
     finally:
         driver.quit()
+
+
+def test_browser_shows_a_user_error_in_the_page_and_the_log_has_no_traceback(server, tmp_path):
+    """Issue 30: the message stayed only in a toast that went away, and the server log printed a
+    traceback for every user error."""
+    driver = _chrome(tmp_path)
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image")
+    wait = WebDriverWait(driver, BROWSER_TIMEOUT_S)
+    try:
+        driver.get(server[0])
+        upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR,
+                                                     "#interir-upload input[type=file]"))
+        upload.send_keys(str(notes))
+        wait.until(_elements_naming("notes.png", "#interir-upload a[href]", "href"))
+        wait.until(_click_when_free("interir-restore"))
+        status = wait.until(lambda d: [e for e in d.find_elements(By.ID, "interir-status")
+                                       if "is not an image" in e.text])
+        assert "Error" in status[0].text and "notes.png" in status[0].text
+        time.sleep(12)  # longer than gradio's toasts last by default (10 s): still there
+        assert "notes.png is not an image" in driver.find_element(By.ID, "interir-status").text
+    except TimeoutException:
+        text = driver.find_element(By.TAG_NAME, "body").text
+        pytest.fail(f"the page did not get there in {BROWSER_TIMEOUT_S} s; it shows:\n{text}")
+    finally:
+        driver.quit()
+    log = SERVER_LOG[-1].read_text()
+    assert "request refused: notes.png is not an image" in log or "Traceback" not in log
+    assert "Traceback" not in log

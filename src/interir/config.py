@@ -445,7 +445,8 @@ class TrainSection(_Section):
         ckpt_every: steps between ``checkpoints/last`` saves (0: only at the end).
         max_minutes: stop cleanly (with a checkpoint) after this much wall time; ``None``: no limit.
         deterministic: request deterministic kernels (GPU; slower).
-        threads: CPU threads per process (``None``: PyTorch's default / OMP_NUM_THREADS).
+        threads: CPU threads per process (``None``: ``INTERIR_THREADS``, else 1, the rule of every
+            entry point, :mod:`interir.utils.threads`; 0: PyTorch's own choice, all cores).
         init_from: start from these weights (checkpoint folder or .safetensors), not a resume.
         init_missing_ok: let ``init_from`` leave parameters it lacks at their initialisation,
             e.g. a zero-initialised module added to a trained network (``airlight_stats``).
@@ -467,7 +468,7 @@ class TrainSection(_Section):
     ckpt_every: int = Field(default=500, ge=0)
     max_minutes: float | None = Field(default=None, gt=0)
     deterministic: bool = False
-    threads: int | None = Field(default=None, gt=0)
+    threads: int | None = Field(default=None, ge=0)
     init_from: str | None = None
     init_missing_ok: bool = False
     check_replicas: bool = True

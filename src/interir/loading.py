@@ -27,6 +27,7 @@ Public API::
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import math
 import os
@@ -47,7 +48,7 @@ from interir.engine.checkpoint import (
     save_checkpoint,
     shape_problems,
 )
-from interir.registry import closest_match_hint, create_model, list_models, stored_config
+from interir.registry import create_model, list_models, stored_config
 from interir.utils.device import resolve_device
 
 __all__ = ["load_model", "load_pretrained", "build_model", "check_consistent", "ship_pretrained"]
@@ -90,11 +91,37 @@ def load_model(spec: ModelSpec, device: str | torch.device = "cpu", *, use_ema: 
         return _random_weights(name, run_device)
     if name == "default":
         pretrained.pretrained_path(name)  # raises: nothing is shipped under that name
-    names = list_models()
-    raise FileNotFoundError(
-        f"'{name}' is neither an existing checkpoint path nor a registered model name."
-        f"{closest_match_hint(name, names)} Valid names: {', '.join(names)}; or 'default' for "
-        "the bundled weights"
+    raise _not_found(name)
+
+
+#: Endings of the files :func:`load_model` reads: a spec ending so is a path, never a name.
+_CHECKPOINT_SUFFIXES = (".safetensors", ".json", ".pt", ".pth", ".ckpt")
+
+
+def _looks_like_path(name: str) -> bool:
+    """True when ``name`` can only be meant as a file or folder (a separator, a file ending)."""
+    return (
+        "/" in name or os.sep in name or name.startswith(("~", "."))
+        or name.lower().endswith(_CHECKPOINT_SUFFIXES)
+    )
+
+
+def _not_found(name: str) -> FileNotFoundError:
+    """The error for a spec that is no shipped name, existing path or architecture: a missing
+    path says "no such file"; a name gets the closest shipped and registered names."""
+    shipped = pretrained.list_pretrained()
+    if _looks_like_path(name):
+        return FileNotFoundError(
+            f"no such file or folder: '{name}'. Fix: check the path (a run folder, checkpoint "
+            f"folder or .safetensors file), or name a shipped model: {', '.join(shipped) or 'none'}"
+        )
+    architectures = list_models()
+    close = difflib.get_close_matches(name, shipped + architectures, n=4, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return FileNotFoundError(
+        f"'{name}' is neither a shipped model, an existing checkpoint path nor a registered "
+        f"model name.{hint} Shipped (trained weights): {', '.join(shipped) or 'none'}. "
+        f"Architectures (random weights): {', '.join(architectures)}"
     )
 
 
@@ -135,8 +162,11 @@ def load_pretrained(name: ModelSpec = "default", map_location: str | torch.devic
     Returns:
         The network, mapping ``(B, 3, H, W)`` in [0, 1] to restored images of the same shape.
     """
-    if str(name) not in pretrained.list_pretrained() and not Path(name).exists():
-        pretrained.pretrained_path(str(name))  # raises, listing the shipped names
+    spec, path = str(name), Path(name)
+    if spec not in pretrained.list_pretrained() and not path.exists() and recover_dir(path) == path:
+        if _looks_like_path(spec):
+            raise _not_found(spec)  # "no such file", not "no shipped model named ..."
+        pretrained.pretrained_path(spec)  # raises, listing the shipped names
     return load_model(name, map_location)
 
 

@@ -17,6 +17,7 @@ release, see ``scripts/ship_default.py``).
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,10 @@ def pretrained_path(name: str = "default") -> Path:
     entries = _registry()
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none"
+        close = difflib.get_close_matches(name, sorted(entries), n=3, cutoff=0.6)
+        hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
         raise PretrainedError(
-            f"no shipped pretrained model named {name!r} (shipped: {known}). "
+            f"no shipped pretrained model named {name!r} (shipped: {known}). {hint}"
             "Train one with `interir train configs/cpu-small.yaml` and pass the run folder instead."
         )
     entry = entries[name]

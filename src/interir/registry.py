@@ -4,8 +4,9 @@ Builders take keyword overrides of their configuration dataclass and return an `
 Unknown names and unknown overrides fail with the list of valid choices and the closest match,
 so a typo never silently falls back to a default.
 
-The mapping is filled by :mod:`interir.models` (its ``factory`` module registers the named
-variants), which ``import interir`` imports; this module imports no model code itself.
+The mapping is filled by :mod:`interir.models.factory` (it registers the named variants), which
+this module imports on the first lookup (:func:`_registered`): ``import interir`` stays free of
+torch and the network code until a model is asked for (start-up time, issue 30).
 
 A configuration read from a file (a checkpoint's header or ``model.json``) is checked by
 :func:`check_stored_config` before anything is built: every size field has an upper bound
@@ -17,14 +18,30 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import math
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from torch import nn
+if TYPE_CHECKING:  # annotations only: importing torch here would slow every command's start-up
+    from torch import nn
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 _DEFAULT_CONFIGS: dict[str, Any] = {}
 _DESCRIPTIONS: dict[str, str] = {}
+_FILLED = False
+
+
+def _registered() -> dict[str, Callable[..., nn.Module]]:
+    """The builders, after importing the module that registers the named variants (once)."""
+    global _FILLED
+    if not _FILLED:
+        _FILLED = True  # set first: the import below calls register_model
+        try:
+            importlib.import_module("interir.models.factory")
+        except BaseException:
+            _FILLED = False
+            raise
+    return _BUILDERS
 
 
 def closest_match_hint(name: str, choices: list[str]) -> str:
@@ -49,16 +66,17 @@ def register_model(name: str, default_config: Any, description: str = ""):
 
 def list_models() -> list[str]:
     """Names accepted by :func:`create_model`, sorted."""
-    return sorted(_BUILDERS)
+    return sorted(_registered())
 
 
 def describe_model(name: str) -> str:
+    _registered()
     return _DESCRIPTIONS.get(name, "")
 
 
 def model_config(name: str, **overrides: Any) -> Any:
     """The configuration dataclass that ``create_model(name, **overrides)`` would build from."""
-    if name not in _BUILDERS:
+    if name not in _registered():
         raise ValueError(
             f"unknown model {name!r}.{closest_match_hint(name, list(_BUILDERS))} "
             f"Valid names: {', '.join(sorted(_BUILDERS))}."
@@ -185,6 +203,7 @@ def stored_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
     Fields of :data:`RETIRED_FIELDS` are dropped.
     """
     config = {k: v for k, v in config.items() if k not in RETIRED_FIELDS}
+    _registered()
     base = _DEFAULT_CONFIGS.get(name)
     if not config or base is None or not dataclasses.is_dataclass(base):
         return dict(config)

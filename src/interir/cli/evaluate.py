@@ -10,7 +10,7 @@ import typer
 
 from interir.cli.app import app
 from interir.utils.progress import ProgressDisplay
-from interir.utils.threads import THREADS_HELP
+from interir.cli.options import THREADS_HELP
 
 
 @app.command("eval")
@@ -56,7 +56,7 @@ def eval_command(
                                     "header (default: what the available memory holds).",
         show_default=False)] = None,
     threads: Annotated[Optional[int], typer.Option(
-        "--threads", min=1, help=THREADS_HELP, show_default=False)] = None,
+        "--threads", min=0, help=THREADS_HELP, show_default=False)] = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No progress output (the table is still printed).")] = False,
 ) -> None:

@@ -18,6 +18,7 @@ import typer
 
 from interir.cli.app import app
 from interir.utils.progress import ProgressDisplay
+from interir.cli.options import THREADS_HELP
 
 _MODEL_HELP = (
     "Checkpoint folder/run/.safetensors, 'default' (bundled weights) or a registered name "
@@ -103,6 +104,8 @@ def explain_command(
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
     max_pixels: Annotated[Optional[int], typer.Option(
         "--max-pixels", min=1, help=_MAX_PIXELS_HELP, show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=0, help=THREADS_HELP, show_default=False)] = None,
 ) -> None:
     """Show what each unfolding stage and chosen explainable convolutions do on IMAGE."""
     from interir.explain import MissingExtraError, explain_image, write_report
@@ -111,7 +114,9 @@ def explain_command(
     from interir.models.unfolding import InterIR
     from interir.models.explainable_conv import explainable_convs
     from interir.utils.io import pixel_limit
+    from interir.utils.threads import apply_threads
 
+    apply_threads(threads)
     try:
         net = load_model(model, device)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
@@ -184,6 +189,8 @@ def embed_command(
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
     max_pixels: Annotated[Optional[int], typer.Option(
         "--max-pixels", min=1, help=_MAX_PIXELS_HELP, show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=0, help=THREADS_HELP, show_default=False)] = None,
 ) -> None:
     """The paper's Figure 6: t-SNE of degradation embeddings, InterIR beside the deepsn baseline."""
     from interir.explain import (
@@ -198,8 +205,10 @@ def embed_command(
     from interir.explain.embedding import untrained_warning
     from interir.loading import load_model
     from interir.utils.io import pixel_limit
+    from interir.utils.threads import apply_threads
 
     _check_out(out)
+    apply_threads(threads)
 
     try:
         config = EmbeddingConfig(

@@ -9,28 +9,26 @@ from typing import Annotated, Optional
 import typer
 
 from interir.cli.app import app
-from interir.inference.restore import DEFAULT_CHANNELS_LAST, DEFAULT_PRECISION, PRECISIONS
+from interir.cli.options import DEFAULT_CHANNELS_LAST, DEFAULT_PRECISION, PRECISIONS, THREADS_HELP
 from interir.utils.progress import ProgressDisplay, format_seconds
-from interir.utils.threads import THREADS_HELP
 
-#: Help of the inference settings; the figures are from benchmarks/results/inference_settings.md.
+# Help of the inference settings. The figures were measured on a 2-core CPU with the default
+# model (docs/inference.md); the help names no repository file, which an installed wheel lacks.
 CHANNELS_LAST_HELP = (
     "Run the model in channels-last memory format: the same result to float rounding; with bf16 "
-    "1.6x faster than bf16 alone for the default model on the 2-core CPU measured "
-    "(benchmarks/inference_settings.py, benchmarks/results/inference_settings.md), hence the "
+    "1.6x faster than bf16 alone for the default model on the 2-core CPU measured, hence the "
     "default.")
 PRECISION_HELP = (
     "auto | fp32 | bf16. bf16 runs convolutions and matrix products in bfloat16 (torch.autocast, "
     "CPU or CUDA); the output stays float32. With channels-last it was 1.98x faster than fp32 "
-    "(CPU time) and within 0.02 dB PSNR of it (benchmarks/results/inference_settings.md). 'auto' "
-    "(default): bf16 on a CPU with native bfloat16 instructions (AVX512-BF16 or AMX), like the "
-    "one measured; fp32 elsewhere, GPUs included.")
+    "(CPU time) and within 0.02 dB PSNR of it. 'auto' (default): bf16 on a CPU with native "
+    "bfloat16 instructions (AVX512-BF16 or AMX), like the one measured; fp32 elsewhere, GPUs "
+    "included.")
 POOL_WINDOW_HELP = (
     "Side in pixels of the window every block's channel attention averages over (0: the whole "
-    "image or tile); default: the model's own (0 for the shipped model, which validated better "
-    "with whole-image pooling than with a 192-px window, benchmarks/results/haze_probes.md "
-    "section 7; a 192-px window was also slower and 0.47 dB worse on a 1024x768 photo, "
-    "benchmarks/results/inference_settings.md). InterIR models only.")
+    "image); default: the model's own (0 for the shipped models, which validated better with "
+    "whole-image pooling than with a 192-px window; a 192-px window was also slower and 0.47 dB "
+    "worse on a 1024x768 photo). InterIR models only.")
 
 
 def _parse_tile(value: str) -> Optional[int]:
@@ -85,8 +83,9 @@ def restore_command(
         "--output", "-o", help="Output folder (created when missing).", show_default=False)],
     model: Annotated[str, typer.Option(
         "--model", "-m",
-        help="'default' (bundled weights), a checkpoint folder/run/.safetensors, or a registered "
-             "name (random weights, for testing).")] = "default",
+        help="'default' (bundled weights: haze, rain and noise), 'default-rain' (bundled, for dense "
+             "rain streaks), another shipped model (interir models), a checkpoint "
+             "folder/run/.safetensors, or a registered name (random weights, for testing).")] = "default",
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps.")] = "auto",
     tile: Annotated[str, typer.Option(
         "--tile",
@@ -104,7 +103,7 @@ def restore_command(
         "--recursive", "-r", help="Also restore images in sub-folders of folder inputs.")] = False,
     quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG quality.")] = 95,
     threads: Annotated[Optional[int], typer.Option(
-        "--threads", min=1, help=THREADS_HELP, show_default=False)] = None,
+        "--threads", min=0, help=THREADS_HELP, show_default=False)] = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="Print only failures and the summary (no progress).")] = False,
     max_pixels: Annotated[Optional[int], typer.Option(

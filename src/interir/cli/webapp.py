@@ -44,8 +44,14 @@ def app_command(
         "--work-dir", help="Folder for the PNGs the page writes (default: a temporary folder; "
                            "request folders older than an hour are deleted).",
         show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=0, help="torch CPU threads for every request. Default: "
+                                 "$INTERIR_THREADS, else 1 (as `interir restore`: never much "
+                                 "slower, far faster on a busy machine; 0: all cores).",
+        show_default=False)] = None,
 ) -> None:
     """Serve a web page that restores uploaded photos (needs the app extra: gradio)."""
+    from interir.utils.threads import apply_threads
     from interir.webapp import APP_HINT
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -57,9 +63,11 @@ def app_command(
             raise
         typer.secho(f"error: {APP_HINT}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None
+    apply_threads(threads)  # also exported as INTERIR_THREADS: every restore_tensor call keeps it
     settings = AppSettings(device=device, max_pixels=int(max_megapixels * 1e6),
                            max_files=max_files, work_dir=work_dir,
                            **({"models": list(models)} if models else {}))
+    public = "also through a public gradio link" if share else "--share adds a public link"
     typer.echo(f"serving on http://{host}:{port} (models: {', '.join(settings.models)}; "
-               "Ctrl+C stops)")
+               f"{public}; Ctrl+C stops)")
     launch(settings, host=host, port=port, share=share)

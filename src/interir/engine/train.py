@@ -72,6 +72,7 @@ from interir.engine.stopping import SessionLimits, StopFlag
 from interir.engine.train_state import TrainState, build_state, resume_state, save_best, save_last
 from interir.engine.validation import per_set_text, validate, validation_datasets, validation_scores
 from interir.utils.seed import restore_rng_state, seed_everything
+from interir.utils.threads import thread_count
 
 __all__ = ["train", "train_step", "TrainResult", "TrainState", "resume_command", "RUN_FILES",
            # the trainer's parts, importable from here as before
@@ -206,15 +207,14 @@ def train(
     """
     cfg = _as_config(config)
     t_cfg = cfg.train
-    old_threads = torch.get_num_threads()
-    if t_cfg.threads:
-        torch.set_num_threads(t_cfg.threads)
-    dist_info = init_distributed(t_cfg.device)
-    try:
-        return _train(cfg, dist_info, resume, overwrite, max_steps)
-    finally:
-        cleanup_distributed()
-        torch.set_num_threads(old_threads)
+    # train.threads, else INTERIR_THREADS, else 1 (utils/threads.py): torch's default of all
+    # cores made one step in 30 s on a busy machine where one thread made 40 (issue 30).
+    with thread_count(command=t_cfg.threads):
+        dist_info = init_distributed(t_cfg.device)
+        try:
+            return _train(cfg, dist_info, resume, overwrite, max_steps)
+        finally:
+            cleanup_distributed()
 
 
 def _train(cfg: TrainConfig, di: DistInfo, resume: bool | str | os.PathLike, overwrite: bool,

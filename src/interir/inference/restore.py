@@ -18,11 +18,14 @@ given twice is restored once; an output folder inside a folder input is not read
 second ``restore photos -r -o photos/restored`` does not restore the first one's outputs); the
 temporary files that a killed run left beside the planned outputs are deleted.
 
-InterIR estimates its Kronecker degradation factors from the whole input, so a tiled restoration
-is not bit-identical to an untiled one: each tile gets its own factors. The automatic tile size
-keeps the factors' working resolution at 128 x 128 (512 px tiles for ``downsample=4``), where the
-difference is small (see ``docs/inference.md`` for measured figures) and where the cost per
-megapixel stops growing with the image size.
+Whole-image statistics (channel attention's global averages, the explainable convs' kernel
+attention) are computed once, on the image downscaled to a tile, and shared by every tile
+(:mod:`.shared_stats`): tiles computing their own disagreed and left visible seams (issue 30).
+InterIR's Kronecker degradation factors still come from each tile, so a tiled restoration is
+not bit-identical to an untiled one. The automatic tile size keeps the factors' working
+resolution at 128 x 128 (512 px tiles for ``downsample=4``), where the difference is small (see
+``docs/inference.md`` for measured figures) and where the cost per megapixel stops growing with
+the image size.
 
 Three settings choose how the model runs (:func:`restore_tensor`'s
 ``channels_last``, ``precision`` and ``pool_window``; ``--channels-last``, ``--precision`` and
@@ -52,10 +55,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from interir.inference.tiling import tiled_apply
+from interir.inference.shared_stats import (
+    downscale_to_fit,
+    global_layers,
+    record_statistics,
+    sharing_statistics,
+)
+from interir.inference.tiling import plan_tiles, tiled_apply
 from interir.models.explainable_conv import explanations_disabled
 from interir.utils.device import empty_cache, is_out_of_memory, module_device, resolve_device
 from interir.utils.files import check_writable_dir, remove_stale_temps
+from interir.utils.threads import thread_count
 from interir.utils.io import (
     WRITABLE_EXTENSIONS,
     ImageReadError,
@@ -301,8 +311,13 @@ def _restore_one(
     progress: Callable[[int, int], None] | None,
     channels_last: bool = False,
     precision: str = "fp32",
+    shared_stats: bool = True,
 ) -> torch.Tensor:
-    """Restore one ``(1, 3, H, W)`` image; ``tile == 0`` means the whole image at once."""
+    """Restore one ``(1, 3, H, W)`` image; ``tile == 0`` means the whole image at once.
+
+    With ``shared_stats`` every tile uses the whole image's global statistics
+    (:mod:`.shared_stats`), taken from one pass over the image downscaled to a tile.
+    """
     height, width = x.shape[-2:]
     multiple = size_multiple(model)
     min_size = minimum_size(model)
@@ -319,7 +334,7 @@ def _restore_one(
                     progress(1, 1)
                 return out
             ov = min(overlap, max(0, current // 2))
-            return tiled_apply(run, x, current, ov, multiple, progress)
+            return _tiled(model, run, x, current, ov, multiple, progress, shared_stats)
         except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are retried
             if not is_out_of_memory(exc):
                 raise
@@ -335,6 +350,22 @@ def _restore_one(
         empty_cache(device)
 
 
+def _tiled(
+    model: nn.Module, run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int,
+    overlap: int, multiple: int, progress: Callable[[int, int], None] | None, shared_stats: bool,
+) -> torch.Tensor:
+    """:func:`tiled_apply` of ``run``, the tiles sharing the whole image's statistics."""
+    if (
+        not shared_stats or not global_layers(model)
+        or plan_tiles(*x.shape[-2:], tile, overlap, multiple).count == 1
+    ):
+        return tiled_apply(run, x, tile, overlap, multiple, progress)
+    # One more tile's worth of work: the whole image at tile size gives the shared values.
+    statistics = record_statistics(model, run, downscale_to_fit(x, tile, multiple))
+    with sharing_statistics(statistics):
+        return tiled_apply(run, x, tile, overlap, multiple, progress)
+
+
 def restore_tensor(
     model: nn.Module,
     image: torch.Tensor,
@@ -346,6 +377,8 @@ def restore_tensor(
     channels_last: bool = DEFAULT_CHANNELS_LAST,
     precision: str = DEFAULT_PRECISION,
     pool_window: int | None = None,
+    shared_stats: bool = True,
+    threads: int | None = None,
 ) -> torch.Tensor:
     """Restore an image tensor of any size.
 
@@ -375,6 +408,15 @@ def restore_tensor(
             ``None`` (default) keeps the model's own. InterIR models only. The model is changed
             for the call and put back after it, so calls sharing one model should not run
             concurrently with different windows.
+        shared_stats: [ours] when the image is tiled, every tile uses the whole image's global
+            statistics (channel attention's averages, the explainable convs' kernel attention;
+            :mod:`interir.inference.shared_stats`) from one extra pass over the image downscaled
+            to a tile. Tiles computing their own made visible seams; ``False`` restores the old
+            behaviour (for comparison).
+        threads: torch CPU threads for this call (torch's setting is put back after it); ``None``
+            follows the rule of every entry point (:mod:`interir.utils.threads`):
+            ``INTERIR_THREADS``, else 1, which was never much slower and up to 5x faster on a busy
+            machine; 0 keeps torch's own setting.
 
     Returns:
         The restored image, same shape as ``image``, float32 in [0, 1], on ``image``'s device.
@@ -418,11 +460,11 @@ def restore_tensor(
     was_training = model.training
     model.eval()
     try:
-        with _model_settings(model, channels_last, pool_window):
+        with thread_count(threads), _model_settings(model, channels_last, pool_window):
             with torch.inference_mode(), explanations_disabled(model):
                 outputs = [
                     _restore_one(model, x[b : b + 1], tile_size, ov, run_device, floor, progress,
-                                 channels_last, run_precision)
+                                 channels_last, run_precision, shared_stats)
                     for b in range(x.shape[0])
                 ]
     finally:

@@ -22,6 +22,7 @@ from interir.webapp.service import (
     AppError,
     AppSettings,
     ModelCache,
+    exit_cleanly_on_terminate,
     explain_photo,
     new_work_folder,
     restore_uploads,
@@ -44,12 +45,8 @@ you choose and scores the restoration against the clean photo. **Explain** shows
 unfolding stage did on the selected photo (a centre crop, for speed)."""
 
 
-def _fail(exc: Exception) -> gr.Error:
-    """The message the user sees; unexpected errors are logged with their traceback."""
-    if isinstance(exc, AppError):
-        return gr.Error(str(exc))
-    log.exception("web page request failed")
-    return gr.Error(f"restoration failed: {type(exc).__name__}: {exc}")
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or ""
 
 
 def _progress_callback(progress: gr.Progress):
@@ -62,15 +59,38 @@ class _Handlers:
     def __init__(self, settings: AppSettings) -> None:
         self.settings = settings
         self.models = ModelCache(settings.models, settings.device)
+        #: The last error of each browser session, until :meth:`show_error` puts it on the page.
+        self.errors: dict[str, str] = {}
 
-    def restore(self, files: list[str] | None, model: str, progress=gr.Progress()):
+    def fail(self, exc: Exception, request: gr.Request | None) -> gr.Error:
+        """The error to raise: its message stays on screen (a toast that waits to be closed, and
+        the status pane through :meth:`show_error`); the HTTP API gets it as an error event.
+
+        A user's mistake (:class:`AppError`) is one log line, not a traceback; anything else is
+        a bug and is logged with its traceback.
+        """
+        if isinstance(exc, AppError):
+            message = str(exc)
+            log.info("request refused: %s", message)
+        else:
+            message = f"restoration failed: {type(exc).__name__}: {exc}"
+            log.exception("web page request failed")
+        self.errors[_session(request)] = message
+        return gr.Error(message, duration=None, print_exception=False)
+
+    def show_error(self, request: gr.Request):
+        """The status pane's text after a failed request (its ``.failure`` listener)."""
+        return f"**Error:** {self.errors.pop(_session(request), 'the request failed')}"
+
+    def restore(self, files: list[str] | None, model: str, request: gr.Request,
+                progress=gr.Progress()):
         try:
             net = self.models.get(model)
             out = new_work_folder(self.settings.work_dir)
             photos, problems = restore_uploads(
                 files or [], net, out, self.settings, _progress_callback(progress))
         except Exception as exc:  # noqa: BLE001 - shown to the user; the server keeps running
-            raise _fail(exc) from exc
+            raise self.fail(exc, request) from exc
         lines = [f"- **{p.name}**: {p.width}x{p.height}, {p.seconds:.1f} s" for p in photos]
         lines += [f"- skipped: {message}" for message in problems]
         pairs = [(str(p.degraded), str(p.restored)) for p in photos]
@@ -79,14 +99,15 @@ class _Handlers:
         return (pairs[0], gallery, [str(p.restored) for p in photos],
                 f"Restored with `{model}`:\n" + "\n".join(lines), state)
 
-    def example(self, combination: str, seed: float | None, model: str, progress=gr.Progress()):
+    def example(self, combination: str, seed: float | None, model: str, request: gr.Request,
+                progress=gr.Progress()):
         try:
             net = self.models.get(model)
             out = new_work_folder(self.settings.work_dir)
             result = run_example(net, combination, 0 if seed is None else seed, out,
                                  self.settings.tile, _progress_callback(progress))
         except Exception as exc:  # noqa: BLE001
-            raise _fail(exc) from exc
+            raise self.fail(exc, request) from exc
         (dp, ds), (rp, rs) = result.scores["degraded"], result.scores["restored"]
         levels = ", ".join(f"{k} {v:g}" for k, v in result.levels.items())
         status = (
@@ -109,7 +130,7 @@ class _Handlers:
         return state["pairs"][index], {**state, "selected": index}
 
     def explain(self, files: list[str] | None, state: dict | None, model: str,
-                progress=gr.Progress()):
+                request: gr.Request, progress=gr.Progress()):
         """Explain the photo shown above, else the first upload (the HTTP API has no state)."""
         if state and state.get("pairs"):
             degraded = Path(state["pairs"][state.get("selected", 0)][0])
@@ -117,7 +138,7 @@ class _Handlers:
         elif files:
             degraded, clean = Path(files[0]), None
         else:
-            raise gr.Error("upload a photo or try an example first, then explain it")
+            raise self.fail(AppError("upload a photo or try an example first, then explain it"), request)
         progress(0.1, desc="explaining (one forward pass with the trace)")
         try:
             net = self.models.get(model)
@@ -125,7 +146,7 @@ class _Handlers:
             result = explain_photo(net, degraded, out, clean, self.settings.explain_crop,
                                    self.settings.max_pixels)
         except Exception as exc:  # noqa: BLE001
-            raise _fail(exc) from exc
+            raise self.fail(exc, request) from exc
         text = (result.psnr_line + "\n\n" if result.psnr_line else "") + result.table
         return [(str(p), caption) for p, caption in result.figures], text, str(result.archive)
 
@@ -135,8 +156,9 @@ def _outputs() -> dict[str, Any]:
     return {
         "pair": gr.ImageSlider(label="degraded | restored (drag the handle)", type="filepath",
                                format="png", elem_id="interir-pair"),
+        # height "auto": a single result is shown whole, not cropped in a small scroll box.
         "gallery": gr.Gallery(label="Restored (click one to compare it above)", format="png",
-                              columns=4, height=260, preview=False, object_fit="contain",
+                              columns=4, height="auto", preview=False, object_fit="contain",
                               elem_id="interir-gallery"),
         "files": gr.File(label="Download the restored PNGs", file_count="multiple",
                          elem_id="interir-downloads"),
@@ -148,12 +170,14 @@ def _explain_section(handlers: _Handlers, photos: gr.File, state: gr.State,
                      model: gr.Dropdown) -> None:
     with gr.Accordion("Explain: what each unfolding stage did", open=False):
         button = gr.Button("Explain the selected photo", elem_id="interir-explain")
-        figures = gr.Gallery(label="Explanation", format="png", columns=2, height=720,
-                             object_fit="contain")
-        table = gr.Markdown()
+        # One figure per row at its own height: two per row made their labels unreadable.
+        figures = gr.Gallery(label="Explanation", format="png", columns=1, height="auto",
+                             object_fit="contain", elem_id="interir-figures")
+        table = gr.Markdown(elem_id="interir-explain-status")
         report = gr.File(label="The full report (index.html and figures, zipped)")
     button.click(handlers.explain, [photos, state, model], [figures, table, report],
-                 api_name="explain")
+                 api_name="explain").failure(handlers.show_error, None, table,
+                                             api_visibility="private")
 
 
 def build_app(settings: AppSettings | None = None) -> gr.Blocks:
@@ -181,8 +205,10 @@ def build_app(settings: AppSettings | None = None) -> gr.Blocks:
             with gr.Column(scale=2):
                 out = _outputs()
         results = [out["pair"], out["gallery"], out["files"], out["status"], state]
-        restore.click(handlers.restore, [photos, model], results, api_name="restore")
-        example.click(handlers.example, [combination, seed, model], results, api_name="example")
+        restore.click(handlers.restore, [photos, model], results, api_name="restore").failure(
+            handlers.show_error, None, out["status"], api_visibility="private")
+        example.click(handlers.example, [combination, seed, model], results, api_name="example").failure(
+            handlers.show_error, None, out["status"], api_visibility="private")
         out["gallery"].select(handlers.select, [state], [out["pair"], state],
                               api_visibility="private")
         _explain_section(handlers, photos, state, model)
@@ -198,10 +224,15 @@ def launch(
     With ``block=False`` the call returns once the server runs (tests); ``page.close()`` stops it.
     """
     settings = settings or AppSettings()
+    if block:
+        exit_cleanly_on_terminate()  # the temporary work folder is removed on `kill` too
     page = build_app(settings)
     page.queue(default_concurrency_limit=1)  # one restoration at a time: they share the cores
+    # quiet unless sharing: gradio's own banner tells a user to "set share=True in launch()",
+    # which is `--share` for `interir app` (the command prints its own address line).
     options = dict(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
-                   allowed_paths=[str(settings.work_dir)], footer_links=["api"], quiet=not block)
+                   allowed_paths=[str(settings.work_dir)], footer_links=["api"],
+                   quiet=not block or not share)
     try:
         page.launch(prevent_thread_lock=not block, **options)
     except ValueError as exc:
