@@ -6,20 +6,21 @@ give the same numbers; the eager path keeps whichever is faster. This times forw
 an ``interir-small`` (batch 8, 64 x 64, one thread) with each combination, interleaved in one
 process (the machine may be loaded), and reports the median of the repeats.
 
-    python benchmarks/explainable_conv_forms.py [--repeats 7] [--out results/explainable_conv_forms.json]
+    python benchmarks/explainable_conv_forms.py [--repeats 7]       # -> results/explainable_conv_forms.{json,md}
     python benchmarks/explainable_conv_forms.py --inference --batch 1 --size 256
+                                           # -> results/explainable_conv_forms_inference.{json,md}
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _common import results_stem, write_results
 
 import interir
 from interir.models.explainable_conv import ExplainableConv2d
@@ -76,7 +77,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--inference", action="store_true", help="forward only, no gradients")
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results stem (STEM.json, STEM.md); default "
+                             "results/explainable_conv_forms[_inference]")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -93,10 +96,16 @@ def main() -> None:
     result = {name: round(statistics.median(t) * 1000, 1) for name, t in times.items()}
     for name, ms in result.items():
         print(f"{ms:8.1f} ms  {name}")
-    if args.out:
-        args.out.write_text(json.dumps({"batch": args.batch, "size": args.size, "threads": 1,
-                                        "inference": args.inference,
-                                        "repeats": args.repeats, "median_ms": result}, indent=1))
+    stem = args.out or results_stem(__file__).with_name(
+        results_stem(__file__).name + ("_inference" if args.inference else ""))
+    table = ["# Explainable conv forms: median ms of one "
+             + ("forward" if args.inference else "forward + backward"), "",
+             f"`interir-small`, batch {args.batch}, {args.size} x {args.size}, 1 thread, "
+             f"{torch.backends.cpu.get_cpu_capability()}, median of {args.repeats}.", "",
+             "| form | ms |", "|---|---:|"] + [f"| {n} | {ms:.1f} |" for n, ms in result.items()]
+    write_results(stem, {"batch": args.batch, "size": args.size, "threads": 1,
+                         "inference": args.inference, "repeats": args.repeats,
+                         "median_ms": result}, "\n".join(table), __file__)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Diagnostics behind the default model's haze recipe (results in benchmarks/results/haze_probes.md).
+"""Diagnostics behind the default model's haze recipe (written up in benchmarks/results/haze_probes.md).
+
+Each command writes its rows to ``benchmarks/results/haze_diagnostics_<command>.json`` (``--out
+STEM`` to change), with the command that made them and the environment.
 
     .venv/bin/python benchmarks/haze_diagnostics.py airlight-fit      # SOTS-40: A and t per pair
     .venv/bin/python benchmarks/haze_diagnostics.py airlight-bias -m default -m runs/x/best
@@ -27,10 +30,10 @@ becomes a target value, restores, and scales back: does telling the network the 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
+from _common import results_stem, write_results
 
 from interir.metrics.image import psnr
 from interir.utils.io import list_images, read_image
@@ -179,7 +182,9 @@ def main() -> None:
     parser.add_argument("what", choices=["airlight-fit", "airlight-bias", "size", "airlight-rescale"])
     parser.add_argument("-m", "--model", action="append", default=[], help="model spec (repeatable)")
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results stem (writes STEM.json); default "
+                             "benchmarks/results/haze_diagnostics_<command>")
     parser.add_argument("--set", default="sots", help="sots, rain100h or a CBSD68-MDIR column (size, airlight-rescale)")
     parser.add_argument("--limit", type=int, default=12, help="first N pairs of the set")
     parser.add_argument("--tiles", type=_ints, default=[0], help="tile sizes, 0 = whole image (size)")
@@ -212,8 +217,8 @@ def main() -> None:
         for r in rows:
             print(f"| {r['model']} | {r['airlight']:.1f} | {r['t']:.2f} | {r['input_psnr']:.2f} | "
                   f"{r['output_psnr']:.2f} | {r['mean_bias']:+.3f} |")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    stem = args.out or results_stem(__file__).with_name(f"haze_diagnostics_{args.what}")
+    write_results(stem, {"what": args.what, "rows": rows}, None, __file__)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import environment, results_stem
 from PIL import Image
 
 import interir
@@ -72,7 +73,6 @@ from interir.inference import restore_tensor
 from interir.metrics.image import psnr
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).parent / "results"
 PHOTOS = ROOT / "tests" / "data"
 CELL = 256
 #: name -> (channels_last, precision)
@@ -98,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pool-window", type=int, default=192,
                         help="window of the pool_window row (0: leave the row out)")
     parser.add_argument("--seed", type=int, default=2025, help="seed of the degradations")
-    parser.add_argument("--out", type=Path, default=RESULTS / "inference_settings",
+    parser.add_argument("--out", type=Path, default=results_stem(__file__),
                         help="output path without extension (.json and .md are written)")
     parser.add_argument("--render", type=Path, default=None, metavar="JSON",
                         help="rewrite the Markdown next to a saved JSON result; measures nothing")
@@ -443,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         **measured,
     }
     result["choice"] = choose(result["rows"])
-    result["environment"] = {**_environment(), "load_average_start": load_start}
+    result["environment"] = {**environment(), **_environment(), "load_average_start": load_start}
     text = markdown(result)
     print(text)
     if args.out is not None:

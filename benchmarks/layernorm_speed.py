@@ -18,19 +18,16 @@ Each is timed forward (no grad) and forward + backward, in float32 and under bf1
 restore default), in contiguous (NCHW) and channels-last memory, at the shapes the default model
 meets on a 512 x 512 photo (48 channels at 128 x 128 in the unfolded stages; 16 channels at
 512 x 512 in the full-resolution refinement). Median of ``--repeats`` runs after one warm-up.
-Results go to ``benchmarks/results/layernorm_speed.md`` and ``.json`` (``--out``).
+Results go to ``benchmarks/results/layernorm_speed.{json,md}`` (``--out STEM``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
-import time
 from pathlib import Path
 
 import torch
+from _common import median_ms, results_stem, time_calls, write_results
 
 from interir.models.layers import LayerNorm2d
 
@@ -63,13 +60,7 @@ def time_one(form, x: torch.Tensor, backward: bool, bf16: bool, repeats: int) ->
             else:
                 with torch.no_grad():
                     form(x)
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return median_ms(time_calls(call, repeats))
 
 
 def measure(repeats: int) -> list[dict]:
@@ -96,12 +87,12 @@ def measure(repeats: int) -> list[dict]:
     return rows
 
 
-def report(rows: list[dict], args: argparse.Namespace) -> str:
+def report(rows: list[dict]) -> str:
     lines = [
         "# Channel LayerNorm: var_mean form vs fused layer_norm",
         "",
-        f"`python benchmarks/layernorm_speed.py --repeats {args.repeats}` on {platform.machine()} "
-        f"CPU, {torch.get_num_threads()} thread(s), torch {torch.__version__}; median ms of one call.",
+        f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, "
+        f"{torch.backends.cpu.get_cpu_capability()}; median ms of one call.",
         "",
         "| C x H x W | memory | precision | pass | var_mean (ms) | layer_norm (ms) | speed-up |",
         "|---|---|---|---|---:|---:|---:|",
@@ -120,15 +111,14 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/layernorm_speed.md"))
+    parser.add_argument("--out", type=Path, default=results_stem(__file__),
+                        help="results stem: writes STEM.json and STEM.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = measure(args.repeats)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report(rows, args))
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-    print(args.out.read_text())
-    return args.out
+    paths = write_results(args.out, {"rows": rows}, report(rows), __file__, argv)
+    print(paths[-1].read_text())
+    return paths[-1]
 
 
 if __name__ == "__main__":

@@ -6,25 +6,22 @@
 For each model and square size, batch 1, eval mode, ``torch.inference_mode``: the median forward
 latency over ``--runs`` runs after a warm-up, achieved GFLOP/s = 2 x multiply-adds / latency, and
 the peak resident memory of a fresh process running one forward pass. Writes
-``benchmarks/results/model_speed.{json,md}``. Time it alone: anything else running on the 2 cores
+``benchmarks/results/model_speed.{json,md}`` (``--out STEM``). Time it alone: anything else running on the 2 cores
 changes the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from _common import results_stem, write_results
 
 import interir
 from interir.profiling import count_macs, count_parameters, measure_latency, measure_peak_memory
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
@@ -34,7 +31,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    parser.add_argument("--out", type=Path, default=RESULTS / "model_speed")
+    parser.add_argument("--out", type=Path, default=results_stem(__file__),
+                        help="results stem: writes STEM.json and STEM.md")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -61,16 +59,10 @@ def main() -> None:
                 f"{latency * 1e3:9.1f} ms  {row['gflops_per_s']:6.1f} GFLOP/s  peak {row['peak_rss_mb']} MB",
                 flush=True,
             )
-    env = {
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(), "runs": args.runs,
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")
     lines = [
-        f"Model speed, batch 1, CPU ({env['threads']} threads, torch {env['torch']}), median of {args.runs} runs. "
-        "Command: `.venv/bin/python benchmarks/model_speed.py`",
+        f"Model speed, batch 1, CPU ({torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"{torch.backends.cpu.get_cpu_capability()}), median of {args.runs} runs, "
+        f"{time.strftime('%Y-%m-%d')}.",
         "",
         "| model | size | params (M) | GMAC | latency (ms) | GFLOP/s | peak RSS (MB) |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -80,7 +72,8 @@ def main() -> None:
             f"| {r['model']} | {r['size']} | {r['params'] / 1e6:.2f} | {r['macs'] / 1e9:.2f} | "
             f"{r['latency_s'] * 1e3:.1f} | {r['gflops_per_s']:.1f} | {r['peak_rss_mb'] if r['peak_rss_mb'] is not None else '-'} |"
         )
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_results(args.out, {"runs": args.runs, "date": time.strftime("%Y-%m-%d"), "rows": rows},
+                  "\n".join(lines), __file__)
 
 
 if __name__ == "__main__":

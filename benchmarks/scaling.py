@@ -19,13 +19,13 @@ What it measures, for ``interir-small`` (random weights: cost does not depend on
 - the paper-size ``interir`` at 256 and 512 (latency, MACs, memory).
 
 The claim checked: ms per megapixel stays within +-25 % of its median across 256..2048, and the
-4000 x 3000 restore peaks under 4 GB on the CPU. Results go to benchmarks/results/scaling.{json,md}.
+4000 x 3000 restore peaks under 4 GB on the CPU. Results go to benchmarks/results/scaling.{json,md}
+(``--out STEM`` to change).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -36,12 +36,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import environment, results_stem, write_results
 
 import interir
 from interir.inference import auto_overlap, auto_tile_size, plan_tiles, restore_tensor, size_multiple
 from interir.profiling import count_macs, count_parameters, measure_peak_memory
 
-RESULTS = Path(__file__).parent / "results"
 MB = 2**20
 
 
@@ -149,8 +149,8 @@ def to_markdown(result: dict) -> str:
     lines = [
         "# Scaling benchmark",
         "",
-        f"`{result['command']}` on {env['machine']}, torch {env['torch']}, {env['threads']} thread(s); "
-        f"{result['date']}.",
+        f"{env['machine']}, torch {env['torch']}, {env['threads']} thread(s), "
+        f"{env['cpu_capability']}; {result['date']}.",
         "",
     ]
     for sw in result["sweeps"]:
@@ -214,20 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-paper", action="store_true")
     parser.add_argument("--no-large", action="store_true")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=results_stem(__file__),
+                        help="results stem: writes STEM.json and STEM.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.quick:
         sizes = [s for s in sizes if s <= 1024]
-    command = "python benchmarks/scaling.py" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(argv if argv is not None else sys.argv[1:]))
     result = {
-        "command": command,
         "date": time.strftime("%Y-%m-%d"),
-        "environment": {
-            "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
-            "torch": torch.__version__, "threads": args.threads, "python": platform.python_version(),
-        },
+        "environment": {**environment(), "threads": args.threads,
+                        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores"},
         "sweeps": [sweep(args.model, sizes, args.runs, args.threads, not args.no_memory)],
     }
     if not (args.quick or args.no_large):
@@ -246,10 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"interir {side}x{side}: {row['gmacs']:.1f} GMACs, {row['latency_s']:.2f} s, "
                   f"peak {row.get('peak_mb', float('nan')):.0f} MB", flush=True)
         result["paper"] = rows
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scaling.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "scaling.md").write_text(to_markdown(result))
-    print(f"wrote {args.out / 'scaling.json'} and {args.out / 'scaling.md'}")
+    paths = write_results(args.out, result, to_markdown(result), __file__, argv)
+    print("wrote " + " and ".join(map(str, paths)))
     return 0
 
 

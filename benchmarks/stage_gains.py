@@ -17,7 +17,7 @@ suite written by ``interir synth`` (``COMBINATION/input``, ``COMBINATION/target`
 
 This is the measurement behind "the unfolded stages carry most of the gain" (core v2 issue):
 ``explain_image`` keeps the refinement a separate entry, so it is never credited to a stage.
-Results go to ``benchmarks/results/stage_gains.{json,md}`` (``--out``).
+Results go to ``benchmarks/results/stage_gains.{json,md}`` (``--out STEM``), wherever it is run from.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import results_stem
 
 from interir import load_model
 from interir.data.paired import find_pairs
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("suite", type=Path, help="folder written by `interir synth`")
     parser.add_argument("-m", "--model", action="append", required=True, help="model spec, repeatable")
     parser.add_argument("--per-combination", type=int, default=3, help="images per combination")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/stage_gains"))
+    parser.add_argument("--out", type=Path, default=results_stem(__file__),
+                        help="results stem: writes STEM.json and STEM.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     pairs = suite_pairs(args.suite, args.per_combination)

@@ -8,26 +8,24 @@ Usage:
     .venv/bin/python benchmarks/synthesis_speed.py --threads 1 2   # several thread counts
     .venv/bin/python benchmarks/synthesis_speed.py --device cuda --rng-device same
 
-Writes benchmarks/results/synthesis_speed.{json,md} (pass --out to change).
+Writes benchmarks/results/synthesis_speed.{json,md} (``--out STEM`` to change).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from _common import results_stem, write_results
+
 from interir.degradations import COMBINATIONS, DegradationPipeline
 from interir.utils.env import cpu_name
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _sync(device: str) -> None:
@@ -70,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch CPU thread counts to try (default: torch's default)")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds per combination")
-    ap.add_argument("--out", type=Path, default=RESULTS / "synthesis_speed")
+    ap.add_argument("--out", type=Path, default=results_stem(__file__),
+                    help="results stem: writes STEM.json and STEM.md")
     args = ap.parse_args(argv)
 
     thread_list = args.threads or [torch.get_num_threads()]
@@ -86,8 +85,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"({r['batch_ms_median']:.1f} ms / batch of {args.batch})", flush=True)
 
     info = {
-        "benchmark": "synthesis_speed",
-        "command": "python " + " ".join(["benchmarks/synthesis_speed.py", *sys.argv[1:]]),
         "batch": args.batch,
         "size": args.size,
         "device": args.device,
@@ -100,13 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
         "results": runs,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
 
     lines = [
         "# Synthesis speed",
         "",
-        f"`{info['command']}` - sampling + applying `DegradationPipeline` on a "
+        "Sampling + applying `DegradationPipeline` on a "
         f"{args.batch}x3x{args.size}x{args.size} batch, device `{args.device}` "
         f"({info['gpu'] or info['cpu']}, {info['cpu_count']} cores), torch {info['torch']}, "
         f"random fields drawn on `{args.rng_device}`. Median over >= {args.repeats} runs.",
@@ -119,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['batch_ms_median']:.1f} |")
     lines += ["", f"Load average at the end of the run: {info['load_average_at_end']} "
               "(other processes shared the CPU when it is above the core count)."]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_results(args.out, info, "\n".join(lines), __file__, argv)
     print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
     return 0
 

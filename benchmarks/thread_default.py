@@ -14,7 +14,7 @@ loading included).
 
 The recommended default is the thread count whose worst ratio to the best count of the same load
 is smallest: the one that is never much worse. Results go to
-``benchmarks/results/thread_default.md`` (``--out``). The busy processes are this script's own
+``benchmarks/results/thread_default.{json,md}`` (``--out STEM``). The busy processes are this script's own
 children and are stopped when it ends.
 """
 
@@ -32,9 +32,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import results_stem, write_results
 from PIL import Image
 
-RESULTS = Path(__file__).parent / "results"
 LOADS = ("idle", "busy")
 #: The time ``interir restore`` prints at the end of a written image's line: ``(1.23 s)``.
 IMAGE_TIME = re.compile(r"^written .*\(([0-9.]+) s\)$", re.MULTILINE)
@@ -51,7 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--busy", type=int, default=1,
                         help="spinning processes for the busy load (default 1: one core taken)")
     parser.add_argument("--runs", type=int, default=3, help="runs per setting (median kept)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "thread_default.md")
+    parser.add_argument("--out", type=Path, default=results_stem(__file__),
+                        help="results stem: writes STEM.json and STEM.md")
     parser.add_argument("--dry-run", action="store_true",
                         help="64 x 64 image, one run: checks the script, measures nothing")
     args = parser.parse_args(argv)
@@ -136,8 +137,7 @@ def report(args: argparse.Namespace, medians: Medians, ratios: dict[int, float])
     pick = min(ratios, key=lambda n: (ratios[n], n))
     lines = [
         "# Default thread count of `interir restore`", "",
-        f"`python benchmarks/thread_default.py{' --dry-run' if args.dry_run else ''}`: "
-        f"model `{args.model}`, one {args.size} x {args.size} image, median of {args.runs} "
+        f"Model `{args.model}`, one {args.size} x {args.size} image, median of {args.runs} "
         f"run(s), {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         f"busy load = {args.busy} spinning process(es).", "",
         "| load | threads | s per image | s per command | x the best of its load |",
@@ -160,11 +160,14 @@ def main(argv: list[str] | None = None) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         image = write_image(Path(tmp) / "photo.png", args.size)
         medians = measure(args, image, Path(tmp) / "out")
-    text = report(args, medians, worst_ratios(medians))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
-    return args.out
+    ratios = worst_ratios(medians)
+    rows = [{"load": load, "threads": threads, "image_s": image_s, "command_s": command_s}
+            for (load, threads), (image_s, command_s) in sorted(medians.items())]
+    data = {"model": args.model, "size": args.size, "runs": args.runs, "busy": args.busy,
+            "dry_run": args.dry_run, "rows": rows, "worst_ratio": ratios}
+    paths = write_results(args.out, data, report(args, medians, ratios), __file__, argv)
+    print(paths[-1].read_text())
+    return paths[-1]
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ Usage (from the repository root):
     .venv/bin/python benchmarks/train_throughput.py                       # both models, 20 steps
     .venv/bin/python benchmarks/train_throughput.py --models interir-tiny --steps 10
 
-Writes benchmarks/results/train_throughput.{json,md}.
+Writes benchmarks/results/train_throughput.{json,md} (``--out STEM`` to change).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -31,10 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import results_stem, write_results
+
 from interir.utils.env import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 CONFIGS = {"interir-small": "configs/cpu-small.yaml", "interir-tiny": "configs/cpu-tiny.yaml"}
 
 
@@ -87,7 +87,8 @@ def main() -> None:
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="threads of the 1-process runs")
     ap.add_argument("--procs", type=int, default=2, help="processes of the torchrun case (0: skip)")
     ap.add_argument("--max-minutes", type=float, default=4.0, help="time cap per case")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=results_stem(__file__),
+                    help="results stem: writes STEM.json and STEM.md")
     args = ap.parse_args()
 
     import torch
@@ -112,19 +113,13 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    machine = {
-        "cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-        "python": platform.python_version(), "platform": platform.platform(),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": "train_throughput", "machine": machine, "steps": args.steps,
-               "log_every": args.log_every, "results": results}
-    (args.out / "train_throughput.json").write_text(json.dumps(payload, indent=2) + "\n")
+    machine = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__}
+    payload = {"steps": args.steps, "log_every": args.log_every, "results": results}
 
     lines = [
         "# Training throughput",
         "",
-        f"`python benchmarks/train_throughput.py --steps {args.steps}` - the real training loop "
+        "The real training loop "
         f"(`interir train configs/cpu-*.yaml`: JPEG decoding, random patches, on-the-fly degradation, "
         f"forward, L1+FFT loss, backward, Adam, EMA) on {machine['cpu']} ({machine['cpu_count']} cores), "
         f"torch {machine['torch']}. Images/s of the global batch, median over log intervals of "
@@ -150,7 +145,7 @@ def main() -> None:
         *[f"- `{r['command']}`" for r in results],
         "",
     ]
-    (args.out / "train_throughput.md").write_text("\n".join(lines))
+    write_results(args.out, payload, "\n".join(lines), __file__)
     print("\n".join(lines))
 
 

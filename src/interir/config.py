@@ -24,11 +24,14 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Sequence, get_args
 
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
                       model_validator)
 
 from interir.degradations import parse_combinations, parse_level_powers, parse_levels, rain_sampling_for
 from interir.registry import closest_match_hint, model_config
+from interir.utils.errors import ConfigError
 from interir.utils.files import file_in_folder
 
 __all__ = [
@@ -50,10 +53,6 @@ __all__ = [
     "config_to_yaml",
     "config_to_dict",
 ]
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the key and the fix."""
 
 
 #: The training configs shipped with the package (the repository's ``configs/``).
@@ -636,7 +635,6 @@ def _format_errors(err: ValidationError) -> str:
 
 
 def _parse_overrides(overrides: Sequence[str]):
-    from omegaconf import OmegaConf
 
     for item in overrides:
         if "=" not in item or item.startswith("="):
@@ -676,9 +674,6 @@ def load_config(
         ConfigError: unreadable file, bad override syntax, or invalid values; the message names
             each offending key with the valid choices.
     """
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     parts = [OmegaConf.create(base or {})]
     if path is not None:
         path = Path(path)
@@ -744,6 +739,4 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 
 def config_to_yaml(config: TrainConfig) -> str:
     """The resolved configuration as YAML (what the run folder's ``config.yaml`` holds)."""
-    from omegaconf import OmegaConf
-
     return OmegaConf.to_yaml(OmegaConf.create(config_to_dict(config)))

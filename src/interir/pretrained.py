@@ -18,12 +18,11 @@ release, see ``scripts/ship_default.py``).
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from interir.utils.files import atomic_write_text
+from interir.utils.files import atomic_write_text, sha256_of
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 REGISTRY_FILE = WEIGHTS_DIR / "registry.json"
@@ -53,15 +52,6 @@ def _registry() -> dict[str, Any]:
 def list_pretrained() -> list[str]:
     """Names of the models shipped inside the package (``"default"`` once trained)."""
     return sorted(_registry())
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def pretrained_path(name: str = "default") -> Path:

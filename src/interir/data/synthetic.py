@@ -42,11 +42,11 @@ from interir.degradations.pipeline import (
     RECORD_FIELDS,
     DegradationParams,
     DegradationPipeline,
+    combination_rank,
     parse_combinations,
     parse_levels,
 )
-from interir.pretrained import sha256_of
-from interir.utils.files import atomic_write_text, check_writable_dir, file_in_folder
+from interir.utils.files import atomic_write_text, check_writable_dir, file_in_folder, sha256_of
 from interir.utils.io import list_images, read_image, write_image
 
 __all__ = [
@@ -480,14 +480,6 @@ def load_synthetic_suite(
 
 # ------------------------------------------------------------------------------------------
 # the one reader of a suite's layout (eval, embed and load_synthetic_suite)
-
-
-def combination_rank(name: str) -> tuple[int, str]:
-    """Sort key of the one combination order: ``COMBINATIONS`` (haze, rain, noise, haze+rain,
-    ...), then unknown names alphabetically."""
-    if name in COMBINATIONS:
-        return COMBINATIONS.index(name), name
-    return len(COMBINATIONS), name
 
 
 @dataclass(frozen=True)

@@ -22,19 +22,22 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
-from interir.config import ConfigError, TrainConfig
 from interir.data.depth import DepthImageDataset
 from interir.data.mixing import DEPTH, PAIRED, SOURCES, MixedPatches, MixedStreamSampler
 from interir.data.paired import PairedImageDataset
 from interir.data.patches import CleanPatchDataset, pad_to_min_size, read_exclusion_list
 from interir.degradations import COMBINATIONS, DegradationPipeline, HazeSampling, patch_depth, pseudo_depth
+from interir.utils.errors import ConfigError
 from interir.utils.io import read_header
 from interir.utils.seed import derive_seed, seeded
+
+if TYPE_CHECKING:  # annotations only: data reads a training config but never imports config
+    from interir.config import TrainConfig
 
 __all__ = ["StreamSampler", "SeededItems", "PairedPatches", "TrainingBatches", "training_dataset",
            "training_pipeline", "paired_pipeline", "training_shares", "is_mixed", "exclusions",

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from interir.config import TrainConfig, ValSection
 from interir.data.depth import DepthImageDataset
 from interir.data.paired import PairedImageDataset
 from interir.data.synthetic import SyntheticPairDataset, item_seed, quantize8
@@ -24,6 +23,9 @@ from interir.data.training import check_roots, exclusions
 from interir.degradations import COMBINATIONS
 from interir.utils.io import list_images, read_image
 from interir.utils.tensors import centre_crop
+
+if TYPE_CHECKING:  # annotations only: data reads a training config but never imports config
+    from interir.config import TrainConfig, ValSection
 
 __all__ = ["build_val_pairs"]
 

@@ -38,6 +38,7 @@ __all__ = [
     "DegradationParams",
     "DegradationPipeline",
     "canonical_combination",
+    "combination_rank",
     "parse_combinations",
     "parse_levels",
     "parse_level_powers",
@@ -55,6 +56,16 @@ COMBINATIONS: tuple[str, ...] = (
     "rain+noise",
     "haze+rain+noise",
 )
+
+
+def combination_rank(name: str) -> tuple[int, str]:
+    """Sort key of the one combination order: ``COMBINATIONS`` (haze, rain, noise, haze+rain,
+    ...), then unknown names alphabetically."""
+    if name in COMBINATIONS:
+        return COMBINATIONS.index(name), name
+    return len(COMBINATIONS), name
+
+
 #: Upper ends of the level ranges of the paper's MDIR set.
 DEFAULT_MAX_LEVELS: dict[str, float] = {"haze": 150.0, "rain": 300.0, "noise": 50.0}
 #: Keys of one record of :meth:`DegradationParams.to_records`, in manifest column order.

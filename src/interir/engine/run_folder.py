@@ -33,7 +33,7 @@ except ImportError:  # Windows: no advisory locks; the folder is not locked ther
 
 from omegaconf import OmegaConf
 
-import interir
+from interir._version import __version__
 from interir.config import ConfigError, TrainConfig, config_to_dict, config_to_yaml, validate_config
 from interir.engine import checkpoint as ckpt
 from interir.engine.distributed import DistInfo, broadcast_object
@@ -226,7 +226,7 @@ def write_run_info(run_dir: Path, cfg: TrainConfig, dist_info: DistInfo,
             info = json.loads(path.read_text())
         except json.JSONDecodeError:
             info = {}
-    version = interir.__version__
+    version = __version__
     if not info:
         info = {"interir_version": version, "git": git_info(), "seed": cfg.train.seed,
                 "model": cfg.model.name, "created": session["started"], "sessions": []}

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from interir import __version__
+from interir._version import __version__
 from interir.engine.train import TrainResult, build_val_pairs
 from interir.gpurun.bench import precision_flags, speed_rows
 from interir.gpurun.cudatests import run_cuda_tests

@@ -9,9 +9,11 @@ Public API:
     resolve_precision(precision, device)                      "auto" -> "fp32" or "bf16"
     restore_file(src, dst, model, overwrite=False, ...)       one file -> (path, note)
     restore_paths(inputs, out_dir, model, overwrite=False, ...)  files/folders -> RestoreReport
-    load_restoration_model(spec="default", device="auto")     checkpoint / name / "default"
     plan_tiles(height, width, tile, overlap, multiple)        the tile grid
     tiled_apply(fn, image, tile, overlap, multiple)           blend any function over tiles
+
+Models come from :func:`interir.load_model` (a shipped name, a checkpoint or an architecture);
+this layer takes a built model and never loads one.
 """
 
 from interir.inference.restore import (
@@ -25,7 +27,6 @@ from interir.inference.restore import (
     auto_tile_size,
     check_inference_settings,
     cpu_has_native_bf16,
-    load_restoration_model,
     minimum_size,
     plan_outputs,
     restore_file,
@@ -50,7 +51,6 @@ __all__ = [
     "blend_window",
     "check_inference_settings",
     "cpu_has_native_bf16",
-    "load_restoration_model",
     "minimum_size",
     "plan_outputs",
     "plan_tiles",

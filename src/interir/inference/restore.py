@@ -62,7 +62,6 @@ from interir.inference.shared_stats import (
     sharing_statistics,
 )
 from interir.inference.tiling import plan_tiles, tiled_apply
-from interir.loading import load_model
 from interir.models.explainable_conv import explanations_disabled
 from interir.utils.device import empty_cache, is_out_of_memory, module_device, resolve_device
 from interir.utils.files import check_writable_dir, remove_stale_temps
@@ -95,7 +94,6 @@ __all__ = [
     "check_inference_settings",
     "cpu_has_native_bf16",
     "resolve_precision",
-    "load_restoration_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -927,15 +925,3 @@ def _restore_planned(
         )
     _write_restored(loaded, dst, bit_depth, keep_alpha, model, quality, **restore_kw)
     return "written", note
-
-
-# ----------------------------------------------------------------------------------------------
-# models
-
-
-def load_restoration_model(
-    spec: str | os.PathLike = "default", device: str | torch.device | None = "auto"
-) -> nn.Module:
-    """:func:`interir.load_model` with ``device="auto"`` by default (kept for the documented
-    inference API). Returns the model in eval mode on the device."""
-    return load_model(spec, device)

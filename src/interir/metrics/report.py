@@ -16,8 +16,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from interir.data.synthetic import combination_rank
-from interir.degradations.pipeline import COMBINATIONS
+from interir.degradations.pipeline import COMBINATIONS, combination_rank
 from interir.metrics.image import MetricSettings
 
 __all__ = [

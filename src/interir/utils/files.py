@@ -1,10 +1,12 @@
 """Atomic file writes (a crash never leaves a half-written file under the final name), the
 cleaning of their leftovers after a kill, and checks that an output location can be written (and
-that a path named by a file stays inside its folder) before any work starts."""
+that a path named by a file stays inside its folder) before any work starts, and the sha256 of a
+file (shipped weights, suite manifests)."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
@@ -192,3 +194,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = True)
 def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = True) -> Path:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     return atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (so a large weights file is never held whole)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
