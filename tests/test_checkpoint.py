@@ -159,7 +159,7 @@ def test_model_names_and_default():
     with pytest.warns(UserWarning, match="random"):
         m = load_model("interir-tiny")
     assert m.model_name == "interir-tiny" and not m.training
-    with pytest.raises(FileNotFoundError, match='Did you mean "interir-tiny"'):
+    with pytest.raises(FileNotFoundError, match="Did you mean 'interir-tiny'"):
         load_model("interir-tinyy")
     default = load_model("default")
     assert default.pretrained_name == "default" and default.model_name == "interir-base"
