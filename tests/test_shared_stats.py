@@ -1,6 +1,6 @@
 """Tests for interir.inference.shared_stats: tiles share the whole image's statistics (no seams).
 
-The photo is tests/data/rocket.png (public domain, a smooth evening sky over a launch pad): with
+The photo is tests/seams/rocket.png (public domain, a smooth evening sky over a launch pad): with
 per-tile statistics the shipped models restored its sky in visibly different tones per tile
 (issue 30). Measured (fp32, 16 px overlap), tiled vs untiled PSNR, per-tile -> shared:
 ``default`` 256x171 / 96 px tiles 35.9 -> 47.3 dB, 320x213 / 128 px 39.9 -> 51.8 dB,
@@ -26,7 +26,7 @@ from interir.inference.shared_stats import (
 )
 from interir.utils.io import read_image
 
-PHOTO = Path(__file__).parent / "data" / "rocket.png"
+PHOTO = Path(__file__).parent / "seams" / "rocket.png"
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
