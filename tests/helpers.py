@@ -2,6 +2,7 @@
 
 import torch
 from torch import nn
+from typer.testing import CliRunner
 
 
 def act_like_trained(model: nn.Module, scale: float = 0.3, seed: int = 0) -> nn.Module:
@@ -19,3 +20,19 @@ def act_like_trained(model: nn.Module, scale: float = 0.3, seed: int = 0) -> nn.
             if param.numel() and not torch.any(param):
                 param.copy_(torch.randn(param.shape, generator=generator) * scale)
     return model
+
+
+class Half(nn.Module):
+    """Cheap stand-in network: ``x / 2`` (so a replaced file is visibly different)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 0.5
+
+
+def run_cli(*args: object):
+    """Invoke the ``interir`` command line in-process; returns click's ``Result``."""
+    from interir.cli import _load_commands
+    from interir.cli.app import app
+
+    _load_commands()
+    return CliRunner().invoke(app, [str(a) for a in args])

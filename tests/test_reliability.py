@@ -17,7 +17,6 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_file
-from typer.testing import CliRunner
 
 import interir
 from interir.config import load_config
@@ -36,22 +35,12 @@ from interir.utils import io as image_io
 from interir.utils.files import default_mode
 from interir.utils.io import ImageReadError, pixel_limit, read_image, write_image
 
+from helpers import Half, run_cli
+
 DATA = Path(__file__).parent / "data"
 
 
-class Half(torch.nn.Module):
-    """Cheap stand-in network: ``x / 2`` (so a replaced file is visibly different)."""
-
-    def forward(self, x):
-        return x * 0.5
-
-
-def _cli(*args: str):
-    from interir.cli import _load_commands
-    from interir.cli.app import app
-
-    _load_commands()
-    return CliRunner().invoke(app, [str(a) for a in args])
+_cli = run_cli
 
 
 def _u8(h: int, w: int, c: int = 3, seed: int = 0) -> np.ndarray:

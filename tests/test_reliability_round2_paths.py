@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
 import interir
 from interir.config import ConfigError, load_config
@@ -24,22 +23,12 @@ from interir.engine.evaluate import EvalOptions, evaluate
 from interir.engine.train import train
 from interir.inference import restore_paths
 
+from helpers import Half, run_cli
+
 DATA = Path(__file__).parent / "data"
 
 
-class Half(torch.nn.Module):
-    """Cheap stand-in network: ``x / 2``."""
-
-    def forward(self, x):
-        return x * 0.5
-
-
-def _cli(*args: object):
-    from interir.cli import _load_commands
-    from interir.cli.app import app
-
-    _load_commands()
-    return CliRunner().invoke(app, [str(a) for a in args])
+_cli = run_cli
 
 
 def _png(path: Path, seed: int = 0, size: tuple[int, int] = (9, 12)) -> Path:
