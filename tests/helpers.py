@@ -1,5 +1,7 @@
 """Helpers shared by tests (import as ``from helpers import ...``; pytest puts tests/ on sys.path)."""
 
+from pathlib import Path
+
 import torch
 from torch import nn
 from typer.testing import CliRunner
@@ -36,3 +38,19 @@ def run_cli(*args: object):
 
     _load_commands()
     return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def tiny_train_config(tmp_path: Path, name: str, *overrides: str, data: Path | None = None):
+    """A 4-step training config of a one-stage width-8 interir-tiny on the test photos (no
+    validation, no EMA, no checkpoints), writing under ``tmp_path/runs/name``."""
+    from interir.config import load_config
+
+    photos = data or Path(__file__).parent / "data"
+    base = {
+        "model": {"name": "interir-tiny", "overrides": {"width": 8, "stages": 1}},
+        "data": {"train_roots": [str(photos)], "patch_size": 32, "val": {"kind": "none"}},
+        "train": {"iterations": 4, "batch_size": 2, "threads": 1, "ema_decay": None,
+                  "log_every": 2, "val_every": 0, "ckpt_every": 0, "device": "cpu"},
+        "output": {"dir": str(tmp_path / "runs"), "name": name, "tensorboard": "off"},
+    }
+    return load_config(None, list(overrides), base=base)

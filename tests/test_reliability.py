@@ -19,7 +19,6 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import interir
-from interir.config import load_config
 from interir.data import synthesize_suite
 from interir.engine import checkpoint as ckpt
 from interir.engine.checkpoint import (
@@ -35,7 +34,7 @@ from interir.utils import io as image_io
 from interir.utils.files import default_mode
 from interir.utils.io import ImageReadError, pixel_limit, read_image, write_image
 
-from helpers import Half, run_cli
+from helpers import Half, run_cli, tiny_train_config
 
 DATA = Path(__file__).parent / "data"
 
@@ -265,15 +264,7 @@ def test_pixel_limit_is_checked_from_the_header_before_decoding(tmp_path, monkey
 # ------------------------------------------------------------ 8-12 runs resumed and reused
 
 
-def _cfg(tmp_path: Path, name: str, *overrides: str):
-    base = {
-        "model": {"name": "interir-tiny", "overrides": {"width": 8, "stages": 1}},
-        "data": {"train_roots": [str(DATA)], "patch_size": 32, "val": {"kind": "none"}},
-        "train": {"iterations": 4, "batch_size": 2, "threads": 1, "ema_decay": None,
-                  "log_every": 2, "val_every": 0, "ckpt_every": 0, "device": "cpu"},
-        "output": {"dir": str(tmp_path / "runs"), "name": name, "tensorboard": "off"},
-    }
-    return load_config(None, list(overrides), base=base)
+_cfg = tiny_train_config
 
 
 def test_a_run_that_failed_at_start_up_can_be_started_again(tmp_path):

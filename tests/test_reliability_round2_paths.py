@@ -23,7 +23,7 @@ from interir.engine.evaluate import EvalOptions, evaluate
 from interir.engine.train import train
 from interir.inference import restore_paths
 
-from helpers import Half, run_cli
+from helpers import Half, run_cli, tiny_train_config
 
 DATA = Path(__file__).parent / "data"
 
@@ -38,15 +38,7 @@ def _png(path: Path, seed: int = 0, size: tuple[int, int] = (9, 12)) -> Path:
     return path
 
 
-def _cfg(tmp_path: Path, name: str, *overrides: str):
-    base = {
-        "model": {"name": "interir-tiny", "overrides": {"width": 8, "stages": 1}},
-        "data": {"train_roots": [str(DATA)], "patch_size": 32, "val": {"kind": "none"}},
-        "train": {"iterations": 4, "batch_size": 2, "threads": 1, "ema_decay": None,
-                  "log_every": 2, "val_every": 0, "ckpt_every": 0, "device": "cpu"},
-        "output": {"dir": str(tmp_path / "runs"), "name": name, "tensorboard": "off"},
-    }
-    return load_config(None, list(overrides), base=base)
+_cfg = tiny_train_config
 
 
 # ------------------------------------------------------------------- 1-5 data lost or changed
