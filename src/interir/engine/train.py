@@ -59,6 +59,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from interir.config import TrainConfig, load_config, validate_config
+from interir.data.prefetch import Prefetcher, prefetch_wanted
 from interir.data.training import TrainingBatches, training_pipeline
 from interir.data.validation_pairs import build_val_pairs
 from interir.engine.distributed import (DistInfo, barrier, check_replicas, cleanup_distributed,
@@ -126,7 +127,7 @@ class _Session:
     cfg: TrainConfig
     di: DistInfo
     run_dir: Path
-    batches: TrainingBatches
+    batches: TrainingBatches | Prefetcher
     val_pairs: list[dict[str, Any]]
     eval_model: nn.Module | None  # receives the EMA weights for validation (rank 0)
     metrics: MetricsLog | None  # rank 0
@@ -256,6 +257,9 @@ def _start(cfg: TrainConfig, di: DistInfo, run_dir: Path, per_rank: int,
         compare_saved_config(run_dir, cfg)
     limits.start_step = state.start_step
     batches = TrainingBatches(cfg, device, di.rank, di.world_size, per_rank, state.step)
+    local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", di.world_size))
+    if (device.type == "cpu" or cfg.data.prefetch is True) and prefetch_wanted(cfg.data.prefetch, local_procs, torch.get_num_threads()):
+        batches = Prefetcher(batches)
     val_pairs = build_val_pairs(cfg) if di.is_main else []
     if di.distributed:
         state.train_model = DistributedDataParallel(
