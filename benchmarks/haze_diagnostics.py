@@ -123,7 +123,7 @@ def _score_variants(pairs, y_channel: bool, variants: dict) -> dict[str, list[fl
 def size_probe(spec: str, which: str, data: Path, limit: int, tiles: list[int], windows: list[int]):
     """Whole image vs tiles vs windowed channel attention, on the first ``limit`` pairs."""
     from interir.engine.evaluate import resolve_model
-    from interir.inference.restore import restore_tensor
+    from interir.inference import restore_tensor
     from interir.models.layers import WindowedMeanPool
 
     _, model = resolve_model(spec, "cpu")
@@ -156,7 +156,7 @@ def airlight_rescale(spec: str, which: str, data: Path, limit: int, targets: lis
     """Scale the input so its estimated airlight becomes ``target``, restore, scale back."""
     from interir.classical import dark_channel, estimate_airlight
     from interir.engine.evaluate import resolve_model
-    from interir.inference.restore import restore_tensor
+    from interir.inference import restore_tensor
 
     _, model = resolve_model(spec, "cpu")
 
