@@ -42,7 +42,7 @@ from interir.inference.shared_stats import (
 )
 from interir.inference.tiling import auto_overlap, plan_tiles, tiled_apply
 from interir.models.explainable_conv import explanations_disabled
-from interir.models.sizing import auto_tile_size, minimum_size, size_multiple
+from interir.models.sizing import auto_tile_size, minimum_size, needs_whole_image, size_multiple
 from interir.utils.device import empty_cache, is_out_of_memory, module_device, resolve_device
 from interir.utils.threads import thread_count
 
@@ -167,7 +167,9 @@ def restore_tensor(
         image: ``(3, H, W)`` or ``(B, 3, H, W)`` float tensor in [0, 1], on any device.
         tile: largest tile side in pixels. ``None`` (default) picks :func:`auto_tile_size`
             (512 for ``interir-small``); images no larger than a tile run whole. ``0`` never
-            tiles.
+            tiles. A model that must see the whole image
+            (:func:`interir.models.sizing.needs_whole_image`: the classical methods) is never
+            tiled, whatever ``tile`` says.
         overlap: smallest overlap between tiles in pixels; ``None`` picks :func:`auto_overlap`
             (64 for 512 px tiles).
         device: where the model runs (``"auto"``, ``"cpu"``, ``"cuda"``, ...); ``None`` keeps the
@@ -227,7 +229,8 @@ def restore_tensor(
     if module_device(model) != run_device:
         model.to(run_device)
     multiple = size_multiple(model)
-    tile_size = auto_tile_size(model) if tile is None else int(tile)
+    whole = needs_whole_image(model)
+    tile_size = 0 if whole else auto_tile_size(model) if tile is None else int(tile)
     if tile_size > 0:
         tile_size = max(multiple, tile_size // multiple * multiple)
     ov = auto_overlap(tile_size, multiple) if overlap is None else int(overlap)
@@ -236,6 +239,8 @@ def restore_tensor(
             f"overlap ({ov}) must be smaller than the tile ({tile_size}); lower --overlap"
         )
     floor = min_tile if min_tile is not None else max(32, 4 * multiple)
+    if whole:  # out of memory: no retry in tiles, the error says what to do
+        floor = max(x.shape[-2:]) + 1
 
     was_training = model.training
     model.eval()

@@ -5,6 +5,8 @@
 - :func:`minimum_size`: the smallest height and width the model accepts.
 - :func:`auto_tile_size`: [ours] the largest tile side :func:`interir.inference.restore_tensor`
   uses by default, 128 x the down-sampling factor (512 px without one).
+- :func:`needs_whole_image`: the model must see the whole image at once, never tiles (a model
+  declaring ``whole_image = True``, e.g. the classical methods of :mod:`interir.classical`).
 
 Used by :mod:`interir.inference` (padding and tiling) and :mod:`interir.export` (example inputs
 and dynamic shapes). Reads attributes only; imports torch alone.
@@ -15,7 +17,7 @@ from __future__ import annotations
 from torch import nn
 
 __all__ = ["AUTO_TILE_FALLBACK", "AUTO_WORKING_SIZE", "auto_tile_size", "minimum_size",
-           "size_multiple"]
+           "needs_whole_image", "size_multiple"]
 
 #: Working resolution (pixels per side after the model's down-sampling) of an automatic tile.
 AUTO_WORKING_SIZE = 128
@@ -46,3 +48,9 @@ def auto_tile_size(model: nn.Module) -> int:
     if downsample:
         return AUTO_WORKING_SIZE * int(downsample)
     return AUTO_TILE_FALLBACK
+
+
+def needs_whole_image(model: nn.Module) -> bool:
+    """True when the model must see the whole image at once (``model.whole_image``, else False):
+    its result depends on statistics of the whole image, so tiles would disagree."""
+    return bool(getattr(model, "whole_image", False))
