@@ -6,7 +6,8 @@
 #                                # on two processes; the shipped one is the best of the first 576)
 #   PROCS=1 scripts/train_default.sh   # stage 6 on one process instead of two (torchrun)
 #
-# Run it again after a stop: a finished stage is skipped, a stopped one resumes exactly.
+# Run it again after a stop: a finished stage is skipped, a stopped one resumes exactly
+# (scripts/lib/stages.sh; DRY_RUN=1 prints the commands instead of running them).
 # Stage 1: configs/cpu-default.yaml (L1 + FFT loss, 64-px patches, 7000 steps) -> runs/cpu-default
 # Stage 2: configs/cpu-default-stage2.yaml (PSNR loss, 128-px patches, scene-structured haze
 #          depth, from stage 1's best weights) -> runs/cpu-default-stage2
@@ -23,26 +24,16 @@
 #          CBSD68-MDIR-like data; MODEL_CARD.md). Its validation did not choose it over stage 5.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${BIN:-.venv/bin}
-PROCS=${PROCS:-2}
+RAIN_PROCS=${PROCS:-2}  # stage 6 only; stages 1-5 run on one process
+PROCS=1
+source scripts/lib/stages.sh
 
-stage() {  # stage CONFIG RUN_DIR [PROCESSES]
-  local config=$1 run=$2 procs=${3:-1}
-  local cli=("$BIN/interir")
-  [[ $procs -gt 1 ]] && cli=("$BIN/python" -m torch.distributed.run --standalone --nproc_per_node="$procs" -m interir.cli)
-  if [[ -f $run/summary.json ]] && grep -q '"reason": "completed"' "$run/summary.json"; then
-    echo "$run: already finished"
-  elif [[ -d $run/checkpoints/last ]]; then
-    "${cli[@]}" train "$config" --resume
-  else
-    "${cli[@]}" train "$config"
-  fi
-}
-stage configs/cpu-default.yaml runs/cpu-default
-stage configs/cpu-default-stage2.yaml runs/cpu-default-stage2
-stage configs/cpu-default-stage3.yaml runs/cpu-default-stage3
-stage configs/cpu-default-stage4.yaml runs/cpu-default-stage4
-stage configs/cpu-default-stage5.yaml runs/cpu-default-stage5
-"$BIN/python" scripts/ship_default.py runs/cpu-default-stage5
-stage configs/cpu-default-stage6.yaml runs/cpu-default-stage6 "$PROCS"
-"$BIN/python" scripts/ship_default.py runs/cpu-default-stage6 --name default-rain
+stage runs/cpu-default configs/cpu-default.yaml
+stage runs/cpu-default-stage2 configs/cpu-default-stage2.yaml
+stage runs/cpu-default-stage3 configs/cpu-default-stage3.yaml
+stage runs/cpu-default-stage4 configs/cpu-default-stage4.yaml
+stage runs/cpu-default-stage5 configs/cpu-default-stage5.yaml
+run "$BIN/python" scripts/ship_default.py runs/cpu-default-stage5
+PROCS=$RAIN_PROCS
+stage runs/cpu-default-stage6 configs/cpu-default-stage6.yaml
+run "$BIN/python" scripts/ship_default.py runs/cpu-default-stage6 --name default-rain

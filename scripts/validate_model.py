@@ -16,8 +16,10 @@ from pathlib import Path
 import torch
 
 from interir.config import load_config
-from interir.engine.evaluate import EvalOptions, evaluate, resolve_model
-from interir.engine.train import build_val_pairs, per_set_text, validation_datasets, validation_scores
+from interir.engine.evaluate import EvalOptions, evaluate
+from interir.loading import resolve_model
+from interir.data.validation_pairs import build_val_pairs
+from interir.engine.validation import per_set_text, validation_datasets, validation_scores
 from interir.metrics.image import MetricSettings
 
 
