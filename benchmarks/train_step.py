@@ -16,14 +16,14 @@ machine hits all of them alike; the median over ``--steps`` timed steps is repor
     .venv/bin/python benchmarks/train_step.py --models interir-small nafnet-small --patch 64 128
     .venv/bin/python benchmarks/train_step.py --modes fp32 compile --compile-timeout 900
 
-Writes benchmarks/results/train_step.{json,md}.
+Writes benchmarks/results/train_step.{json,md} (``--out STEM`` elsewhere, e.g.
+``--out benchmarks/results/train_step_rematch``) through benchmarks/_common.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import time
@@ -34,10 +34,9 @@ import torch
 import interir
 import interir.models.explainable_conv as xconv_module
 from interir.config import ConfigError, load_config
+from _common import environment, results_stem, write_results
 from interir.data.training import TrainingBatches
-from interir.utils.env import cpu_name
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 MODES = ("fp32", "bf16", "cl", "shifted", "compile")
 
 
@@ -139,10 +138,12 @@ def measure(model_name: str, modes: list[str], batch: int, patch: int, steps: in
     return rows
 
 
-def write_markdown(rows: list[dict], info: dict, path: Path, command: str) -> None:
+def markdown(rows: list[dict], info: dict) -> str:
+    """The results table; ``info`` holds the threads, loads and data-pipeline times."""
+    env = environment()
     lines = [
         "# One training step by parts", "",
-        f"`{command}` on {info['cpu']} ({info['capability']}), torch {info['torch']}, "
+        f"On {env['cpu']} ({env['cpu_capability']}), torch {env['torch']}, "
         f"{info['threads']} thread(s); load average before/after {info['load_before']} / {info['load_after']}. "
         "Random batches (the data pipeline is timed apart); medians over the timed steps, modes interleaved.", "",
         "| model | patch | batch | mode | images/s | forward ms | backward ms | optimizer+EMA ms | vs fp32 |",
@@ -158,7 +159,7 @@ def write_markdown(rows: list[dict], info: dict, path: Path, command: str) -> No
     if info.get("data_s_per_batch"):
         lines += ["", "Data pipeline alone: " + ", ".join(
             f"patch {p}: {s * 1000:.0f} ms per batch" for p, s in info["data_s_per_batch"].items() if s)]
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -170,11 +171,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=str(RESULTS / "train_step"), help="results stem (.json and .md)")
+    parser.add_argument("--out", default=str(results_stem(__file__)), help="results stem (.json and .md are added)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    info = {"cpu": cpu_name(), "capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
-            "threads": args.threads, "load_before": round(os.getloadavg()[0], 2)}
+    info = {"threads": args.threads, "load_before": round(os.getloadavg()[0], 2)}
     rows = []
     for patch in args.patch:
         for model_name in args.models:
@@ -182,13 +182,8 @@ def main() -> None:
             rows += measure(model_name, modes, args.batch, patch, args.steps, args.warmup)
     info["load_after"] = round(os.getloadavg()[0], 2)
     info["data_s_per_batch"] = {p: data_seconds_per_batch(args.batch, p) for p in args.patch}
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps({"info": info, "rows": rows}, indent=1) + "\n")
-    command = "python benchmarks/train_step.py " + " ".join(
-        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if k != "out")
-    write_markdown(rows, info, out.with_suffix(".md"), command)
-    print(out.with_suffix(".md").read_text())
+    paths = write_results(Path(args.out), {"info": info, "rows": rows}, markdown(rows, info), __file__)
+    print(paths[-1].read_text())
 
 
 if __name__ == "__main__":
