@@ -30,7 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from interir.models.layers import adaptive_avg_pool2d_exportable, is_exporting
+from interir.models.layers import (
+    adaptive_avg_pool2d_exportable,
+    is_batch_one_export,
+    is_exporting,
+)
 
 
 class ExplainableConv2d(nn.Conv2d):
@@ -191,9 +195,11 @@ class ExplainableConv2d(nn.Conv2d):
         graph does not depend on the batch size (a grouped conv over the batch has ``groups = B``,
         a constant in ONNX); otherwise, training included, as one grouped convolution (5-12x faster
         forward and backward than the shifted form with torch 2.13 on the CPU,
-        benchmarks/results/train_throughput.md).
+        benchmarks/results/train_throughput.md). An export in
+        :func:`~interir.models.layers.batch_one_export_form` keeps the grouped form too (batch 1:
+        one ``Conv`` with a computed weight).
         """
-        if is_exporting() and is_depthwise(self):
+        if is_exporting() and is_depthwise(self) and not is_batch_one_export():
             return self._convolve_shifted(x, attention)
         return self._convolve_grouped(x, attention)
 
