@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from interir.utils.env import environment_info
+from interir.utils.env import cpu_name, environment_info
 from interir.utils.files import atomic_write_text
 
 BENCHMARKS = Path(__file__).resolve().parent
@@ -54,9 +54,11 @@ def reproduce_line(script: str | Path, argv: Sequence[str] | None = None) -> str
 
 
 def environment() -> dict[str, Any]:
-    """:func:`interir.utils.env.environment_info` plus ``cpu_capability`` (the vector ISA torch
-    dispatches to: ``AVX2``, ``AVX512``, ...), which any timing depends on."""
-    return {**environment_info(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    """:func:`interir.utils.env.environment_info` plus ``cpu`` (the processor's model name) and
+    ``cpu_capability`` (the vector ISA torch dispatches to: ``AVX2``, ``AVX512``, ...), which any
+    timing depends on."""
+    return {**environment_info(), "cpu": cpu_name(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> list[float]:

@@ -67,7 +67,7 @@ def airlight_fit(data: Path) -> list[dict]:
 
 def airlight_bias(spec: str, data: Path, n_images: int = 8) -> list[dict]:
     """PSNR and mean signed error of a model on clean images under uniform haze (A, t)."""
-    from interir.engine.evaluate import resolve_model
+    from interir.loading import resolve_model
 
     label, model = resolve_model(spec, "cpu")
     clean = [read_image(p).image[None] for p in list_images(data / "eval" / "CBSD68" / "clean")[:n_images]]
@@ -122,8 +122,8 @@ def _score_variants(pairs, y_channel: bool, variants: dict) -> dict[str, list[fl
 
 def size_probe(spec: str, which: str, data: Path, limit: int, tiles: list[int], windows: list[int]):
     """Whole image vs tiles vs windowed channel attention, on the first ``limit`` pairs."""
-    from interir.engine.evaluate import resolve_model
-    from interir.inference.restore import restore_tensor
+    from interir.loading import resolve_model
+    from interir.inference import restore_tensor
     from interir.models.layers import WindowedMeanPool
 
     _, model = resolve_model(spec, "cpu")
@@ -155,8 +155,8 @@ def size_probe(spec: str, which: str, data: Path, limit: int, tiles: list[int], 
 def airlight_rescale(spec: str, which: str, data: Path, limit: int, targets: list[float]):
     """Scale the input so its estimated airlight becomes ``target``, restore, scale back."""
     from interir.classical import dark_channel, estimate_airlight
-    from interir.engine.evaluate import resolve_model
-    from interir.inference.restore import restore_tensor
+    from interir.loading import resolve_model
+    from interir.inference import restore_tensor
 
     _, model = resolve_model(spec, "cpu")
 

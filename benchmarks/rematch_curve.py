@@ -6,7 +6,8 @@ plotted against its multiply-adds per 256x256 image.
 
 Reads results/eval/rematch3-<model>/{mdir,real}/summary.json and the runs' summaries
 (runs/rematch3-<model>/summary.json, for steps and training time, when present); writes
-benchmarks/results/rematch_curve.{json,md,png}.
+benchmarks/results/rematch_curve.{json,md,png} (``--out STEM`` elsewhere) through
+benchmarks/_common.py.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from pathlib import Path
 import torch
 
 import interir
+from _common import results_stem, write_results
 from interir.profiling import count_macs
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 # model -> (family for the plot, label)
 MODELS = {
     "nafnet-small": ("NAFNet", "w16"),
@@ -67,11 +68,12 @@ def collect() -> list[dict]:
     return rows
 
 
-def write_table(rows: list[dict], path: Path) -> None:
+def table(rows: list[dict]) -> str:
+    """The Markdown table of the curve's points (no reproducing line: write_results adds it)."""
     lines = [
         "# Core-v3 rematch: dB against multiply-adds at equal training wall-clock",
         "",
-        "`scripts/rematch_v3.sh` then `python benchmarks/rematch_curve.py`: configs/cpu-small.yaml with "
+        "After `scripts/rematch_v3.sh`: configs/cpu-small.yaml with "
         "`optim.gain_lr_scale=10`, each model trained for 10 minutes of one idle core's time (steps from "
         "its measured step time), scored on CBSD68-MDIR (RGB, 7 combinations x 68 images) and on "
         "Rain100H and SOTS-indoor-40 (Y). PSNR in dB.",
@@ -85,7 +87,7 @@ def write_table(rows: list[dict], path: Path) -> None:
             f"| {r['model']} | {r['gmac_256']:.2f} | {r['parameters_m']:.2f} M | {r['steps'] or '-'} | "
             + " | ".join(cells) + " |"
         )
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def write_plot(rows: list[dict], path: Path) -> None:
@@ -113,17 +115,17 @@ def write_plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=str(RESULTS / "rematch_curve"), help="results stem")
+    parser.add_argument("--out", default=str(results_stem(__file__)),
+                        help="results stem (.json, .md and .png are added)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = collect()
     if not rows:
         raise SystemExit("no results/eval/rematch3-*/ summaries yet: run scripts/rematch_v3.sh first")
     stem = Path(args.out)
-    stem.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
-    write_table(rows, stem.with_suffix(".md"))
+    paths = write_results(stem, {"rows": rows}, table(rows), __file__)
     write_plot(rows, stem.with_suffix(".png"))
-    print(stem.with_suffix(".md").read_text())
+    print(paths[-1].read_text())
 
 
 if __name__ == "__main__":

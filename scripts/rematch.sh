@@ -13,28 +13,20 @@
 # (scripts/reproduce_results.sh eb-interir-small does exactly that).
 # Training one of the InterIR models takes about 2 h on one core of this 2-core machine
 # (nafnet-small about 1 h); PROCS=2 runs one model about 1.5x faster on both cores.
+# A finished run is not trained again, a stopped one resumes (scripts/lib/stages.sh; DRY_RUN=1
+# prints the commands instead of running them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${BIN:-.venv/bin}
-PROCS=${PROCS:-1}
+source scripts/lib/stages.sh
 ALL=(interir-small interir-small-xconv deepsn-small nafnet-small)
 models=("$@")
 [[ ${#models[@]} -eq 0 ]] && models=("${ALL[@]}")
 
 for model in "${models[@]}"; do
   case " ${ALL[*]} " in *" $model "*) ;; *) echo "unknown model '$model'; choose from: ${ALL[*]}" >&2; exit 2 ;; esac
-  run=runs/rematch-$model
-  if [[ -f $run/checkpoints/last/model.json || -d $run/checkpoints/last ]]; then
-    args=("$run" --resume)
-  else
-    args=(configs/cpu-small.yaml "model.name=$model" "output.name=rematch-$model" output.tensorboard=off
-          optim.gain_lr_scale=10)
-  fi
-  if [[ $PROCS -gt 1 ]]; then
-    "$BIN/python" -m torch.distributed.run --standalone --nproc_per_node="$PROCS" -m interir.cli train "${args[@]}"
-  else
-    "$BIN/interir" train "${args[@]}"
-  fi
-  "$BIN/python" scripts/ship_default.py "$run" --name "eb-$model" --card "MODEL_CARD_REMATCH.md"
-  scripts/reproduce_results.sh "eb-$model"
+  dir=runs/rematch-$model
+  stage "$dir" configs/cpu-small.yaml "model.name=$model" "output.name=rematch-$model" \
+    output.tensorboard=off optim.gain_lr_scale=10
+  run "$BIN/python" scripts/ship_default.py "$dir" --name "eb-$model" --card "MODEL_CARD_REMATCH.md"
+  run scripts/reproduce_results.sh "eb-$model"
 done

@@ -14,6 +14,7 @@
 #   scripts/rematch_v3.sh                          # train (or resume), ship and score all
 #   scripts/rematch_v3.sh nafnet-small             # only these
 #   SCORE=0 scripts/rematch_v3.sh ...              # train and ship only
+#   DRY_RUN=1 scripts/rematch_v3.sh                # print the commands (scripts/lib/stages.sh)
 #
 # Runs go to runs/rematch3-<model> and are scored from there (results/eval/rematch3-<model>). The
 # InterIR v3 models and deepsn-net-small ship as eb-<model>; the NAFNet points of the curve do not
@@ -21,9 +22,10 @@
 # eb-nafnet-small, the core-v2 rematch's 8000-step model, stays shipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${BIN:-.venv/bin}
 SCORE=${SCORE:-1}
 export OMP_NUM_THREADS=1
+PROCS=1
+source scripts/lib/stages.sh
 # model -> steps (measured step time in seconds in the comment)
 declare -A STEPS=(
   [interir-small-v3]=1111        # 0.494
@@ -41,16 +43,12 @@ models=("$@")
 for model in "${models[@]}"; do
   steps=${STEPS[$model]:-}
   [[ -n $steps ]] || { echo "unknown model '$model'; choose from: ${ORDER[*]}" >&2; exit 2; }
-  run=runs/rematch3-$model
-  if [[ -d $run/checkpoints/last ]]; then
-    args=("$run" --resume)
-  else
-    args=(configs/cpu-small.yaml "model.name=$model" "output.name=rematch3-$model" output.tensorboard=off
-          optim.gain_lr_scale=10 "train.iterations=$steps" "train.val_every=$steps" train.threads=1)
-  fi
-  "$BIN/interir" train "${args[@]}"
+  dir=runs/rematch3-$model
+  stage "$dir" configs/cpu-small.yaml "model.name=$model" "output.name=rematch3-$model" \
+    output.tensorboard=off optim.gain_lr_scale=10 "train.iterations=$steps" "train.val_every=$steps" \
+    train.threads=1
   if [[ $model != nafnet-* ]]; then
-    "$BIN/python" scripts/ship_default.py "$run" --name "eb-$model" --card "MODEL_CARD_REMATCH.md"
+    run "$BIN/python" scripts/ship_default.py "$dir" --name "eb-$model" --card "MODEL_CARD_REMATCH.md"
   fi
-  if [[ $SCORE == 1 ]]; then scripts/reproduce_results.sh "rematch3-$model"; fi
+  if [[ $SCORE == 1 ]]; then run scripts/reproduce_results.sh "rematch3-$model"; fi
 done

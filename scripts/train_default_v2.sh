@@ -10,47 +10,28 @@
 #          128-px patches, PSNR loss, 12000 steps from stage 1's best weights) on both cores
 #          (torchrun, 2 processes) -> runs/cpu-default-v2
 # A finished stage is skipped, a stopped one resumes exactly (a resume may use another number of
-# processes). The best checkpoint on the config's validation sets (held-out training photos) ships
+# processes; scripts/lib/stages.sh, where DRY_RUN=1 prints the commands instead of running them). The best checkpoint on the config's validation sets (held-out training photos) ships
 # as the default, but only if it validates above the shipped default on the same pairs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${BIN:-.venv/bin}
 PROCS=${PROCS:-2}
-MINUTES=${MINUTES:-}
+source scripts/lib/stages.sh
 
-finished() { [[ -f $1/summary.json ]] && grep -q '"reason": "completed"' "$1/summary.json"; }
-train() {  # train ARGS... (one or PROCS processes; MINUTES caps the sitting)
-  local cap=()
-  [[ -n $MINUTES ]] && cap=(--max-minutes "$MINUTES")
-  if [[ $PROCS -gt 1 ]]; then
-    "$BIN/python" -m torch.distributed.run --standalone --nproc_per_node="$PROCS" -m interir.cli train "$@" "${cap[@]}"
-  else
-    "$BIN/interir" train "$@" "${cap[@]}"
-  fi
-}
-stage() {  # stage RUN_DIR FRESH_ARGS...
-  local run=$1; shift
-  if finished "$run"; then echo "$run: already finished"
-  elif [[ -d $run/checkpoints/last ]]; then train "$run" --resume
-  else train "$@"
-  fi
-  finished "$run" || { echo "$run: stopped before the end; run this script again to resume" >&2; exit 3; }
-}
 stage runs/rematch-interir-small configs/cpu-small.yaml model.name=interir-small \
   output.name=rematch-interir-small output.tensorboard=off optim.gain_lr_scale=10
 stage runs/cpu-default-v2 configs/cpu-default-v2.yaml
 # Ship only a run that validates above the default it would replace, on the same held-out pairs
 # (FORCE=1 ships it anyway); the test sets play no part in the choice.
-"$BIN/python" scripts/validate_model.py configs/cpu-default-v2.yaml -m default \
+run "$BIN/python" scripts/validate_model.py configs/cpu-default-v2.yaml -m default \
   -m runs/cpu-default-v2/checkpoints/best --json runs/cpu-default-v2/vs-default.json
-if [[ -n ${FORCE:-} ]] || "$BIN/python" - runs/cpu-default-v2/vs-default.json <<'EOF'
+if [[ -n ${FORCE:-} ]] || run "$BIN/python" - runs/cpu-default-v2/vs-default.json <<'EOF'
 import json, sys
 shipped, run = json.load(open(sys.argv[1]))
 print(f"validation PSNR: shipped default {shipped['psnr']:.3f} dB, this run {run['psnr']:.3f} dB")
 sys.exit(0 if run["psnr"] > shipped["psnr"] else 1)
 EOF
 then
-  "$BIN/python" scripts/ship_default.py runs/cpu-default-v2
+  run "$BIN/python" scripts/ship_default.py runs/cpu-default-v2
 else
   echo "runs/cpu-default-v2 validates below the shipped default: not shipped (FORCE=1 ships it anyway)" >&2
   exit 4

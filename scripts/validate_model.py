@@ -5,7 +5,7 @@
 
 Lets a recipe stage be compared with the weights it started from on the same footing: a run
 only validates its own steps. Models are given as for ``interir eval -m``. ``--json FILE`` also
-writes ``[{"spec", "label", "psnr", "ssim"}, ...]`` in the order of ``-m`` (scripts read it to
+writes ``[{"spec", "label", "psnr", "ssim", "sets": {name: psnr}}, ...]`` in the order of ``-m`` (scripts read it to
 decide whether a run ships, see scripts/train_default_v2.sh).
 """
 
@@ -16,8 +16,10 @@ from pathlib import Path
 import torch
 
 from interir.config import load_config
-from interir.engine.evaluate import EvalOptions, evaluate, resolve_model
-from interir.engine.train import build_val_pairs, per_set_text, validation_datasets, validation_scores
+from interir.engine.evaluate import EvalOptions, evaluate
+from interir.loading import resolve_model
+from interir.data.validation_pairs import build_val_pairs
+from interir.engine.validation import per_set_text, validation_datasets, validation_scores
 from interir.metrics.image import MetricSettings
 
 
@@ -43,7 +45,9 @@ def main() -> None:
         print(f"{label}: PSNR {res['psnr']:.3f} dB  SSIM {res['ssim']:.4f}{per_set_text(res, ssim=True)}  "
               f"({report.seconds[label]:.1f} s)")
     if args.json:
-        scores = [{"spec": spec, "label": label, "psnr": results[label]["psnr"], "ssim": results[label]["ssim"]}
+        names = [v.name or f"set{k}" for k, v in enumerate(cfg.data.val_sets)]
+        scores = [{"spec": spec, "label": label, "psnr": results[label]["psnr"], "ssim": results[label]["ssim"],
+                   "sets": {names[k]: v["psnr"] for k, v in results[label]["sets"].items()}}
                   for spec, (label, _) in zip(args.model, resolved)]
         args.json.write_text(json.dumps(scores, indent=1))
 

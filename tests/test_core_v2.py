@@ -107,7 +107,7 @@ def test_refinement_is_its_own_entry_with_its_share_of_the_gain():
 
 
 def test_gain_learning_rate_puts_only_the_zero_initialised_gains_in_a_faster_group():
-    from interir.engine.train import parameter_groups
+    from interir.engine.optim import parameter_groups
 
     model = _tiny(**V2)
     assert len(parameter_groups(model, 1e-3)) == 1  # scale 1: the paper's single group

@@ -597,7 +597,7 @@ def test_layered_sampling_rejects_bad_ranges_and_config_selects_a_style():
 
 
 def test_training_pipeline_uses_the_configured_rain_style():
-    from interir.engine.train import training_pipeline
+    from interir.data.training import training_pipeline
 
     benchmark = training_pipeline(validate_config({"data": {"train_roots": ["x"], "rain_style": "benchmark"}}))
     assert isinstance(benchmark.rain_sampling, RainMix)

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from interir.classical import create_classical
 from interir.engine import evaluate as evaluate_module
-from interir.engine.evaluate import EvalOptions, evaluate, open_dataset, resolve_model
+from interir.engine.evaluate import EvalOptions, evaluate, open_dataset
+from interir.loading import resolve_model
 from interir.metrics import MetricSettings, psnr, ssim
 from interir.metrics.report import INPUT_ROW, SummaryTable, read_csv
 

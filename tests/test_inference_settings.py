@@ -10,9 +10,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import interir
-from interir.inference import restore as restore_module
+from interir.inference import files as files_module
 from interir.inference import restore_paths, restore_tensor
-from interir.inference.restore import (
+from interir.inference import settings as settings_module
+from interir.inference.settings import (
     DEFAULT_CHANNELS_LAST,
     DEFAULT_PRECISION,
     PRECISIONS,
@@ -104,14 +105,14 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_native_bf16(tiny, monkeypatch
     assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
     x = _image(24, 32)
     for flag in (False, True):  # "auto" runs what it resolves to on this machine
-        monkeypatch.setattr(restore_module, "cpu_has_native_bf16", lambda flag=flag: flag)
+        monkeypatch.setattr(settings_module, "cpu_has_native_bf16", lambda flag=flag: flag)
         expected = restore_tensor(tiny, x, precision="bf16" if flag else "fp32")
         assert torch.equal(restore_tensor(tiny, x, precision="auto"), expected)
 
 
 def test_bf16_elsewhere_than_cpu_and_cuda_is_refused():
     with pytest.raises(ValueError, match="use precision='fp32'"):
-        restore_module._autocast("bf16", torch.device("mps"))
+        settings_module._autocast("bf16", torch.device("mps"))
 
 
 def test_pool_window_is_set_for_the_call_and_put_back():
@@ -170,15 +171,15 @@ def test_bad_settings_name_the_valid_choices(tiny, tmp_path, kwargs, message):
 
 @pytest.fixture
 def settings_seen(monkeypatch) -> list[dict]:
-    """The inference settings of every restore_tensor call made through the restore module."""
+    """The inference settings of every restore_tensor call made by the file functions."""
     seen = []
-    original = restore_module.restore_tensor
+    original = files_module.restore_tensor
 
     def spy(model, image, **kwargs):
         seen.append({k: kwargs[k] for k in ("channels_last", "precision", "pool_window")})
         return original(model, image, **kwargs)
 
-    monkeypatch.setattr(restore_module, "restore_tensor", spy)
+    monkeypatch.setattr(files_module, "restore_tensor", spy)
     return seen
 
 

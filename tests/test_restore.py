@@ -1,4 +1,4 @@
-"""Tests for interir.inference.restore and `interir restore`: sizes, OOM retry, file formats, batch runs."""
+"""Tests for interir.inference (tensor and files) and `interir restore`: sizes, OOM retry, file formats, batch runs."""
 
 from __future__ import annotations
 

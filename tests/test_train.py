@@ -13,7 +13,10 @@ from interir.config import ConfigError, load_config
 from interir.engine.checkpoint import CheckpointError, load_training_state
 from interir.engine import train as train_module
 from interir.data.training import StreamSampler
-from interir.engine.train import build_val_pairs, lr_factor, per_set_text, train
+from interir.data.validation_pairs import build_val_pairs
+from interir.engine.optim import lr_factor
+from interir.engine.train import train
+from interir.engine.validation import per_set_text
 from interir.loading import load_model
 from interir.utils.seed import restore_rng_state
 
@@ -161,7 +164,7 @@ def test_validation_pairs_are_fixed_and_cover_combinations(tmp_path):
 
 def test_validation_sets_are_pooled_and_scored_each(tmp_path):
     from interir.config import validate_config
-    from interir.engine.train import validate
+    from interir.engine.validation import validate
 
     cfg = _cfg(tmp_path, "v", "data.val.limit=3", "data.val.crop=24")
     data = cfg.model_dump()

@@ -14,7 +14,7 @@ import interir
 from interir.cli import _load_commands
 from interir.cli import options
 from interir.cli.app import app
-from interir.inference import restore as restore_module
+from interir.inference import settings as inference_settings
 
 _load_commands()
 runner = CliRunner()
@@ -38,7 +38,7 @@ def test_a_typo_suggests_the_shipped_names():
         interir.load_model("default-rian")
     message = str(info.value)
     assert "Did you mean 'default-rain'" in message
-    assert "Shipped (trained weights): default, default-rain, eb-" in message
+    assert "Shipped (trained weights): default, default-rain, default-v1, eb-" in message
     with pytest.raises(ValueError, match="Did you mean 'default-rain'"):
         interir.load_pretrained("default-rian")
 
@@ -65,9 +65,9 @@ def test_train_help_shows_its_brackets():
 
 
 def test_cli_defaults_equal_the_library_ones():
-    assert options.DEFAULT_CHANNELS_LAST == restore_module.DEFAULT_CHANNELS_LAST
-    assert options.DEFAULT_PRECISION == restore_module.DEFAULT_PRECISION
-    assert options.PRECISIONS == restore_module.PRECISIONS
+    assert options.DEFAULT_CHANNELS_LAST == inference_settings.DEFAULT_CHANNELS_LAST
+    assert options.DEFAULT_PRECISION == inference_settings.DEFAULT_PRECISION
+    assert options.PRECISIONS == inference_settings.PRECISIONS
 
 
 def test_readme_python_snippet_runs(tmp_path, monkeypatch):

@@ -152,6 +152,10 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: floa
 class ClassicalMethod(nn.Module):
     """Base of the no-learning methods: no parameters, processes whole images (never tiled)."""
 
+    #: Read by :func:`interir.models.sizing.needs_whole_image`: DCP estimates one airlight for the
+    #: whole image and NLM one noise level, so tiles would each get their own and disagree.
+    whole_image = True
+
 
 @dataclass(frozen=True)
 class DCPConfig:

@@ -315,6 +315,9 @@ class DataSection(_Section):
             ``"varied"`` (Rain100L-, Rain100H-, Rain800/1400-like) or ``"benchmark"`` (one of
             those three per image); see ``docs/degradations.md``.
         num_workers: data-loader worker processes (0: load in the training process).
+        prefetch: prepare step ``s + 1``'s batch in a thread while step ``s`` trains ([ours],
+            :mod:`interir.data.prefetch`): ``"auto"`` (on for CPU training when the processes'
+            threads leave a core free), ``true`` or ``false``. The batches are the same either way.
         val: validation settings: one :class:`ValSection` or a list of them (see there).
     """
 
@@ -337,6 +340,7 @@ class DataSection(_Section):
     haze_airlight: tuple[float, float] = (0.5, 0.9)
     rain_style: str = "classic"
     num_workers: int = Field(default=0, ge=0)
+    prefetch: bool | Literal["auto"] = "auto"
     val: ValSpec = Field(default_factory=ValSection)
 
     _combos = field_validator("combinations")(_check_combinations)

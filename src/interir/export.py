@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from interir.inference.restore import minimum_size, size_multiple
+from interir.models.sizing import minimum_size, size_multiple
 from interir.models.explainable_conv import ExplainableConv2d, is_depthwise
 from interir.engine.checkpoint import resolve_checkpoint
 from interir.utils.files import OutputPathError, atomic_open, check_writable_file

@@ -8,6 +8,12 @@ A model spec is, in the order it is checked:
    ``.safetensors`` file or a ``model.json``, read by :mod:`interir.engine.checkpoint`;
 3. a registered architecture (``interir.list_models()``): random weights, with a warning.
 
+:func:`resolve_model` reads the one model-spec grammar every command shares (``restore``,
+``explain``, ``eval``, ...): ``[LABEL=]SPEC``, where ``SPEC`` is one of the three above or a
+classical method (``classical-dcp``, ``classical-nlm``, ``classical-dcp+nlm``;
+:mod:`interir.classical`), and ``LABEL`` names the model in tables (default: the spec, or the
+run folder's name for a path).
+
 The parts stay apart: :mod:`interir.engine.checkpoint` reads and writes the files,
 :mod:`interir.pretrained` maps a shipped name to its verified file, :mod:`interir.registry`
 builds an architecture. This module joins them: :func:`build_model` turns a read
@@ -18,6 +24,7 @@ run to a shipped name.
 Public API::
 
     load_model(spec, device="cpu", *, use_ema=True) -> nn.Module
+    resolve_model(spec, device="cpu") -> tuple[str, nn.Module]     [LABEL=]SPEC, classical too
     load_pretrained(name="default", map_location="cpu") -> nn.Module
     build_model(checkpoint, use_ema=True) -> nn.Module
     check_consistent(checkpoint) -> None
@@ -31,6 +38,7 @@ import difflib
 import logging
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
@@ -39,6 +47,7 @@ import torch
 from torch import nn
 
 from interir import pretrained
+from interir.classical import create_classical, is_classical, list_classical
 from interir.engine.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -48,10 +57,11 @@ from interir.engine.checkpoint import (
     save_checkpoint,
     shape_problems,
 )
-from interir.registry import create_model, list_models, stored_config
+from interir.registry import closest_match_hint, create_model, list_models, stored_config
 from interir.utils.device import resolve_device
 
-__all__ = ["load_model", "load_pretrained", "build_model", "check_consistent", "ship_pretrained"]
+__all__ = ["load_model", "resolve_model", "load_pretrained", "build_model", "check_consistent",
+           "ship_pretrained"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +102,63 @@ def load_model(spec: ModelSpec, device: str | torch.device = "cpu", *, use_ema: 
     if name == "default":
         pretrained.pretrained_path(name)  # raises: nothing is shipped under that name
     raise _not_found(name)
+
+
+_LABELLED = re.compile(r"([^=/\\]+)=(.+)")
+
+
+def _label_for_path(path: Path) -> str:
+    """A table label for a checkpoint path: ``run/best`` for a run's checkpoint, else its name."""
+    if path.name in ("best", "last") and path.parent.name == "checkpoints":
+        return f"{path.parent.parent.name}/{path.name}"
+    if path.name in ("model.json", "model.safetensors"):
+        return _label_for_path(path.parent)
+    return path.stem if path.suffix else path.name
+
+
+def resolve_model(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[str, nn.Module]:
+    """Build the model a spec names and give it a table label: the one model-spec grammar.
+
+    Args:
+        spec: ``[LABEL=]SPEC``. ``SPEC`` is a shipped name (``default``, ...), a checkpoint
+            folder, run folder or ``.safetensors`` file, a registered architecture (random
+            weights, with a warning) or a classical method (``classical-dcp``,
+            ``classical-nlm``, ``classical-dcp+nlm``: no learning, whole images). ``LABEL=``
+            names the model in tables; an existing path containing ``=`` is read as a path.
+        device: where the model runs (``"auto"``: :func:`interir.utils.device.resolve_device`).
+
+    Returns:
+        ``(label, model)``, the model in eval mode on ``device``, mapping ``(B, 3, H, W)`` in
+        [0, 1] to the same shape (a classical method is an ``nn.Module`` without parameters,
+        :class:`interir.classical.ClassicalMethod`).
+
+    Raises:
+        FileNotFoundError: ``SPEC`` names nothing of the above (the message lists what does, with
+            the closest names).
+        and what :func:`load_model` raises for a checkpoint or shipped model that cannot be read.
+    """
+    label, text = None, str(spec)
+    labelled = _LABELLED.fullmatch(text)
+    if labelled and not Path(text).exists():
+        label, text = labelled.group(1), labelled.group(2)
+    run_device = resolve_device(device)
+    if is_classical(text):
+        return label or text, create_classical(text).to(run_device)
+    try:
+        model = load_model(text, run_device)
+    except FileNotFoundError as err:
+        if Path(text).exists() or _looks_like_path(text):
+            raise
+        names = pretrained.list_pretrained() + list_models() + list_classical()
+        raise FileNotFoundError(
+            f"model {text!r} is neither a shipped model, a checkpoint path, a registered network "
+            f"nor a classical method.{closest_match_hint(text, names)} Fix: pass a shipped model "
+            f"({', '.join(pretrained.list_pretrained()) or 'none'}), a checkpoint folder or "
+            f".safetensors file, a network ({', '.join(list_models())}) or a classical method "
+            f"({', '.join(list_classical())}); LABEL=SPEC names it in tables"
+        ) from err
+    path = Path(text)
+    return label or (_label_for_path(path) if path.exists() else text), model.eval()
 
 
 #: Endings of the files :func:`load_model` reads: a spec ending so is a path, never a name.

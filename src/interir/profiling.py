@@ -41,7 +41,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from interir.engine.checkpoint import CheckpointError, save_checkpoint
-from interir.inference.restore import restore_paths, restore_tensor
+from interir.inference import restore_paths, restore_tensor
 from interir.loading import load_model
 from interir.models.explainable_conv import explanations_disabled
 from interir.utils.device import (

@@ -22,13 +22,33 @@ from interir.cli.options import THREADS_HELP
 
 _MODEL_HELP = (
     "Checkpoint folder/run/.safetensors, 'default' (bundled weights) or a registered name "
-    "(random weights)."
+    "(random weights); classical methods have nothing to explain."
 )
 
 
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
+
+
+def _load_network(spec: str, device: str):
+    """The network ``spec`` names (:func:`interir.loading.resolve_model`'s grammar); a classical
+    method is refused, since it has no stages, convolutions or embeddings to explain."""
+    from interir.classical import ClassicalMethod
+    from interir.loading import resolve_model
+
+    try:
+        _, net = resolve_model(spec, device)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+    if isinstance(net, ClassicalMethod):
+        _fail(
+            f"{spec!r} is a classical method (no learning): it has no unfolding stages, "
+            "explainable convolutions or embeddings to explain. Fix: explain a network (-m "
+            f"default, a checkpoint), or score it beside one with `interir eval -m {spec} -m "
+            "default DATASET`"
+        )
+    return net
 
 
 def _read_pair(image: Path, target: Optional[Path], crop: Optional[int]):
@@ -110,17 +130,13 @@ def explain_command(
     """Show what each unfolding stage and chosen explainable convolutions do on IMAGE."""
     from interir.explain import MissingExtraError, explain_image, write_report
     from interir.explain.physics import physics_report
-    from interir.loading import load_model
     from interir.models.unfolding import InterIR
     from interir.models.explainable_conv import explainable_convs
     from interir.utils.io import pixel_limit
     from interir.utils.threads import apply_threads
 
     apply_threads(threads)
-    try:
-        net = load_model(model, device)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        _fail(str(exc))
+    net = _load_network(model, device)
     if list_convs:
         names = list(explainable_convs(net))
         if not names:
@@ -203,7 +219,6 @@ def embed_command(
     )
     from interir.explain._plotting import require
     from interir.explain.embedding import untrained_warning
-    from interir.loading import load_model
     from interir.utils.io import pixel_limit
     from interir.utils.threads import apply_threads
 
@@ -230,10 +245,10 @@ def embed_command(
         note = untrained_warning(spec)
         if note:
             typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the untrained-weights warning was printed above
+            net = _load_network(spec, device)  # fails with its own message (typer.Exit)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the untrained-weights warning was printed above
-                net = load_model(spec, device)
             display = ProgressDisplay(len(items), "images")
             with pixel_limit(max_pixels), display:
                 display.print(f"embedding with {spec}", err=True)

@@ -10,7 +10,7 @@ THREADS_HELP = (
     "on a machine you know is idle."
 )
 
-#: Restatements of :mod:`interir.inference.restore`'s defaults, so that ``interir --help`` and
+#: Restatements of :mod:`interir.inference.settings`'s defaults, so that ``interir --help`` and
 #: ``--version`` need not import torch (tests/test_user_errors.py checks they are equal).
 DEFAULT_CHANNELS_LAST = True
 DEFAULT_PRECISION = "auto"

@@ -85,7 +85,9 @@ def restore_command(
         "--model", "-m",
         help="'default' (bundled weights: haze, rain and noise), 'default-rain' (bundled, for dense "
              "rain streaks), another shipped model (interir models), a checkpoint "
-             "folder/run/.safetensors, or a registered name (random weights, for testing).")] = "default",
+             "folder/run/.safetensors, a registered name (random weights, for testing), or a "
+             "classical method: classical-dcp | classical-nlm | classical-dcp+nlm (whole image, "
+             "never tiled).")] = "default",
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps.")] = "auto",
     tile: Annotated[str, typer.Option(
         "--tile",
@@ -123,7 +125,7 @@ def restore_command(
     lines otherwise; each image's line ends with its time.
     """
     from interir.inference import OUTPUT_FORMATS, restore_paths
-    from interir.loading import load_model
+    from interir.loading import resolve_model
     from interir.utils.files import OutputPathError, check_writable_dir
     from interir.utils.io import pixel_limit
     from interir.utils.threads import apply_threads
@@ -141,7 +143,7 @@ def restore_command(
         raise typer.Exit(code=2) from None
     apply_threads(threads)
     try:
-        net = load_model(model, device)
+        _, net = resolve_model(model, device)
     except (FileNotFoundError, ValueError, RuntimeError, ImportError) as err:
         typer.echo(f"error: cannot load model {model!r}: {err}", err=True)
         raise typer.Exit(code=2) from err

@@ -16,7 +16,6 @@ against the target under one :class:`~interir.metrics.MetricSettings`. The repor
 Public API::
 
     open_dataset(path, name=None) -> EvalDataset
-    resolve_model(spec, device="cpu") -> tuple[str, nn.Module]
     evaluate(models, datasets, options=None) -> EvalReport
     EvalReport.write(out_dir) -> dict[str, Path]
     check_report_folder(out_dir, overwrite=False, save_images=False) -> None
@@ -36,11 +35,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from interir.classical import ClassicalMethod, create_classical, is_classical, list_classical
+from interir.classical import ClassicalMethod
 from interir.data.paired import PairedImageDataset
 from interir.data.synthetic import MANIFEST_FILE, is_suite, read_suite
 from interir.inference import restore_tensor
-from interir.loading import load_model
+from interir.loading import resolve_model
 from interir.metrics.image import MetricSettings, psnr_ssim
 from interir.metrics.report import (
     ImageResult,
@@ -48,7 +47,6 @@ from interir.metrics.report import (
     summarize,
     write_csv,
 )
-from interir.registry import closest_match_hint, list_models
 from interir.utils.device import resolve_device
 from interir.utils.files import atomic_write_text
 from interir.utils.io import read_image, write_image
@@ -59,7 +57,6 @@ __all__ = [
     "EvalOptions",
     "EvalReport",
     "open_dataset",
-    "resolve_model",
     "restore",
     "evaluate",
     "check_report_folder",
@@ -172,49 +169,6 @@ def open_dataset(path: str | Path, name: str | None = None) -> EvalDataset:
 
 
 # ------------------------------------------------------------------------------------- models
-def _label_for_path(path: Path) -> str:
-    if path.name in ("best", "last") and path.parent.name == "checkpoints":
-        return f"{path.parent.parent.name}/{path.name}"
-    if path.name in ("model.json", "model.safetensors"):
-        return _label_for_path(path.parent)
-    return path.stem if path.suffix else path.name
-
-
-def resolve_model(spec: str, device: str | torch.device = "cpu") -> tuple[str, nn.Module]:
-    """Build a model from a spec string and give it a table label.
-
-    Args:
-        spec: ``classical-dcp`` / ``classical-nlm`` / ``classical-dcp+nlm``; a checkpoint folder,
-            run folder or ``.safetensors`` file; a registered model name (random weights, with a
-            warning); ``default`` for the bundled pretrained model. ``LABEL=SPEC`` sets the label.
-        device: where the model runs (``"auto"``: :func:`interir.utils.device.resolve_device`).
-
-    Returns:
-        ``(label, model)`` with the model in eval mode on ``device``.
-    """
-    label = None
-    m = re.fullmatch(r"([^=/\\]+)=(.+)", spec)
-    if m and not Path(spec).exists():
-        label, spec = m.group(1), m.group(2)
-    dev = resolve_device(device)
-    if is_classical(spec):
-        return label or spec, create_classical(spec).to(dev)
-    try:
-        model = load_model(spec, dev)
-    except FileNotFoundError as err:
-        if Path(spec).exists():
-            raise
-        names = list_models() + list_classical()
-        raise FileNotFoundError(
-            f"model {spec!r} is neither a checkpoint path, a registered network nor a classical "
-            f"method.{closest_match_hint(spec, names)} Networks: {', '.join(list_models())}; "
-            f"classical: {', '.join(list_classical())}; or 'default' for the bundled weights"
-        ) from err
-    path = Path(spec)
-    default_label = _label_for_path(path) if path.exists() else spec
-    return label or default_label, model.eval()
-
-
 def restore(model: ModelLike, image: torch.Tensor, tile: int | None = None) -> torch.Tensor:
     """Run ``model`` on one batch ``(B, 3, H, W)`` in [0, 1]; tiled only when ``tile`` is given.
 
@@ -340,7 +294,8 @@ def evaluate(
 
     Args:
         models: ``{label: model}`` (callables mapping ``(B, 3, H, W)`` in [0, 1] to the same
-            shape) or spec strings for :func:`resolve_model`.
+            shape) or spec strings for :func:`interir.loading.resolve_model`
+            (``[LABEL=]SPEC``, classical methods included).
         datasets: folders (see :func:`open_dataset`) or :class:`EvalDataset` objects (opened
             folders, or pairs in memory from :meth:`EvalDataset.from_pairs`).
         options: see :class:`EvalOptions`.

@@ -59,25 +59,22 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from interir.config import TrainConfig, load_config, validate_config
-from interir.data.training import TrainingBatches, training_pipeline
+from interir.data.prefetch import Prefetcher, prefetch_wanted
+from interir.data.training import TrainingBatches
 from interir.data.validation_pairs import build_val_pairs
 from interir.engine.distributed import (DistInfo, barrier, check_replicas, cleanup_distributed,
                                         init_distributed, per_rank_batch)
 from interir.engine.metric_log import IntervalMeter, MetricsLog, Progress, format_eta, run_logging
-from interir.engine.optim import lr_factor, parameter_groups
-from interir.engine.run_folder import (RUN_FILES, clean_interrupted_writes, compare_saved_config,
+from interir.engine.run_folder import (clean_interrupted_writes, compare_saved_config,
                                        open_run_folder, resume_command, resume_source, run_folder,
                                        write_json, write_session_start)
 from interir.engine.stopping import SessionLimits, StopFlag
 from interir.engine.train_state import TrainState, build_state, resume_state, save_best, save_last
-from interir.engine.validation import per_set_text, validate, validation_datasets, validation_scores
+from interir.engine.validation import per_set_text, validate
 from interir.utils.seed import restore_rng_state, seed_everything
 from interir.utils.threads import thread_count
 
-__all__ = ["train", "train_step", "TrainResult", "TrainState", "resume_command", "RUN_FILES",
-           # the trainer's parts, importable from here as before
-           "build_val_pairs", "validate", "validation_datasets", "validation_scores", "per_set_text",
-           "lr_factor", "parameter_groups", "training_pipeline"]
+__all__ = ["train", "train_step", "TrainResult"]
 
 log = logging.getLogger("interir.train")
 
@@ -126,7 +123,7 @@ class _Session:
     cfg: TrainConfig
     di: DistInfo
     run_dir: Path
-    batches: TrainingBatches
+    batches: TrainingBatches | Prefetcher
     val_pairs: list[dict[str, Any]]
     eval_model: nn.Module | None  # receives the EMA weights for validation (rank 0)
     metrics: MetricsLog | None  # rank 0
@@ -256,6 +253,9 @@ def _start(cfg: TrainConfig, di: DistInfo, run_dir: Path, per_rank: int,
         compare_saved_config(run_dir, cfg)
     limits.start_step = state.start_step
     batches = TrainingBatches(cfg, device, di.rank, di.world_size, per_rank, state.step)
+    local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", di.world_size))
+    if (device.type == "cpu" or cfg.data.prefetch is True) and prefetch_wanted(cfg.data.prefetch, local_procs, torch.get_num_threads()):
+        batches = Prefetcher(batches)
     val_pairs = build_val_pairs(cfg) if di.is_main else []
     if di.distributed:
         state.train_model = DistributedDataParallel(

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from interir._version import __version__
-from interir.engine.train import TrainResult, build_val_pairs
+from interir.data.validation_pairs import build_val_pairs
+from interir.engine.train import TrainResult
 from interir.gpurun.bench import precision_flags, speed_rows
 from interir.gpurun.cudatests import run_cuda_tests
 from interir.gpurun.options import PHASE_ENDS, Budget, parse_options

@@ -20,8 +20,9 @@ from typing import Any, Iterator
 import torch
 
 from interir.config import TrainConfig, config_to_dict, load_config
-from interir.engine.evaluate import resolve_model
-from interir.engine.train import TrainResult, train, validate
+from interir.loading import resolve_model
+from interir.engine.train import TrainResult, train
+from interir.engine.validation import validate
 from interir.gpurun.options import CPU_TRAIN_SETTINGS
 from interir.loading import load_model
 from interir.models.unfolding import set_stage_checkpointing

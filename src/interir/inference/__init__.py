@@ -12,30 +12,42 @@ Public API:
     plan_tiles(height, width, tile, overlap, multiple)        the tile grid
     tiled_apply(fn, image, tile, overlap, multiple)           blend any function over tiles
 
+Modules, one job each: :mod:`.tensor` (``restore_tensor``: padding, tiling, out-of-memory retry),
+:mod:`.settings` (precision and memory format), :mod:`.files` (planning outputs, restoring files
+and folders), :mod:`.tiling` (tile grids and blending), :mod:`.shared_stats` (whole-image
+statistics shared by tiles). What a model needs of its input's size (``size_multiple``,
+``minimum_size``, ``auto_tile_size``) lives with the models, in :mod:`interir.models.sizing`.
+
 Models come from :func:`interir.load_model` (a shipped name, a checkpoint or an architecture);
 this layer takes a built model and never loads one.
 """
 
-from interir.inference.restore import (
-    DEFAULT_CHANNELS_LAST,
-    DEFAULT_PRECISION,
+from interir.inference.files import (
     OUTPUT_FORMATS,
-    PRECISIONS,
     OutputExistsError,
     RestoreReport,
-    auto_overlap,
-    auto_tile_size,
-    check_inference_settings,
-    cpu_has_native_bf16,
-    minimum_size,
     plan_outputs,
     restore_file,
     restore_paths,
-    resolve_precision,
-    restore_tensor,
-    size_multiple,
 )
-from interir.inference.tiling import TileGrid, axis_tiles, blend_window, plan_tiles, tiled_apply
+from interir.inference.settings import (
+    DEFAULT_CHANNELS_LAST,
+    DEFAULT_PRECISION,
+    PRECISIONS,
+    check_inference_settings,
+    cpu_has_native_bf16,
+    resolve_precision,
+)
+from interir.inference.tensor import restore_tensor
+from interir.inference.tiling import (
+    TileGrid,
+    auto_overlap,
+    axis_tiles,
+    blend_window,
+    plan_tiles,
+    tiled_apply,
+)
+from interir.models.sizing import auto_tile_size, minimum_size, size_multiple
 
 __all__ = [
     "DEFAULT_CHANNELS_LAST",

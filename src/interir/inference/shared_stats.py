@@ -23,8 +23,8 @@ The recorded values have no spatial size (``(B, C, 1, 1)`` or ``(B, C, k, k)``),
 tiles of any size. Layers whose result depends on the map's size (InterIR's Kronecker factors,
 windowed means with ``window > 0``) stay per tile: they are local by construction or cannot be
 shared. Downscaling changes the statistics: texture gets finer per pixel and noise is averaged
-away. On photos it costs 0.4-2.2 dB against statistics taken at full size, next to the 8-11 dB
-that sharing gains; on pure noise it is worse than per-tile statistics (docs/inference.md).
+away: on photos that costs far less than sharing gains, on pure noise it is worse than per-tile
+statistics (the measured figures are in docs/inference.md and benchmarks/results/tile_seams.md).
 """
 
 from __future__ import annotations

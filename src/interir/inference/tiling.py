@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 
 import torch
 
-__all__ = ["TileGrid", "axis_tiles", "plan_tiles", "blend_window", "tiled_apply"]
+__all__ = ["TileGrid", "auto_overlap", "axis_tiles", "plan_tiles", "blend_window", "tiled_apply"]
 
 
 def _ceil_to(value: int, multiple: int) -> int:
@@ -200,3 +200,10 @@ def tiled_apply(
             progress(done, grid.count)
     assert output is not None
     return output.div_(weight_sum)
+
+
+def auto_overlap(tile: int, multiple: int = 1) -> int:
+    """Default overlap for a tile side: 1/8 of it, 16 to 64 pixels, a multiple of ``multiple``."""
+    overlap = min(64, max(16, tile // 8))
+    overlap = -(-overlap // multiple) * multiple
+    return min(overlap, max(0, tile // 2))

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from interir.degradations.pipeline import COMBINATIONS, combination_rank
+from interir.degradations.pipeline import combination_rank
 from interir.metrics.image import MetricSettings
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "read_csv",
     "INPUT_ROW",
     "AVERAGE",
-    "COMBINATION_ORDER",
     "CombinedTable",
     "Shortfall",
     "combine_tables",
@@ -36,8 +35,6 @@ __all__ = [
 
 INPUT_ROW = "Input"
 AVERAGE = "Average"
-# Canonical column order of the seven synthetic combinations (the paper's Table 1).
-COMBINATION_ORDER = COMBINATIONS
 CSV_FIELDS = (
     "model",
     "dataset",

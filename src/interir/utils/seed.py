@@ -9,7 +9,9 @@ Every random draw in training is either
   :func:`capture_rng_state` / :func:`restore_rng_state` save in and restore from a checkpoint.
 
 The captured state holds only tensors, ints, floats, strings, lists, tuples, dicts and ``None``,
-so it loads with ``torch.load(weights_only=True)`` (no arbitrary unpickling).
+so it loads with ``torch.load(weights_only=True)`` (no arbitrary unpickling). :func:`seeded` and
+:func:`capture_rng_state` hold one lock, so a thread preparing the next batch never leaves its
+temporary seed in a checkpoint.
 """
 
 from __future__ import annotations
@@ -18,10 +20,15 @@ import contextlib
 import hashlib
 import os
 import random
+import threading
 from typing import Any, Iterator
 
 import numpy as np
 import torch
+
+# Held by seeded() and capture_rng_state(): the data prefetch thread seeds the global generators
+# for each sample while the training thread may be saving their states in a checkpoint.
+GLOBAL_RNG_LOCK = threading.RLock()
 
 __all__ = [
     "seed_everything",
@@ -67,6 +74,11 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 def capture_rng_state() -> dict[str, Any]:
     """The states of the global ``random``, ``numpy`` and ``torch`` (CPU + CUDA) generators."""
+    with GLOBAL_RNG_LOCK:  # not in the middle of another thread's seeded() block
+        return _capture_rng_state()
+
+
+def _capture_rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()  # ('MT19937', keys uint32[624], pos, has_gauss, cached)
     state: dict[str, Any] = {
         "python": random.getstate(),
@@ -106,15 +118,16 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 def seeded(seed: int) -> Iterator[None]:
     """Run a block with ``random``, ``numpy`` and CPU ``torch`` seeded by ``seed``, then put the
     previous global states back, so the block's draws neither depend on nor disturb the rest."""
-    saved_py = random.getstate()
-    saved_np = np.random.get_state()
-    saved_torch = torch.get_rng_state()
-    random.seed(seed)
-    np.random.seed(seed % (1 << 32))
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(saved_py)
-        np.random.set_state(saved_np)
-        torch.set_rng_state(saved_torch)
+    with GLOBAL_RNG_LOCK:  # a data thread's block and the trainer's state capture never interleave
+        saved_py = random.getstate()
+        saved_np = np.random.get_state()
+        saved_torch = torch.get_rng_state()
+        random.seed(seed)
+        np.random.seed(seed % (1 << 32))
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(saved_py)
+            np.random.set_state(saved_np)
+            torch.set_rng_state(saved_torch)
