@@ -44,13 +44,16 @@ from interir.inference.shared_stats import (
 from interir.models.explainable_conv import explanations_disabled
 from interir.models.layers import batch_one_export_form
 
-__all__ = ["BACKENDS", "OnnxRunner", "cache_dir", "check_backend", "model_key",
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "OnnxRunner", "cache_dir", "check_backend", "model_key",
            "onnx_runner", "require_onnxruntime"]
 
 log = logging.getLogger(__name__)
 
 #: ``backend`` values of :func:`interir.inference.restore_tensor`.
 BACKENDS = ("torch", "onnx")
+#: Default ``backend``: PyTorch. The ONNX one is an explicit choice: its first use per set of
+#: weights exports the model (1-3 minutes).
+DEFAULT_BACKEND = "torch"
 #: Environment variable naming the cache folder (default ``~/.cache/interir``).
 CACHE_ENV = "INTERIR_CACHE_DIR"
 #: Version of the exported form; part of the cache key, so a change here re-exports.
@@ -110,8 +113,12 @@ def model_key(model: nn.Module, kind: str) -> str:
         ort_version = onnxruntime.__version__
     except ImportError:
         ort_version = "none"
+    # Switches that change the computation without touching the weights (pool_window,
+    # modulation_disabled) are part of the key too.
+    switches = [(getattr(m, "window", None), getattr(m, "modulate", None))
+                for m in model.modules() if hasattr(m, "window") or hasattr(m, "modulate")]
     head = (type(model).__qualname__, repr(getattr(model, "config", None)), kind, FORM_VERSION,
-            interir.__version__, torch.__version__, ort_version)
+            interir.__version__, torch.__version__, ort_version, switches)
     digest.update(repr(head).encode())
     for name, tensor in model.state_dict().items():
         value = tensor.detach().cpu().contiguous()
