@@ -51,13 +51,13 @@ import time
 from pathlib import Path
 
 import torch
-from _common import environment, reproduce_line, results_stem, write_results
+from _common import environment, results_stem, write_results
 from inference_settings import degrade, photo
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import interir
 from interir.inference import restore_tensor
-from interir.inference.restore import cpu_has_native_bf16
+from interir.inference import cpu_has_native_bf16
 from interir.metrics.image import psnr
 from interir.models.explainable_conv import explanations_disabled
 

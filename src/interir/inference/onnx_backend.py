@@ -123,7 +123,7 @@ def model_key(model: nn.Module, kind: str) -> str:
     for name, tensor in model.state_dict().items():
         value = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
-        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
     return digest.hexdigest()[:24]
 
 
@@ -179,6 +179,8 @@ def _export(model: nn.Module, path: Path, kind: str, counts: list[int], min_size
     try:
         with warnings.catch_warnings(), batch_one_export_form():
             warnings.filterwarnings("ignore", category=FutureWarning)
+            # The statistics are a list input; the exporter cannot name its axes (none are dynamic).
+            warnings.filterwarnings("ignore", message=".*different number of inputs")
             program = torch.onnx.export(
                 wrapper, args, dynamo=True, dynamic_shapes=dynamic, input_names=names,
                 output_names=["restored"], verbose=False,
