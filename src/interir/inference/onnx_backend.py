@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 import interir
+import interir.models
 from interir.inference.shared_stats import (
     SharedStatistics,
     global_layers,
@@ -104,8 +105,9 @@ def model_key(model: nn.Module, kind: str) -> str:
     """Hex digest naming ``model``'s export of ``kind`` (``"plain"`` or ``"stats"``).
 
     It hashes the class, the configuration, every parameter and buffer (name, dtype, shape,
-    values), the export form and the interir, torch and onnxruntime versions: another set of
-    weights, or an upgrade, gets a new export.
+    values), the switches that change the computation without weights (pooling window,
+    modulation), the export form, the source of :mod:`interir.models`, and the interir, torch
+    and onnxruntime versions: other weights, other model code or an upgrade get a new export.
     """
     digest = hashlib.sha256()
     try:
@@ -118,13 +120,24 @@ def model_key(model: nn.Module, kind: str) -> str:
     switches = [(getattr(m, "window", None), getattr(m, "modulate", None))
                 for m in model.modules() if hasattr(m, "window") or hasattr(m, "modulate")]
     head = (type(model).__qualname__, repr(getattr(model, "config", None)), kind, FORM_VERSION,
-            interir.__version__, torch.__version__, ort_version, switches)
+            interir.__version__, torch.__version__, ort_version, switches, _models_source_hash())
     digest.update(repr(head).encode())
     for name, tensor in model.state_dict().items():
         value = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
         digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
     return digest.hexdigest()[:24]
+
+
+def _models_source_hash() -> str:
+    """Hash of the source files of :mod:`interir.models` (and this module), so that an export
+    made by other model code (a checkout between releases) is never reused."""
+    digest = hashlib.sha256()
+    folder = Path(interir.models.__file__).parent
+    for path in sorted([*folder.rglob("*.py"), Path(__file__)]):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _layout(model: nn.Module, multiple: int, min_size: int) -> list[int]:
