@@ -191,7 +191,10 @@ class ExplainableConv2d(nn.Conv2d):
         so a tile does not compute a mask it would not use.
         """
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.threshold.requires_grad)
-        if self.store_explanation or needs_grad or is_exporting():
+        # (Under bf16 autocast x is bfloat16 and the threshold float32: a comparison writing a
+        # bfloat16 mask then was 4x slower than the two passes, so it keeps them.)
+        if (self.store_explanation or needs_grad or is_exporting()
+                or x.dtype != self.threshold.dtype):
             hard_mask, mask = self.binary_mask(x)
             attention = self.kernel_attention(mask)
             if self.store_explanation:
