@@ -84,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="re-run under AVX2-only PyTorch/oneDNN/MKL (see the docstring)")
     parser.add_argument("--seed", type=int, default=2025)
     parser.add_argument("--out", type=Path, default=results_stem(__file__))
+    parser.add_argument("--update", action="store_true",
+                        help="keep the other sections of the existing --out JSON (re-measure "
+                             "only --sections)")
     parser.add_argument("--dry-run", action="store_true",
                         help="64-px tile, 192x128 photo, one run, no files unless --out is given")
     args = parser.parse_args(argv)
@@ -126,11 +129,12 @@ def _psnr(a: torch.Tensor, b: torch.Tensor, quantize: bool = True) -> float:
 
 def _category(module: str, op: str) -> str:
     """[ours] The part of the network an op belongs to, from its module and name."""
-    if op.startswith("convolution") and module == "ExplainableConv2d":
+    conv = op.startswith(("convolution", "conv2d", "_convolution"))
+    if conv and module == "ExplainableConv2d":
         return "explainable conv: depthwise convolution"
     if module == "ExplainableConv2d":
         return "explainable conv: mask and pooling"
-    if op.startswith("convolution"):
+    if conv:
         return "other convolutions (1x1 and stem)"
     if module == "LayerNorm2d":
         return "LayerNorm (with layout copies)"
@@ -314,7 +318,10 @@ def markdown(result: dict, argv: list[str]) -> str:
         f"CPU: {kind}. `torch.backends.cpu.get_cpu_capability()` = "
         f"**{env['cpu_capability']}**; native bf16: {result['native_bf16']}; "
         f"torch {env.get('torch')}; model `{result['model']}`; {result['cpu_count']} cores. "
-        f"Medians of {result['repeats']} interleaved runs.", "",
+        f"Medians of {result['repeats']} interleaved runs."
+        + (f" The {', '.join(result['updated_sections'])} section(s) were re-measured later by "
+           f"the same command with `--sections {','.join(result['updated_sections'])} --update`."
+           if result.get("updated_sections") else ""), "",
         "A 12-MP photo on an idle machine (the aim: < 45 s on 2 AVX2 cores):", "",
         "```bash",
         ".venv/bin/python benchmarks/cpu_paths.py --sections whole --image 4000x3000 "
@@ -414,6 +421,14 @@ def main(argv: list[str] | None = None) -> int:
             result.setdefault("whole", []).append(entry)
             print("whole", threads, {k: round(v["median_s"], 2) for k, v in entry["rows"].items()},
                   flush=True)
+    if args.update and args.out is not None and Path(args.out).with_suffix(".json").exists():
+        import json
+        old = json.loads(Path(args.out).with_suffix(".json").read_text())
+        for key in ("profile", "profile_load", "tile", "whole"):
+            if key in old and key not in result:
+                result[key] = old[key]
+        result["updated_sections"] = args.section_list
+        argv = [a for a in old.get("command", "").split()[2:]] or argv
     text = markdown(result, argv)
     if args.out is None:
         print(text)
