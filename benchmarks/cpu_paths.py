@@ -332,7 +332,8 @@ def markdown(result: dict, argv: list[str]) -> str:
         lines += ["## Where the float32 time goes (one tile, 1 thread)", "",
                   f"{result['tile_side']} px tile; every ATen op timed and charged to its "
                   f"module ({result['profile_load']}).", "",
-                  "| part | contiguous ms | % | channels-last ms | % |", "|---|---:|---:|---:|---:|"]
+                  "| part | contiguous ms | % | channels-last ms | % |",
+                  "|---|---:|---:|---:|---:|"]
         prof = result["profile"]
         names = list(prof["contiguous"]["ms"])
         for extra in prof["channels_last"]["ms"]:

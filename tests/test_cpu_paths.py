@@ -18,7 +18,8 @@ from interir.inference import restore_tensor, resolve_precision
 from interir.inference import onnx_backend
 from interir.inference.settings import cpu_has_native_bf16
 
-HAS_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnxscript", "onnx"))
+HAS_ORT = all(importlib.util.find_spec(m) is not None
+              for m in ("onnxruntime", "onnxscript", "onnx"))
 needs_ort = pytest.mark.skipif(not HAS_ORT, reason="needs the onnx extra")
 
 _load_commands()
