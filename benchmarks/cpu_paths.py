@@ -429,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             if key in old and key not in result:
                 result[key] = old[key]
         result["updated_sections"] = args.section_list
+        result["repeats"] = old.get("repeats", result["repeats"])  # of the sections kept
         argv = [a for a in old.get("command", "").split()[2:]] or argv
     text = markdown(result, argv)
     if args.out is None:
