@@ -297,7 +297,10 @@ def whole_photo(model, degraded, clean, args, threads) -> dict:
     for row in rows.values():
         row["speedup_vs_first"] = rows[first]["median_s"] / row["median_s"]
         row["psnr_delta_vs_first"] = row["psnr_vs_clean"] - rows[first]["psnr_vs_clean"]
-    result = {"threads": threads, "rows": rows, "size": f"{width}x{height}"}
+    import resource
+    result = {"threads": threads, "rows": rows, "size": f"{width}x{height}",
+              # Linux reports kilobytes: the process's high-water mark, every setting so far.
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if reference is not None:
         result["untiled_s"] = untiled_s
         result["untiled_psnr_vs_clean"] = _psnr(reference, clean)
@@ -373,7 +376,9 @@ def markdown(result: dict, argv: list[str]) -> str:
                   f"shared statistics ({entry['load']}). "
                   + (f"Untiled PyTorch fp32 reference: {entry['untiled_s']:.1f} s, "
                      f"{entry['untiled_psnr_vs_clean']:.3f} dB vs clean." if "untiled_s" in entry
-                     else ""), "",
+                     else "")
+                  + (f" Peak resident memory of the process after this section (all settings): "
+                     f"{entry['peak_rss_mb']:.0f} MB." if "peak_rss_mb" in entry else ""), "",
                   "| setting | s | ms / MP | speed-up | PSNR vs untiled | PSNR vs clean |"
                   " Δ dB vs first |", "|---|---:|---:|---:|---:|---:|---:|"]
         for name, row in entry["rows"].items():
