@@ -84,16 +84,18 @@ def median_ms(times: Sequence[float]) -> float:
 
 def write_results(stem: Path, data: Any, markdown: str | None, script: str | Path,
                   argv: Sequence[str] | None = None) -> list[Path]:
-    """Write ``<stem>.json`` (``{"command", "environment", **data}`` when ``data`` is a dict) and
-    ``<stem>.md`` (``markdown`` with the :func:`reproduce_line` under its first ``# `` heading, or
-    first when it has none; skipped when ``markdown`` is None), atomically. Returns the paths
-    written."""
+    """Write ``<stem>.json`` (``{"command", "environment", **data}`` when ``data`` is a dict;
+    skipped when ``data`` is None) and ``<stem>.md`` (``markdown`` with the :func:`reproduce_line`
+    under its first ``# `` heading, or first when it has none; skipped when ``markdown`` is None),
+    atomically. Returns the paths written."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(data, dict):
         data = {"command": command(script, argv), "environment": environment(), **data}
-    paths = [atomic_write_text(stem.with_suffix(".json"), json.dumps(data, indent=1) + "\n",
-                               fsync=False)]
+    paths = []
+    if data is not None:
+        paths.append(atomic_write_text(stem.with_suffix(".json"),
+                                       json.dumps(data, indent=1) + "\n", fsync=False))
     if markdown is not None:
         head, body = ("", markdown)
         if markdown.startswith("# "):

@@ -11,8 +11,9 @@ validation PSNR at step 1000, read from the run's ``metrics.jsonl``.
     python benchmarks/architecture_probes.py --report             # table -> benchmarks/results/
 
 Results accumulate in ``benchmarks/results/architecture_probes.json`` (one entry per probe and
-seed); ``--report`` prints the table that ``architecture_probes.md`` quotes. Run folders go to
-``runs/probes/`` (ignored by git).
+seed, under ``"probes"``; ``--out STEM`` elsewhere); ``--report`` writes the table that the
+write-up ``architecture_probes.md`` quotes to ``architecture_probes_report.md``, both through
+benchmarks/_common.py. Run folders go to ``runs/probes/`` (ignored by git).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import sys
 import time
 from pathlib import Path
 
+from _common import results_stem, write_results
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "architecture_probes.json"
 RECIPE = [
     "train.iterations=1000", "train.val_every=1000", "train.ckpt_every=250", "data.val.limit=56",
     "output.tensorboard=off", "train.threads=1",
@@ -152,10 +154,18 @@ def run_probe(name: str, seed: int) -> dict:
     }
 
 
-def save(entry: dict) -> None:
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+def load(stem: Path) -> list[dict]:
+    """The stored probe entries (``{"probes": [...]}``, or the bare list files before it held the
+    command and environment)."""
+    path = stem.with_suffix(".json")
+    data = json.loads(path.read_text()) if path.exists() else []
+    return data["probes"] if isinstance(data, dict) else data
+
+
+def save(entry: dict, stem: Path) -> None:
+    results = load(stem)
     results = [r for r in results if (r["probe"], r["seed"]) != (entry["probe"], entry["seed"])] + [entry]
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    write_results(stem, {"probes": results}, None, __file__)
 
 
 def training_minutes(name: str, seed: int) -> float | None:
@@ -168,14 +178,15 @@ def training_minutes(name: str, seed: int) -> float | None:
     return elapsed[-1] / 60 if elapsed else None
 
 
-def report() -> str:
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+def report(stem: Path) -> str:
+    results = load(stem)
     for r in results:
         minutes = training_minutes(r["probe"], r["seed"])
         if minutes is not None:
             r["train_min"] = round(minutes, 1)
     base = {r["seed"]: r["psnr"] for r in results if r["probe"] == "v1"}
     lines = [
+        "# Architecture probes: every stored run", "",
         "| probe | what it changes | seed | val PSNR (dB) | vs v1 same seed | SSIM | params | training time (shared CPU) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -197,8 +208,12 @@ def main() -> None:
     parser.add_argument("probes", nargs="*", help="probe names (see --list)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", action="store_true")
-    parser.add_argument("--report", action="store_true")
+    parser.add_argument("--report", action="store_true",
+                        help="write the table of every stored probe to <stem>_report.md")
+    parser.add_argument("--out", default=str(results_stem(__file__)),
+                        help="results stem (.json is added; the report is <stem>_report.md)")
     args = parser.parse_args()
+    stem = Path(args.out)
     if args.list:
         for name, (model, overrides, what) in PROBES.items():
             print(f"{name:18s} {what}")
@@ -207,10 +222,14 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown probes {unknown}; valid: {', '.join(PROBES)}")
     for name in args.probes:
-        save(run_probe(name, args.seed))
-        print(report().splitlines()[-1])
-    if args.report or args.probes:
-        print(report())
+        save(run_probe(name, args.seed), stem)
+        print(report(stem).splitlines()[-1])
+    if args.report:
+        text = report(stem)
+        write_results(stem.with_name(stem.name + "_report"), None, text, __file__)
+        print(text)
+    elif args.probes:
+        print(report(stem))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@
     nice -n 19 .venv/bin/python benchmarks/degradation_stats.py figure   # the figure of the doc
     nice -n 19 .venv/bin/python benchmarks/degradation_stats.py all      # all four
 
-Each command prints a Markdown table and writes its rows to
-``benchmarks/results/degradation_stats.json`` (one key per command). The evaluation images are only
+Each command prints a Markdown table and writes its section (rows summarised, the table, the
+command that made it) to ``benchmarks/results/degradation_stats.json`` and ``.md`` (``--out STEM``
+elsewhere) through benchmarks/_common.py, keeping the other commands' sections. The evaluation images are only
 read, to describe them and to show them beside our samples; every synthetic sample is made from the
 clean *training* images (``train/bsds432``), never from an evaluation image.
 
@@ -42,12 +43,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from _common import command, results_stem, write_results
 from interir.degradations import DegradationPipeline, HazeSampling, patch_depth
 from interir.utils.io import list_images, read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "benchmarks" / "results" / "degradation_stats.json"
+SECTIONS = ("rain", "haze", "noise")
 LUMA = (0.299, 0.587, 0.114)
 
 
@@ -471,22 +473,42 @@ def main() -> None:
     parser.add_argument("what", choices=["rain", "haze", "noise", "figure", "all"])
     parser.add_argument("--data", type=Path, default=DATA, help="the shared data root")
     parser.add_argument("--n", type=int, default=40, help="images per set")
-    parser.add_argument("--json", type=Path, default=RESULTS, help="where the rows go")
+    parser.add_argument("--out", default=str(results_stem(__file__)),
+                        help="results stem (.json and .md are added); a command replaces its own "
+                             "section and keeps the others'")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "images" / "rain_styles.png")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results = json.loads(args.json.read_text()) if args.json.is_file() else {}
+    stem = Path(args.out)
+    stored = stem.with_suffix(".json")
+    stored = json.loads(stored.read_text()) if stored.is_file() else {}
+    sections = {k: stored[k] for k in SECTIONS if k in stored}
+    ran = False
     for what, run in (("rain", run_rain), ("haze", run_haze), ("noise", run_noise)):
         if args.what in (what, "all"):
             table, sets = run(args.data, args.n)
             print(table, flush=True)
             summaries = {k: summary(v) for k, v in sets.items() if isinstance(v, list)}
             extra = {k: v for k, v in sets.items() if not isinstance(v, list)}
-            results[what] = finite({"n": args.n, "summary [median, p10, p90]": summaries, **extra})
+            sections[what] = finite({"n": args.n, "command": command(__file__), "table": table,
+                                     "summary [median, p10, p90]": summaries, **extra})
+            ran = True
     if args.what in ("figure", "all"):
         print(f"wrote {args.figure} ({rain_figure(args.data, args.figure) / 1024:.0f} KB)")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
+    if ran:
+        write_results(stem, sections, report(sections), __file__)
+
+
+def report(sections: dict) -> str:
+    """The Markdown of every section that holds its table, each under the command that made it."""
+    parts = ["# Degradation statistics: ours beside the real evaluation sets", "",
+             "Each section names the command that made it; `python benchmarks/degradation_stats.py "
+             "all` makes them all again. Cells: median [10th, 90th percentile] over the images of "
+             "a set."]
+    for what in SECTIONS:
+        if "table" in sections.get(what, {}):
+            parts += ["", f"## {what} (`{sections[what]['command']}`)", "", sections[what]["table"]]
+    return "\n".join(parts)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ seven combinations. Also reports the explainable convs' mean ``|A - 1|`` on thos
 
     .venv/bin/python benchmarks/knockouts.py -m eb-interir-small-v3 -m eb-interir-small
 
-Writes benchmarks/results/knockouts.{json,md}.
+Writes benchmarks/results/knockouts.{json,md} (``--out STEM`` elsewhere) through
+benchmarks/_common.py.
 """
 
 from __future__ import annotations
@@ -24,15 +25,14 @@ from pathlib import Path
 
 import torch
 
+from _common import results_stem, write_results
 from interir.loading import load_model
 from interir.metrics import psnr
 from interir.models.explainable_conv import explainable_convs, modulation_disabled
 from interir.models.unfolding import RESM
-from interir.utils.env import cpu_name
 from interir.utils.io import read_image
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def load_crops(suite: Path, per_combination: int, crop: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--suite", default=str(ROOT / "results" / "cbsd68-mdir"))
     parser.add_argument("--per-combination", type=int, default=2)
     parser.add_argument("--crop", type=int, default=128)
-    parser.add_argument("--out", default=str(RESULTS / "knockouts"), help="results stem")
+    parser.add_argument("--out", default=str(results_stem(__file__)), help="results stem (.json and .md are added)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     pairs = load_crops(Path(args.suite), args.per_combination, args.crop)
@@ -114,13 +114,10 @@ def main() -> None:
             "data_term_knockout_db": no_data_term - full, "mean_abs_A_minus_1": attention_deviation(model, pairs),
         })
         print(rows[-1])
-    stem = Path(args.out)
-    stem.with_suffix(".json").write_text(json.dumps({"cpu": cpu_name(), "pairs": len(pairs), "rows": rows}, indent=1) + "\n")
     lines = [
         "# Knock-outs of trained InterIR networks",
         "",
-        f"`python benchmarks/knockouts.py {' '.join('-m ' + m for m in args.model)}`: {len(pairs)} "
-        f"{args.crop}-px centre crops of CBSD68-MDIR ({args.per_combination} per combination), PSNR (RGB) "
+        f"{len(pairs)} {args.crop}-px centre crops of CBSD68-MDIR ({args.per_combination} per combination), PSNR (RGB) "
         "with each part switched off in the trained network, minus the full network's.",
         "",
         "| model | PSNR (dB) | modulation off (A = 1) | data term off | mean abs(A - 1) |",
@@ -131,8 +128,8 @@ def main() -> None:
         lines.append(
             f"| {r['model']} | {r['psnr']:.2f} | {r['modulation_knockout_db']:+.2f} | {r['data_term_knockout_db']:+.2f} | {dev} |"
         )
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    paths = write_results(Path(args.out), {"pairs": len(pairs), "rows": rows}, "\n".join(lines), __file__)
+    print(paths[-1].read_text())
 
 
 if __name__ == "__main__":

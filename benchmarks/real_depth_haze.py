@@ -1,7 +1,8 @@
 """Haze on real depth (Middlebury views + disparity) beside SOTS-indoor's (docs/degradations.md).
 
     PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 19 python benchmarks/real_depth_haze.py
-    # -> benchmarks/results/real_depth_haze.md (and .json)
+    # -> benchmarks/results/real_depth_haze.md (and .json; --out STEM elsewhere), through
+    #    benchmarks/_common.py
 
 Each pair is described by ``haze_pair_stats`` of ``benchmarks/degradation_stats.py`` (the fitted
 airlight, transmission median and spread, depth ratio, how centred the depth is, and the hazy
@@ -15,21 +16,17 @@ and, for reference, the same views hazed with the ``wide`` pseudo-depth of the s
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 import torch
 
+from _common import results_stem, write_results
+from degradation_stats import HAZE_KEYS, finite, haze_pair_stats, markdown, real_haze_rows, summary, to8
 from interir.data.depth import DepthImageDataset
 from interir.degradations import DegradationPipeline, HazeSampling, patch_depth
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from degradation_stats import HAZE_KEYS, finite, haze_pair_stats, markdown, real_haze_rows, summary, to8  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-OUT = ROOT / "benchmarks" / "results" / "real_depth_haze"
 
 #: Our recipes: the depth, airlight range and largest level (levels uniform in (0, max]).
 RECIPES = {
@@ -65,6 +62,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA, help="the shared data root")
     parser.add_argument("--n", type=int, default=40, help="SOTS pairs to describe")
+    parser.add_argument("--out", default=str(results_stem(__file__)),
+                        help="results stem (.json and .md are added)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     ds = DepthImageDataset(args.data / "train" / "depth_middlebury")
@@ -79,15 +78,12 @@ def main() -> None:
     q = torch.tensor(depth_ratio).quantile(torch.tensor([0.5, 0.1, 0.9])).tolist()
     note = (f"\nMiddlebury depth itself (1 / filled disparity, {len(ds)} views): 90th/10th "
             f"percentile ratio {q[0]:.2f} [{q[1]:.2f}, {q[2]:.2f}] (median [p10, p90]).\n")
-    text = ("# Real-depth haze vs SOTS-indoor\n\nCommand: `PYTHONPATH=src OMP_NUM_THREADS=1 "
-            "python benchmarks/real_depth_haze.py`. Cells: median [10th, 90th percentile] over "
+    text = ("# Real-depth haze vs SOTS-indoor\n\nCells: median [10th, 90th percentile] over "
             "the images of a set.\n\n" + table + note)
-    print(text)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.with_suffix(".md").write_text(text)
     summaries = {k: summary(v) for k, v in sets.items()}
-    OUT.with_suffix(".json").write_text(json.dumps(finite(
-        {"summary [median, p10, p90]": summaries, "middlebury_depth_ratio": q}), indent=1) + "\n")
+    paths = write_results(Path(args.out), finite(
+        {"summary [median, p10, p90]": summaries, "middlebury_depth_ratio": q}), text, __file__)
+    print(paths[-1].read_text())
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ restores the image untiled, tiled with per-tile statistics (``shared_stats=False
 issue 30) and tiled with shared statistics (the default), with the automatic tile and overlap and
 fp32, and prints the PSNR of each tiled result against the untiled one and the seconds each took
 (one run each; the machine's load moves them). Results go to ``benchmarks/results/tile_seams.md``
-(``--out``) with ``torch.backends.cpu.get_cpu_capability()`` beside the timings.
+and ``.json`` (``--out STEM`` elsewhere) through benchmarks/_common.py, with
+``torch.backends.cpu.get_cpu_capability()`` beside the timings.
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ from pathlib import Path
 
 import torch
 
+from _common import results_stem, write_results
 from interir import load_pretrained
 from interir.degradations.rain import Rain, sample_rain_params
 from interir.inference import restore_tensor
 from interir.utils.io import read_image
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -76,7 +76,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1224)
     parser.add_argument("--inputs", default="photo,heavy rain,noise 0.08", help="which of the inputs")
     parser.add_argument("--dry-run", action="store_true", help="a tiny synthetic image, 64 px tiles")
-    parser.add_argument("--out", type=Path, default=RESULTS / "tile_seams.md")
+    parser.add_argument("--out", type=Path, default=results_stem(__file__),
+                        help="results stem (.json and .md are added)")
     args = parser.parse_args()
     if args.photo is None and not args.dry_run:
         parser.error("name a photo (or pass --dry-run)")
@@ -84,13 +85,14 @@ def main() -> None:
     images = inputs(None if args.dry_run else args.photo, args.width)
     shape = tuple(next(iter(images.values())).shape[-2:])
     lines = [
-        f"# Tiled vs untiled (benchmarks/tile_seams.py)\n",
+        "# Tiled vs untiled\n",
         f"Photo: {args.photo or 'synthetic'} at {shape[1]}x{shape[0]}; fp32; automatic tile and overlap; "
         f"{torch.get_num_threads()} thread(s); cpu capability {torch.backends.cpu.get_cpu_capability()}; "
         f"torch {torch.__version__}. PSNR of each tiled result against the untiled one.\n",
         "| model | input | per-tile stats (dB) | shared stats (dB) | untiled s | per-tile s | shared s |",
         "|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for name in args.models.split(","):
         for label, image in images.items():
             if label not in args.inputs.split(","):
@@ -100,9 +102,11 @@ def main() -> None:
                    f"{r['untiled_s']:.1f} | {r['per_tile_s']:.1f} | {r['shared_s']:.1f} |")
             print(row, flush=True)
             lines.append(row)
+            rows.append({"model": name, "input": label, **r})
     if not args.dry_run:
-        args.out.write_text("\n".join(lines) + "\n")
-        print(f"wrote {args.out}")
+        data = {"photo": str(args.photo), "size": list(shape), "rows": rows}
+        paths = write_results(args.out, data, "\n".join(lines), __file__)
+        print(f"wrote {', '.join(map(str, paths))}")
 
 
 if __name__ == "__main__":

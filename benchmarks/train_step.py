@@ -16,16 +16,18 @@ machine hits all of them alike; the median over ``--steps`` timed steps is repor
     .venv/bin/python benchmarks/train_step.py --models interir-small nafnet-small --patch 64 128
     .venv/bin/python benchmarks/train_step.py --modes fp32 compile --compile-timeout 900
 
-Writes benchmarks/results/train_step.{json,md}.
+Writes benchmarks/results/train_step.{json,md} (``--out STEM`` elsewhere, e.g.
+``--out benchmarks/results/train_step_rematch``) through benchmarks/_common.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
+import signal
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -34,10 +36,9 @@ import torch
 import interir
 import interir.models.explainable_conv as xconv_module
 from interir.config import ConfigError, load_config
+from _common import environment, results_stem, write_results
 from interir.data.training import TrainingBatches
-from interir.utils.env import cpu_name
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 MODES = ("fp32", "bf16", "cl", "shifted", "compile")
 
 
@@ -111,16 +112,55 @@ def data_seconds_per_batch(batch: int, patch: int, batches: int = 10) -> float |
     return (time.perf_counter() - start) / batches
 
 
-def measure(model_name: str, modes: list[str], batch: int, patch: int, steps: int, warmup: int) -> list[dict]:
-    cases = {}
+class CompileTimeout(Exception):
+    """Raised by SIGALRM when compiling takes longer than ``--compile-timeout``."""
+
+
+expired = threading.Event()  # set when the alarm went off (the exception may arrive wrapped)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Raise :class:`CompileTimeout` in this (main) thread after ``seconds`` (None: no limit)."""
+    if not seconds:
+        yield
+        return
+
+    def _expired(signum, frame):
+        expired.set()
+        raise CompileTimeout()
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def measure(model_name: str, modes: list[str], batch: int, patch: int, steps: int, warmup: int,
+            compile_timeout: float | None = None) -> list[dict]:
+    cases, timed_out = {}, {}
     for mode in modes:
         start = time.perf_counter()
         case = Case(model_name, mode, batch, patch)
-        for _ in range(warmup):
-            case.step()
+        expired.clear()
+        try:
+            with time_limit(compile_timeout if mode == "compile" else None):
+                for _ in range(warmup):
+                    case.step()
+        except Exception:  # torch.compile wraps the alarm's exception in its own
+            if not expired.is_set():
+                raise
+            timed_out[mode] = time.perf_counter() - start
+            print(f"{model_name:14s} p{patch:<4d} {mode:8s} compile did not finish in {timed_out[mode]:.0f} s",
+                  flush=True)
+            continue
         if mode == "compile":
             case.compile_s = time.perf_counter() - start
         cases[mode] = case
+    modes = [m for m in modes if m in cases]
     times = {mode: [] for mode in modes}
     for _ in range(steps):
         for mode, case in cases.items():
@@ -136,29 +176,42 @@ def measure(model_name: str, modes: list[str], batch: int, patch: int, steps: in
         print(f"{model_name:14s} p{patch:<4d} {mode:8s} {rows[-1]['images_per_s']:7.2f} img/s "
               f"(fwd {parts['forward']*1e3:.0f} ms, bwd {parts['backward']*1e3:.0f}, opt {parts['optimizer']*1e3:.0f})",
               flush=True)
+    for mode, seconds in timed_out.items():
+        rows.append({"model": model_name, "mode": mode, "batch": batch, "patch": patch, "steps": 0,
+                     "images_per_s": None, "compile_s": None, "compile_timeout_s": round(seconds, 1)})
     return rows
 
 
-def write_markdown(rows: list[dict], info: dict, path: Path, command: str) -> None:
+def markdown(rows: list[dict], info: dict) -> str:
+    """The results table; ``info`` holds the threads, loads and data-pipeline times."""
+    env = environment()
     lines = [
         "# One training step by parts", "",
-        f"`{command}` on {info['cpu']} ({info['capability']}), torch {info['torch']}, "
+        f"On {env['cpu']} ({env['cpu_capability']}), torch {env['torch']}, "
         f"{info['threads']} thread(s); load average before/after {info['load_before']} / {info['load_after']}. "
         "Random batches (the data pipeline is timed apart); medians over the timed steps, modes interleaved.", "",
         "| model | patch | batch | mode | images/s | forward ms | backward ms | optimizer+EMA ms | vs fp32 |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        if r["images_per_s"] is None:
+            lines.append(f"| {r['model']} | {r['patch']} | {r['batch']} | {r['mode']} | did not compile "
+                         f"in {r['compile_timeout_s']:.0f} s | | | | |")
+            continue
         base = next(b for b in rows if (b["model"], b["patch"], b["mode"]) == (r["model"], r["patch"], "fp32"))
         lines.append(
             f"| {r['model']} | {r['patch']} | {r['batch']} | {r['mode']} | {r['images_per_s']:.2f} | "
             f"{r['forward_ms']:.0f} | {r['backward_ms']:.0f} | {r['optimizer_ms']:.0f} | "
             f"{r['images_per_s'] / base['images_per_s']:.2f}x |"
         )
+    compiled = [r for r in rows if r.get("compile_s")]
+    if compiled:
+        lines += ["", "Compile and warm-up of `torch.compile`: " + ", ".join(
+            f"{r['model']} patch {r['patch']}: {r['compile_s']:.0f} s" for r in compiled)]
     if info.get("data_s_per_batch"):
         lines += ["", "Data pipeline alone: " + ", ".join(
             f"patch {p}: {s * 1000:.0f} ms per batch" for p, s in info["data_s_per_batch"].items() if s)]
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -170,25 +223,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=str(RESULTS / "train_step"), help="results stem (.json and .md)")
+    parser.add_argument("--compile-timeout", type=float, default=None,
+                        help="seconds the compile mode may take to compile and warm up (default: no limit)")
+    parser.add_argument("--out", default=str(results_stem(__file__)), help="results stem (.json and .md are added)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    info = {"cpu": cpu_name(), "capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
-            "threads": args.threads, "load_before": round(os.getloadavg()[0], 2)}
+    info = {"threads": args.threads, "load_before": round(os.getloadavg()[0], 2)}
     rows = []
     for patch in args.patch:
         for model_name in args.models:
             modes = [m for m in args.modes if not (m == "shifted" and not model_name.startswith("interir"))]
-            rows += measure(model_name, modes, args.batch, patch, args.steps, args.warmup)
+            rows += measure(model_name, modes, args.batch, patch, args.steps, args.warmup, args.compile_timeout)
     info["load_after"] = round(os.getloadavg()[0], 2)
     info["data_s_per_batch"] = {p: data_seconds_per_batch(args.batch, p) for p in args.patch}
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps({"info": info, "rows": rows}, indent=1) + "\n")
-    command = "python benchmarks/train_step.py " + " ".join(
-        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if k != "out")
-    write_markdown(rows, info, out.with_suffix(".md"), command)
-    print(out.with_suffix(".md").read_text())
+    paths = write_results(Path(args.out), {"info": info, "rows": rows}, markdown(rows, info), __file__)
+    print(paths[-1].read_text())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Does a validation set rank the shipped models the way the benchmarks do? (docs/recipes.md)
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/val_ranking.py [--y]
-    # -> benchmarks/results/val_ranking.md (and .json); eval reports under --work
+    # -> benchmarks/results/val_ranking.md (and .json; --out STEM elsewhere) through
+    #    benchmarks/_common.py; eval reports under --work
 
 Scores the shipped models (the zoo of ``interir models`` with weights, and the dark-channel prior;
 classical-nlm is left out: about 40 s a whole image on one thread, and it removes neither rain nor haze)
@@ -24,12 +25,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _common import results_stem, write_results
 from interir.config import load_config
 from interir.data.validation_pairs import build_val_pairs
 from interir.utils.io import write_image
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results" / "val_ranking"
 MODELS = ["default", "default-rain", "eb-interir-small", "eb-interir-small-xconv",
           "eb-deepsn-small", "eb-nafnet-small", "classical-dcp"]
 #: Validation set -> the benchmark column it should track.
@@ -100,6 +101,8 @@ def main() -> None:
                         help="eval reports go here; a set already scored here is not run again")
     parser.add_argument("--y", action="store_true", help="also score on Y the sets whose "
                         "benchmark is scored on Y (the trainer validates on RGB)")
+    parser.add_argument("--out", default=str(results_stem(__file__)),
+                        help="results stem (.json and .md are added)")
     args = parser.parse_args()
     folders = val_folders(args.config, args.work)
     names = {Path(f).name: n for n, f in folders.items()}  # eval names columns by folder
@@ -114,14 +117,14 @@ def main() -> None:
         for method, cells in cached_scores(args.work, conv, names).items():
             scores.setdefault(method, {}).update(cells)
     bench = psnr_table(json.loads((ROOT / "results" / "comparison.json").read_text()))
-    write_report(scores, bench, ["Input"] + MODELS, folders)
+    write_report(scores, bench, ["Input"] + MODELS, folders, Path(args.out))
 
 
-def write_report(scores: dict, bench: dict, methods: list[str], folders: dict[str, Path]) -> None:
+def write_report(scores: dict, bench: dict, methods: list[str], folders: dict[str, Path],
+                 stem: Path) -> None:
     val_cols = [f"{n} ({c})" for n in folders for c in ("RGB", "Y") if f"{n} ({c})" in scores["default"]]
     bench_cols = sorted(set(TRACKS.values()), key=list(TRACKS.values()).index)
     lines = ["# Validation sets vs benchmarks: PSNR (dB) of the shipped models", "",
-             "Command: `PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/val_ranking.py`. "
              "Validation columns measured here with `interir eval` (config "
              "`configs/cpu-real-mix.yaml`); benchmark columns read from `results/comparison.json`.",
              "", "| method | " + " | ".join(val_cols + bench_cols) + " |",
@@ -150,13 +153,9 @@ def write_report(scores: dict, bench: dict, methods: list[str], folders: dict[st
             agreement[vcol] = {"benchmark": bcol, "tau": tau, "tau_networks": tau_nets,
                                "best_val": best_v, "best_bench": best_b}
             lines.append(f"| {vcol} | {bcol} | {tau:+.2f} | {tau_nets:+.2f} | {best_v} | {best_b} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.with_suffix(".md").write_text(text)
-    OUT.with_suffix(".json").write_text(json.dumps(
-        {"scores": scores, "benchmarks": {m: bench.get(m) for m in methods},
-         "agreement": agreement}, indent=1) + "\n")
+    paths = write_results(stem, {"scores": scores, "benchmarks": {m: bench.get(m) for m in methods},
+                                 "agreement": agreement}, "\n".join(lines), __file__)
+    print(paths[-1].read_text())
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ def test_write_results_puts_the_command_under_the_title_and_in_the_json(common, 
     assert {"torch", "python", "cpu_capability", "interir"} <= set(data["environment"])
     only_json = common.write_results(tmp_path / "j", [3], None, "benchmarks/demo.py", [])
     assert [p.name for p in only_json] == ["j.json"] and json.loads(only_json[0].read_text()) == [3]
+    only_md = common.write_results(tmp_path / "m", None, "# T\n", "benchmarks/demo.py", [])
+    assert [p.name for p in only_md] == ["m.md"] and not (tmp_path / "m.json").exists()
 
 
 def test_time_calls_warms_up_then_times_each_call(common):
