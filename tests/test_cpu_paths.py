@@ -132,3 +132,16 @@ def test_auto_precision_follows_the_dispatched_capability(monkeypatch):
     assert not cpu_has_native_bf16()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")
     assert cpu_has_native_bf16()
+
+
+def test_the_runner_cache_does_not_keep_models_alive():
+    import gc
+    import weakref
+
+    model = _active_model()
+    onnx_backend.onnx_runner(model, 4, 4)
+    assert onnx_backend.onnx_runner(model, 4, 4) is onnx_backend.onnx_runner(model, 4, 4)
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None

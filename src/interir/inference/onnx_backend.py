@@ -27,6 +27,7 @@ import hashlib
 import logging
 import os
 import warnings
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -223,12 +224,20 @@ class OnnxRunner:
 
     def __init__(self, model: nn.Module, multiple: int, min_size: int,
                  notify: Callable[[str], None] | None = None) -> None:
-        self.model = model
+        # A weak reference: the runner cache must not keep a model (and its sessions) alive.
+        self._model = weakref.ref(model)
         self.multiple, self.min_size = multiple, max(min_size, multiple)
         self.notify = notify or log.warning
         self._counts: list[int] | None = None
         self._sessions: dict[tuple[str, int], object] = {}
         self.key = model_key(model, "plain")
+
+    @property
+    def model(self) -> nn.Module:
+        model = self._model()
+        if model is None:
+            raise RuntimeError("the model of this OnnxRunner no longer exists")
+        return model
 
     def counts(self) -> list[int]:
         if self._counts is None:
@@ -285,18 +294,16 @@ class OnnxRunner:
         return flat
 
 
-#: Runners by model identity, so repeated calls reuse sessions (weights are re-hashed per call
-#: only when the runner is created).
-_RUNNERS: dict[int, tuple[nn.Module, OnnxRunner]] = {}
+#: Runners by model, so repeated calls reuse their sessions; an entry goes with its model.
+_RUNNERS: "weakref.WeakKeyDictionary[nn.Module, OnnxRunner]" = weakref.WeakKeyDictionary()
 
 
 def onnx_runner(model: nn.Module, multiple: int, min_size: int) -> OnnxRunner:
-    """The cached :class:`OnnxRunner` of ``model`` (a new one when its weights changed)."""
-    entry = _RUNNERS.get(id(model))
-    if entry is not None and entry[0] is model:
-        runner = entry[1]
-        if runner.key == model_key(model, "plain"):
-            return runner
+    """The cached :class:`OnnxRunner` of ``model``; a new one when its weights or switches
+    changed since (they are hashed on every call: milliseconds for the shipped model)."""
+    runner = _RUNNERS.get(model)
+    if runner is not None and runner.key == model_key(model, "plain"):
+        return runner
     runner = OnnxRunner(model, multiple, min_size)
-    _RUNNERS[id(model)] = (model, runner)
+    _RUNNERS[model] = runner
     return runner
