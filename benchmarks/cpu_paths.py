@@ -380,8 +380,10 @@ def markdown(result: dict, argv: list[str]) -> str:
                   + (f"Untiled PyTorch fp32 reference: {entry['untiled_s']:.1f} s, "
                      f"{entry['untiled_psnr_vs_clean']:.3f} dB vs clean." if "untiled_s" in entry
                      else "")
-                  + (f" Peak resident memory of the process after this section (all settings): "
-                     f"{entry['peak_rss_mb']:.0f} MB." if "peak_rss_mb" in entry else ""), "",
+                  + (f" Peak resident memory of the benchmark process after this section: "
+                     f"{entry['peak_rss_mb']:.0f} MB (every setting, and the script's own copies "
+                     "of the photo and outputs: not `restore`'s peak)." if "peak_rss_mb" in entry
+                     else ""), "",
                   "| setting | s | ms / MP | speed-up | PSNR vs untiled | PSNR vs clean |"
                   " Δ dB vs first |", "|---|---:|---:|---:|---:|---:|---:|"]
         for name, row in entry["rows"].items():

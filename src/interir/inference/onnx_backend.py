@@ -7,7 +7,7 @@ batch 1, float32:
 
 - **The export** uses :func:`interir.models.layers.batch_one_export_form` (fused
   ``LayerNormalization``; each explainable conv one ``Conv`` with its computed per-image kernel),
-  1.3-1.8x faster on onnxruntime than the portable form of ``interir export`` at batch 1. It is
+  2.1-2.8x faster on onnxruntime than the portable form of ``interir export`` at batch 1. It is
   made the first time a model is used (1-3 minutes on one core) and cached under
   :func:`cache_dir`, keyed by a hash of the weights, the architecture and the versions
   (:func:`model_key`); later calls load the cached file.
@@ -23,6 +23,7 @@ Outputs agree with the PyTorch float32 model to about 1e-5 (float rounding; the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -130,9 +131,11 @@ def model_key(model: nn.Module, kind: str) -> str:
     return digest.hexdigest()[:24]
 
 
+@functools.lru_cache(maxsize=1)
 def _models_source_hash() -> str:
     """Hash of the source files of :mod:`interir.models` (and this module), so that an export
-    made by other model code (a checkout between releases) is never reused."""
+    made by other model code (a checkout between releases) is never reused. Read once per
+    process: the code a process runs does not change while it runs."""
     digest = hashlib.sha256()
     folder = Path(interir.models.__file__).parent
     for path in sorted([*folder.rglob("*.py"), Path(__file__)]):

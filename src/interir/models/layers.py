@@ -38,8 +38,8 @@ def batch_one_export_form() -> Iterator[None]:
       ``Conv`` with its per-image kernel (Eq. 19) as a computed weight, instead of ``k x k``
       shifted multiply-adds. Its batch is then fixed at 1.
 
-    Same maths; onnxruntime ran the shipped model 1.3-1.8x faster on one CPU thread in this form
-    than in the portable one (``benchmarks/results/cpu_paths.md``). Used by
+    Same maths; onnxruntime ran the shipped model 2.1-2.8x faster on one CPU thread in this form
+    than in the portable one (a 512 px tile; ``docs/inference.md``, issue 31). Used by
     :mod:`interir.inference.onnx_backend`.
     """
     global _BATCH_ONE_FORM
