@@ -188,8 +188,10 @@ def test_suite_written_by_interir_synth(tmp_path):
 def test_networks_go_through_restore_tensor_classical_do_not(monkeypatch, suite):
     calls = []
 
-    def restore_tensor(model, image, tile=None, overlap=None, precision=None, channels_last=None):
-        calls.append((type(model).__name__, tuple(image.shape), tile, precision, channels_last))
+    def restore_tensor(model, image, tile=None, overlap=None, precision=None, channels_last=None,
+                       backend=None):
+        calls.append((type(model).__name__, tuple(image.shape), tile, precision, channels_last,
+                      backend))
         return model(image)
 
     monkeypatch.setattr(evaluate_module, "restore_tensor", restore_tensor)
@@ -197,7 +199,11 @@ def test_networks_go_through_restore_tensor_classical_do_not(monkeypatch, suite)
     evaluate({"id": nn.Identity(), "dcp": create_classical("classical-dcp")}, [suite],
              EvalOptions(tile=64, limit=1))
     # one image per combination; scored with the reference settings whatever restore's defaults are
-    assert calls == [("Identity", (1, 3, 32, 40), 64, "fp32", False)] * 2
+    assert calls == [("Identity", (1, 3, 32, 40), 64, "fp32", False, "torch")] * 2
+    calls.clear()  # interir eval's fast paths: float32 still, in another layout or runtime
+    evaluate({"id": nn.Identity()}, [suite],
+             EvalOptions(tile=64, limit=1, channels_last=True, backend="onnx"))
+    assert calls == [("Identity", (1, 3, 32, 40), 64, "fp32", True, "onnx")] * 2
 
 
 def _result(model, dataset, combination, name, inp, out):

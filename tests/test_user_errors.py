@@ -14,6 +14,7 @@ import interir
 from interir.cli import _load_commands
 from interir.cli import options
 from interir.cli.app import app
+from interir import inference
 from interir.inference import settings as inference_settings
 
 _load_commands()
@@ -68,6 +69,8 @@ def test_cli_defaults_equal_the_library_ones():
     assert options.DEFAULT_CHANNELS_LAST == inference_settings.DEFAULT_CHANNELS_LAST
     assert options.DEFAULT_PRECISION == inference_settings.DEFAULT_PRECISION
     assert options.PRECISIONS == inference_settings.PRECISIONS
+    assert options.BACKENDS == inference.BACKENDS
+    assert options.DEFAULT_BACKEND == inference.DEFAULT_BACKEND
 
 
 def test_readme_python_snippet_runs(tmp_path, monkeypatch):

@@ -15,3 +15,5 @@ THREADS_HELP = (
 DEFAULT_CHANNELS_LAST = True
 DEFAULT_PRECISION = "auto"
 PRECISIONS = ("auto", "fp32", "bf16")
+BACKENDS = ("torch", "onnx")
+DEFAULT_BACKEND = "torch"

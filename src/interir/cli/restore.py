@@ -9,7 +9,14 @@ from typing import Annotated, Optional
 import typer
 
 from interir.cli.app import app
-from interir.cli.options import DEFAULT_CHANNELS_LAST, DEFAULT_PRECISION, PRECISIONS, THREADS_HELP
+from interir.cli.options import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_CHANNELS_LAST,
+    DEFAULT_PRECISION,
+    PRECISIONS,
+    THREADS_HELP,
+)
 from interir.utils.progress import ProgressDisplay, format_seconds
 
 # Help of the inference settings. The figures were measured on a 2-core CPU with the default
@@ -24,6 +31,10 @@ PRECISION_HELP = (
     "(CPU time) and within 0.02 dB PSNR of it. 'auto' (default): bf16 on a CPU with native "
     "bfloat16 instructions (AVX512-BF16 or AMX), like the one measured; fp32 elsewhere, GPUs "
     "included.")
+BACKEND_HELP = (
+    "torch | onnx. 'onnx' runs the model on onnxruntime (CPU, float32; needs the onnx extra), "
+    "exported once per set of weights (1-3 min) and cached: faster than PyTorch's float32 on a "
+    "CPU without native bfloat16 (docs/inference.md). Outputs agree with PyTorch's to ~1e-5.")
 POOL_WINDOW_HELP = (
     "Side in pixels of the window every block's channel attention averages over (0: the whole "
     "image); default: the model's own (0 for the shipped models, which validated better with "
@@ -117,6 +128,7 @@ def restore_command(
     precision: Annotated[str, typer.Option("--precision", help=PRECISION_HELP)] = DEFAULT_PRECISION,
     pool_window: Annotated[Optional[int], typer.Option(
         "--pool-window", min=0, help=POOL_WINDOW_HELP, show_default=False)] = None,
+    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = DEFAULT_BACKEND,
 ) -> None:
     """Restore images hit by haze, rain and noise; each keeps its size, bit depth and alpha.
 
@@ -135,6 +147,18 @@ def restore_command(
         raise typer.BadParameter(f"use one of {', '.join(OUTPUT_FORMATS)}", param_hint="--format")
     if precision not in PRECISIONS:
         raise typer.BadParameter(f"use one of {', '.join(PRECISIONS)}", param_hint="--precision")
+    if backend not in BACKENDS:
+        raise typer.BadParameter(f"use one of {', '.join(BACKENDS)}", param_hint="--backend")
+    if backend == "onnx":
+        try:  # before loading the model
+            from interir.inference.onnx_backend import require_onnxruntime
+            require_onnxruntime()
+        except ImportError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from None
+        if precision == "bf16":
+            raise typer.BadParameter("--backend onnx runs float32; use --precision fp32 or auto, "
+                                     "or --backend torch for bf16", param_hint="--precision")
     tile_size = _parse_tile(tile)
     try:  # before loading the model and restoring anything
         check_writable_dir(output)
@@ -157,6 +181,7 @@ def restore_command(
                 on_result=_result_printer(display, quiet), progress=display.steps,
                 on_start=lambda src, index, count: _start_image(display, src, count),
                 channels_last=channels_last, precision=precision, pool_window=pool_window,
+                backend=backend,
             )
     except OutputPathError as err:  # the folder changed since the check above
         typer.echo(f"error: {err}", err=True)

@@ -3,9 +3,10 @@
 Public API:
     restore_tensor(model, image, tile=None, overlap=None, device=None,
                    channels_last=DEFAULT_CHANNELS_LAST, precision=DEFAULT_PRECISION,
-                   pool_window=None)
+                   pool_window=None, backend="torch")
         (3, H, W) or (B, 3, H, W) in [0, 1] -> same shape, float32, clamped to [0, 1]
     PRECISIONS                                                ("auto", "fp32", "bf16")
+    BACKENDS                                                  ("torch", "onnx": onnxruntime)
     resolve_precision(precision, device)                      "auto" -> "fp32" or "bf16"
     restore_file(src, dst, model, overwrite=False, ...)       one file -> (path, note)
     restore_paths(inputs, out_dir, model, overwrite=False, ...)  files/folders -> RestoreReport
@@ -15,7 +16,8 @@ Public API:
 Modules, one job each: :mod:`.tensor` (``restore_tensor``: padding, tiling, out-of-memory retry),
 :mod:`.settings` (precision and memory format), :mod:`.files` (planning outputs, restoring files
 and folders), :mod:`.tiling` (tile grids and blending), :mod:`.shared_stats` (whole-image
-statistics shared by tiles). What a model needs of its input's size (``size_multiple``,
+statistics shared by tiles), :mod:`.onnx_backend` (the ``onnx`` backend: a cached export run on
+onnxruntime). What a model needs of its input's size (``size_multiple``,
 ``minimum_size``, ``auto_tile_size``) lives with the models, in :mod:`interir.models.sizing`.
 
 Models come from :func:`interir.load_model` (a shipped name, a checkpoint or an architecture);
@@ -30,6 +32,7 @@ from interir.inference.files import (
     restore_file,
     restore_paths,
 )
+from interir.inference.onnx_backend import BACKENDS, DEFAULT_BACKEND
 from interir.inference.settings import (
     DEFAULT_CHANNELS_LAST,
     DEFAULT_PRECISION,
@@ -50,6 +53,8 @@ from interir.inference.tiling import (
 from interir.models.sizing import auto_tile_size, minimum_size, size_multiple
 
 __all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
     "DEFAULT_CHANNELS_LAST",
     "DEFAULT_PRECISION",
     "OUTPUT_FORMATS",

@@ -27,6 +27,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from interir.inference.onnx_backend import DEFAULT_BACKEND, check_backend, require_onnxruntime
 from interir.inference.settings import (
     DEFAULT_CHANNELS_LAST,
     DEFAULT_PRECISION,
@@ -335,6 +336,7 @@ def restore_file(
     channels_last: bool = DEFAULT_CHANNELS_LAST,
     precision: str = DEFAULT_PRECISION,
     pool_window: int | None = None,
+    backend: str = DEFAULT_BACKEND,
 ) -> tuple[Path, str | None]:
     """Restore one image file.
 
@@ -346,8 +348,8 @@ def restore_file(
         src: input image.
         dst: output path; its extension picks the format. Unless ``exact_format``, it changes to
             ``.png`` when the format cannot hold the input's 16 bits or alpha.
-        model, tile, overlap, device, progress, channels_last, precision, pool_window: as in
-            :func:`restore_tensor`.
+        model, tile, overlap, device, progress, channels_last, precision, pool_window, backend:
+            as in :func:`restore_tensor`.
         overwrite: replace an existing output.
         quality: JPEG quality of a ``.jpg`` output.
         exact_format: keep ``dst``'s format even if that loses 16 bits (written as 8) or alpha.
@@ -362,6 +364,7 @@ def restore_file(
         FileExistsError: the output is ``src`` itself (never replaced).
     """
     check_inference_settings(channels_last, precision, pool_window)
+    check_backend(backend)
     src, dst = Path(src), Path(dst)
     loaded = read_image(src, max_pixels)
     dst, bit_depth, keep_alpha, note = _output_settings(
@@ -376,7 +379,7 @@ def restore_file(
         raise OutputExistsError(dst)
     _write_restored(loaded, dst, bit_depth, keep_alpha, model, quality, tile=tile, overlap=overlap,
                     device=device, progress=progress, channels_last=channels_last,
-                    precision=precision, pool_window=pool_window)
+                    precision=precision, pool_window=pool_window, backend=backend)
     return dst, note
 
 
@@ -399,6 +402,7 @@ def restore_paths(
     channels_last: bool = DEFAULT_CHANNELS_LAST,
     precision: str = DEFAULT_PRECISION,
     pool_window: int | None = None,
+    backend: str = DEFAULT_BACKEND,
 ) -> RestoreReport:
     """Restore image files and folders into ``out_dir``; failures are reported, not raised.
 
@@ -423,16 +427,21 @@ def restore_paths(
         on_start: called as ``on_start(input, index, count)`` before each planned input is
             read (``index`` from 0; ``count`` counts the inputs refused while planning too, which
             are reported through ``on_result`` first).
-        channels_last, precision, pool_window: as in :func:`restore_tensor`.
+        channels_last, precision, pool_window, backend: as in :func:`restore_tensor`.
 
     Returns:
         A :class:`RestoreReport`.
 
     Raises:
-        ValueError: a bad ``channels_last``, ``precision`` or ``pool_window`` (checked first).
+        ValueError: a bad ``channels_last``, ``precision``, ``pool_window`` or ``backend``
+            (checked first).
+        ImportError: ``backend="onnx"`` without onnxruntime (checked first).
         OutputPathError: ``out_dir`` is a file or cannot be written (checked first).
     """
     check_inference_settings(channels_last, precision, pool_window)
+    check_backend(backend)
+    if backend == "onnx":
+        require_onnxruntime()
     check_writable_dir(out_dir)
     if device is not None:
         model.to(resolve_device(device))
@@ -450,7 +459,8 @@ def restore_paths(
         emit("failed", src, reason)
     options = dict(overwrite=overwrite, tile=tile, overlap=overlap, quality=quality,
                    exact=output_format != "same", progress=progress, max_pixels=max_pixels,
-                   channels_last=channels_last, precision=precision, pool_window=pool_window)
+                   channels_last=channels_last, precision=precision, pool_window=pool_window,
+                   backend=backend)
     count = len(failed) + len(planned)
     for index, (src, requested, dst) in enumerate(planned, start=len(failed)):
         if on_start is not None:

@@ -17,6 +17,8 @@ speed-ups and PSNR changes are in ``benchmarks/results/inference_settings.md`` (
 
 from __future__ import annotations
 
+import os
+
 from contextlib import contextmanager, nullcontext
 from typing import ContextManager
 
@@ -113,10 +115,26 @@ def _model_settings(model: nn.Module, channels_last: bool, pool_window: int | No
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when this CPU has bfloat16 instructions (AVX512-BF16 or AMX tiles), as torch reports.
+    """True when this CPU has bfloat16 instructions (AVX512-BF16 or AMX tiles) and torch uses them.
 
     Without them torch's bfloat16 CPU kernels convert in software and can be slower than float32.
+    [ours] The instructions count only when torch dispatches its kernels at an AVX-512 level
+    (``torch.backends.cpu.get_cpu_capability()``) and oneDNN is not limited below it
+    (``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA``): with ``ATEN_CPU_CAPABILITY=avx2`` torch runs
+    as on an AVX2-only CPU, so ``precision="auto"`` picks float32 there too (issue 31; this is
+    how ``benchmarks/cpu_paths.py --emulate-avx2`` emulates one).
     """
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # noqa: BLE001 - an unknown CPU counts as one without them
+        return False
+    if not capability.upper().startswith("AVX512"):
+        return False
+    for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        limit = os.environ.get(variable, "").strip().upper()
+        if limit and limit != "ALL" and not limit.startswith(("AVX512_CORE_BF16", "AVX512_CORE_AMX",
+                                                              "AVX10")):
+            return False
     for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         check = getattr(torch.cpu, name, None)  # private helpers of torch.cpu (torch >= 2.3)
         try:

@@ -6,7 +6,8 @@ Some layers reduce their whole input to a few numbers that then modulate every p
   :class:`~interir.models.layers.WindowedMeanPool` with ``window == 0``; DeepSN-Net's and
   InterIR's pooled weights: ``nn.AdaptiveAvgPool2d(1)``),
 - the explainable convolution's kernel attention (its mask pooled to ``k x k`` regions of the
-  whole map, :meth:`~interir.models.explainable_conv.ExplainableConv2d.kernel_attention`),
+  whole map, :meth:`~interir.models.explainable_conv.ExplainableConv2d.input_attention`; a tile
+  that replays it computes no mask),
 - InterIR's airlight statistics (:class:`~interir.models.unfolding.GlobalStatistics`).
 
 Run tile by tile, each tile computes them from its own content: a tile of sky and a tile of
@@ -49,7 +50,7 @@ SharedStatistics = dict[tuple[nn.Module, str], list[torch.Tensor]]
 def global_layers(model: nn.Module) -> list[tuple[nn.Module, str]]:
     """``(module, method name)`` of every layer of ``model`` that reduces the whole map.
 
-    The method is ``"forward"`` for pools and ``"kernel_attention"`` for explainable convs.
+    The method is ``"forward"`` for pools and ``"input_attention"`` for explainable convs.
     Windowed means with ``window > 0`` are local and are not listed.
     """
     found: list[tuple[nn.Module, str]] = []
@@ -61,7 +62,7 @@ def global_layers(model: nn.Module) -> list[tuple[nn.Module, str]]:
         elif isinstance(module, GlobalStatistics):
             found.append((module, "forward"))
         elif isinstance(module, ExplainableConv2d):
-            found.append((module, "kernel_attention"))
+            found.append((module, "input_attention"))
     return found
 
 

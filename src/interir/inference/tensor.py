@@ -34,6 +34,13 @@ from interir.inference.settings import (
     check_inference_settings,
     resolve_precision,
 )
+from interir.inference.onnx_backend import (
+    DEFAULT_BACKEND,
+    OnnxRunner,
+    check_backend,
+    onnx_runner,
+    require_onnxruntime,
+)
 from interir.inference.shared_stats import (
     downscale_to_fit,
     global_layers,
@@ -71,6 +78,20 @@ def _run_model(
     return out[..., :height, :width].to(x.device, torch.float32).contiguous()
 
 
+def _run_onnx(
+    runner: OnnxRunner, x: torch.Tensor, min_size: int, statistics: list[torch.Tensor] | None,
+) -> torch.Tensor:
+    """:func:`_run_model` on onnxruntime (CPU, float32): ``x`` padded up to ``min_size``, the
+    result cropped back, on ``x``'s device."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = max(0, min_size - height), max(0, min_size - width)
+    inp = x.to("cpu", torch.float32)
+    if pad_h or pad_w:
+        inp = F.pad(inp, (0, pad_w, 0, pad_h), mode="replicate")
+    out = runner.run(inp, statistics)
+    return out[..., :height, :width].to(x.device).contiguous()
+
+
 def _out_of_memory_message(device: torch.device, largest: int, height: int, width: int) -> str:
     """What to do when even the smallest tile does not fit: on the CPU, free memory or lift a
     ``ulimit -v``; on a GPU, also the CPU (which has more memory)."""
@@ -92,19 +113,26 @@ def _restore_one(
     channels_last: bool = False,
     precision: str = "fp32",
     shared_stats: bool = True,
+    runner: OnnxRunner | None = None,
 ) -> torch.Tensor:
     """Restore one ``(1, 3, H, W)`` image; ``tile == 0`` means the whole image at once.
 
     With ``shared_stats`` every tile uses the whole image's global statistics
-    (:mod:`.shared_stats`), taken from one pass over the image downscaled to a tile.
+    (:mod:`.shared_stats`), taken from one pass over the image downscaled to a tile. With a
+    ``runner`` the image or its tiles run on onnxruntime (the statistics pass in PyTorch).
     """
     height, width = x.shape[-2:]
     multiple = size_multiple(model)
     min_size = minimum_size(model)
     current = tile
 
-    def run(t: torch.Tensor) -> torch.Tensor:
+    def torch_run(t: torch.Tensor) -> torch.Tensor:
         return _run_model(model, t, device, min_size, channels_last, precision)
+
+    def run(t: torch.Tensor, statistics: list[torch.Tensor] | None = None) -> torch.Tensor:
+        if runner is None:
+            return torch_run(t)
+        return _run_onnx(runner, t, min_size, statistics)
 
     while True:
         try:
@@ -114,7 +142,8 @@ def _restore_one(
                     progress(1, 1)
                 return out
             ov = min(overlap, max(0, current // 2))
-            return _tiled(model, run, x, current, ov, multiple, progress, shared_stats)
+            return _tiled(model, run, torch_run, x, current, ov, multiple, progress,
+                          shared_stats, runner is not None)
         except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are retried
             if not is_out_of_memory(exc):
                 raise
@@ -131,17 +160,27 @@ def _restore_one(
 
 
 def _tiled(
-    model: nn.Module, run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int,
+    model: nn.Module, run: Callable[..., torch.Tensor],
+    torch_run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int,
     overlap: int, multiple: int, progress: Callable[[int, int], None] | None, shared_stats: bool,
+    onnx: bool = False,
 ) -> torch.Tensor:
-    """:func:`tiled_apply` of ``run``, the tiles sharing the whole image's statistics."""
+    """:func:`tiled_apply` of ``run``, the tiles sharing the whole image's statistics.
+
+    ``torch_run`` runs the statistics pass; with ``onnx`` the recorded values are passed to
+    ``run(tile, values)`` (the tile graph's extra inputs) instead of being replayed in PyTorch.
+    """
     if (
         not shared_stats or not global_layers(model)
         or plan_tiles(*x.shape[-2:], tile, overlap, multiple).count == 1
     ):
         return tiled_apply(run, x, tile, overlap, multiple, progress)
     # One more tile's worth of work: the whole image at tile size gives the shared values.
-    statistics = record_statistics(model, run, downscale_to_fit(x, tile, multiple))
+    statistics = record_statistics(model, torch_run, downscale_to_fit(x, tile, multiple))
+    if onnx:
+        runner = onnx_runner(model, multiple, minimum_size(model))
+        values = runner.flatten(statistics)
+        return tiled_apply(lambda t: run(t, values), x, tile, overlap, multiple, progress)
     with sharing_statistics(statistics):
         return tiled_apply(run, x, tile, overlap, multiple, progress)
 
@@ -159,6 +198,7 @@ def restore_tensor(
     pool_window: int | None = None,
     shared_stats: bool = True,
     threads: int | None = None,
+    backend: str = DEFAULT_BACKEND,
 ) -> torch.Tensor:
     """Restore an image tensor of any size.
 
@@ -199,6 +239,12 @@ def restore_tensor(
             follows the rule of every entry point (:mod:`interir.utils.threads`):
             ``INTERIR_THREADS``, else 1 (measured in ``benchmarks/results/thread_default.md``);
             0 keeps torch's own setting.
+        backend: [ours] ``"torch"`` (default) or ``"onnx"``: the model runs on onnxruntime's CPU
+            provider in float32 (:mod:`interir.inference.onnx_backend`; exported once per set of
+            weights and cached, 1-3 minutes the first time). CPU only; ``precision`` must be
+            ``"auto"`` or ``"fp32"`` and ``channels_last`` does not apply. Outputs agree with
+            the PyTorch float32 ones to ~1e-5; tiles share the whole image's statistics as with
+            ``"torch"``.
 
     Returns:
         The restored image, same shape as ``image``, float32 in [0, 1], on ``image``'s device.
@@ -207,6 +253,7 @@ def restore_tensor(
     Raises:
         ValueError: a bad shape, dtype, tile, overlap or setting (the message names the valid
             choices).
+        ImportError: ``backend="onnx"`` without onnxruntime (the message says what to install).
     """
     squeeze = image.dim() == 3
     x = image.unsqueeze(0) if squeeze else image
@@ -224,8 +271,18 @@ def restore_tensor(
     if overlap is not None and overlap < 0:
         raise ValueError(f"overlap must be >= 0, got {overlap}")
     check_inference_settings(channels_last, precision, pool_window)
+    check_backend(backend)
     run_device = module_device(model) if device is None else resolve_device(device)
     run_precision = resolve_precision(precision, run_device)
+    if backend == "onnx":
+        if run_device.type != "cpu":
+            raise ValueError(f"backend='onnx' runs on the CPU, not on {run_device}; pass "
+                             "--device cpu, or --backend torch to use the device")
+        if precision == "bf16":
+            raise ValueError("backend='onnx' runs float32; pass --precision fp32 (or auto), or "
+                             "--backend torch for bf16")
+        require_onnxruntime()
+        run_precision, channels_last = "fp32", False
     if module_device(model) != run_device:
         model.to(run_device)
     multiple = size_multiple(model)
@@ -246,10 +303,12 @@ def restore_tensor(
     model.eval()
     try:
         with thread_count(threads), _model_settings(model, channels_last, pool_window):
+            runner = (onnx_runner(model, multiple, minimum_size(model)) if backend == "onnx"
+                      else None)
             with torch.inference_mode(), explanations_disabled(model):
                 outputs = [
                     _restore_one(model, x[b : b + 1], tile_size, ov, run_device, floor, progress,
-                                 channels_last, run_precision, shared_stats)
+                                 channels_last, run_precision, shared_stats, runner)
                     for b in range(x.shape[0])
                 ]
     finally:

@@ -3,6 +3,9 @@ pooling, size padding."""
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,6 +17,37 @@ def is_exporting() -> bool:
     Forms whose exported graph would bake in the example's sizes branch on it.
     """
     return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
+
+
+#: True inside :func:`batch_one_export_form` (see there).
+_BATCH_ONE_FORM = False
+
+
+def is_batch_one_export() -> bool:
+    """True inside :func:`batch_one_export_form`: the export being made is for batch 1 only."""
+    return _BATCH_ONE_FORM
+
+
+@contextlib.contextmanager
+def batch_one_export_form() -> Iterator[None]:
+    """[ours] Within the block, an export (:func:`is_exporting`) uses the faster forms of a
+    fixed batch of 1 and ONNX opset >= 17, which the portable export avoids.
+
+    - :class:`LayerNorm2d` exports as one fused ``LayerNormalization`` instead of plain ops;
+    - a depthwise :class:`~interir.models.explainable_conv.ExplainableConv2d` exports as one
+      ``Conv`` with its per-image kernel (Eq. 19) as a computed weight, instead of ``k x k``
+      shifted multiply-adds. Its batch is then fixed at 1.
+
+    Same maths; onnxruntime ran the shipped model 2.1-2.8x faster on one CPU thread in this form
+    than in the portable one (a 512 px tile; ``docs/inference.md``, issue 31). Used by
+    :mod:`interir.inference.onnx_backend`.
+    """
+    global _BATCH_ONE_FORM
+    previous, _BATCH_ONE_FORM = _BATCH_ONE_FORM, True
+    try:
+        yield
+    finally:
+        _BATCH_ONE_FORM = previous
 
 
 def adaptive_avg_pool2d_exportable(x: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
@@ -61,7 +95,7 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if is_exporting():
+        if is_exporting() and not is_batch_one_export():
             # Plain ops: every ONNX opset has them (LayerNormalization needs opset 17).
             var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
             normed = (x - mean) * torch.rsqrt(var + self.eps)
