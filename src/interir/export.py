@@ -39,7 +39,8 @@ from torch import nn
 from torch.export import Dim
 
 from interir.models.sizing import minimum_size, size_multiple
-from interir.models.explainable_conv import ExplainableConv2d, is_depthwise
+from interir.models.export_form import prepare_for_export
+from interir.utils.onnx_program import strip_node_metadata
 from interir.engine.checkpoint import resolve_checkpoint
 from interir.utils.files import OutputPathError, atomic_open, check_writable_file
 
@@ -59,26 +60,6 @@ EXPORT_FORMATS = ("onnx", "torchscript")
 
 # ----------------------------------------------------------------------------------------------
 # the exported copy
-
-
-def prepare_for_export(model: nn.Module) -> tuple[nn.Module, bool]:
-    """A copy of ``model`` to export: on the CPU, in eval mode, frozen, keeping no explanations.
-
-    Returns:
-        ``(copy, dynamic_batch)``: ``dynamic_batch`` is True when every explainable conv is
-        depthwise with stride 1 (then nothing in the graph depends on the batch size).
-    """
-    copy_ = copy.deepcopy(model).cpu().eval()
-    dynamic_batch = True
-    for module in copy_.modules():
-        if isinstance(module, ExplainableConv2d):
-            module.store_explanation = False
-            module.last_mask = None
-            module.last_attention = None
-            dynamic_batch &= is_depthwise(module)
-    for p in copy_.parameters():
-        p.requires_grad_(False)
-    return copy_, dynamic_batch
 
 
 def _model_files(model_spec: str | os.PathLike | None) -> list[Path]:
@@ -249,23 +230,9 @@ def export_onnx(
     finally:
         registration_log.setLevel(level)
     if not keep_debug_metadata:
-        _strip_node_metadata(program)
+        strip_node_metadata(program)
     program.save(str(path))
     return ExportResult(path, "onnx", batch_dynamic, min_size, time.perf_counter() - start)
-
-
-def _strip_node_metadata(program) -> None:
-    """Drop the exporter's per-node debugging metadata (stack traces, FX names, scopes).
-
-    For InterIR it is ~85 % of the file (interir-tiny with 2 stages: 16.6 MB -> 1.2 MB) and
-    onnxruntime ignores it.
-    """
-    try:
-        from onnx_ir.traversal import RecursiveGraphIterator
-    except ImportError:  # older onnxscript stacks: keep the metadata
-        return
-    for node in RecursiveGraphIterator(program.model.graph):
-        node.metadata_props.clear()
 
 
 def export_torchscript(

@@ -35,8 +35,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-import interir
 import interir.models
+from interir._version import __version__
 from interir.inference.shared_stats import (
     SharedStatistics,
     global_layers,
@@ -44,7 +44,9 @@ from interir.inference.shared_stats import (
     sharing_statistics,
 )
 from interir.models.explainable_conv import explanations_disabled
+from interir.models.export_form import prepare_for_export
 from interir.models.layers import batch_one_export_form
+from interir.utils.onnx_program import strip_node_metadata
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "OnnxRunner", "cache_dir", "check_backend", "model_key",
            "onnx_runner", "require_onnxruntime"]
@@ -121,7 +123,7 @@ def model_key(model: nn.Module, kind: str) -> str:
     switches = [(getattr(m, "window", None), getattr(m, "modulate", None))
                 for m in model.modules() if hasattr(m, "window") or hasattr(m, "modulate")]
     head = (type(model).__qualname__, repr(getattr(model, "config", None)), kind, FORM_VERSION,
-            interir.__version__, torch.__version__, ort_version, switches, _models_source_hash())
+            __version__, torch.__version__, ort_version, switches, _models_source_hash())
     digest.update(repr(head).encode())
     for name, tensor in model.state_dict().items():
         value = tensor.detach().cpu().contiguous()
@@ -175,7 +177,6 @@ def _export(model: nn.Module, path: Path, kind: str, counts: list[int], min_size
     """Export ``model`` (a copy) for batch 1 with dynamic height and width to ``path``."""
     from torch.export import Dim
 
-    from interir.export import _strip_node_metadata, prepare_for_export
 
     exported, _ = prepare_for_export(model)
     side = max(64, 4 * min_size)
@@ -204,7 +205,7 @@ def _export(model: nn.Module, path: Path, kind: str, counts: list[int], min_size
             )
     finally:
         registration_log.setLevel(level)
-    _strip_node_metadata(program)
+    strip_node_metadata(program)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Saved beside, then renamed: a killed export never leaves a half file under the cached name.
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
