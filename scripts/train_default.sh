@@ -50,6 +50,7 @@ run "$BIN/python" scripts/validate_model.py configs/cpu-default-stage7.yaml \
   -m runs/cpu-default-stage7/checkpoints/best --json runs/cpu-default-stage7/vs-shipped.json
 if [[ -n $DRY_RUN ]] || "$BIN/python" scripts/default_rule.py runs/cpu-default-stage7/vs-shipped.json; then
   run "$BIN/python" scripts/ship_default.py runs/cpu-default-stage7
-else
+else  # the default stays stage 5's; stage 7 ships under its own name
   run "$BIN/python" scripts/ship_default.py runs/cpu-default-stage5
+  run "$BIN/python" scripts/ship_default.py runs/cpu-default-stage7 --name default-real
 fi

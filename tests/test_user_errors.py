@@ -39,7 +39,7 @@ def test_a_typo_suggests_the_shipped_names():
         interir.load_model("default-rian")
     message = str(info.value)
     assert "Did you mean 'default-rain'" in message
-    assert "Shipped (trained weights): default, default-rain, default-v1, eb-" in message
+    assert "Shipped (trained weights): default, default-rain, default-real, default-v1, eb-" in message
     with pytest.raises(ValueError, match="Did you mean 'default-rain'"):
         interir.load_pretrained("default-rian")
 
