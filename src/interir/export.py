@@ -40,7 +40,7 @@ from torch.export import Dim
 
 from interir.models.sizing import minimum_size, size_multiple
 from interir.models.export_form import prepare_for_export
-from interir.utils.onnx_program import strip_node_metadata
+from interir.utils.onnx_program import missing_modules, strip_node_metadata
 from interir.engine.checkpoint import resolve_checkpoint
 from interir.utils.files import OutputPathError, atomic_open, check_writable_file
 
@@ -146,12 +146,7 @@ class ExportResult:
 
 
 def _require_onnx_exporter() -> None:
-    missing = []
-    for name in ("onnx", "onnxscript"):
-        try:
-            __import__(name)
-        except ImportError:
-            missing.append(name)
+    missing = missing_modules()
     if missing:
         raise ImportError(
             f"ONNX export needs {' and '.join(missing)}, which are not installed. "

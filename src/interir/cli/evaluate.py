@@ -10,7 +10,7 @@ import typer
 
 from interir.cli.app import app
 from interir.utils.progress import ProgressDisplay
-from interir.cli.options import BACKENDS, DEFAULT_BACKEND, THREADS_HELP
+from interir.cli.options import DEFAULT_BACKEND, THREADS_HELP, check_backend
 
 EVAL_CHANNELS_LAST_HELP = (
     "Run networks in channels-last memory (float32 either way; default). The same values to "
@@ -84,15 +84,7 @@ def eval_command(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     if round_y and not y_channel:
         raise typer.BadParameter("--round-y only applies with --y-channel", param_hint="--round-y")
-    if backend not in BACKENDS:
-        raise typer.BadParameter(f"use one of {', '.join(BACKENDS)}", param_hint="--backend")
-    if backend == "onnx":
-        try:  # before loading any model
-            from interir.inference.onnx_backend import require_onnxruntime
-            require_onnxruntime()
-        except ImportError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(code=2) from None
+    check_backend(backend)
     options = EvalOptions(
         settings=MetricSettings(y_channel=y_channel, round_y=round_y, crop_border=crop_border,
                                 quantize=quantize),

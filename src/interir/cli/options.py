@@ -1,6 +1,9 @@
-"""Help texts shared by several commands (torch-free: every command module imports this at start-up)."""
+"""Help texts and option checks shared by several commands (torch-free: every command module
+imports this at start-up)."""
 
 from __future__ import annotations
+
+import typer
 
 #: The ``--threads`` help; the rule itself is :mod:`interir.utils.threads`.
 THREADS_HELP = (
@@ -17,3 +20,17 @@ DEFAULT_PRECISION = "auto"
 PRECISIONS = ("auto", "fp32", "bf16")
 BACKENDS = ("torch", "onnx")
 DEFAULT_BACKEND = "torch"
+
+
+def check_backend(backend: str) -> None:
+    """Refuse an unknown ``--backend``, and ``onnx`` without onnxruntime, before any model loads."""
+    if backend not in BACKENDS:
+        raise typer.BadParameter(f"use one of {', '.join(BACKENDS)}", param_hint="--backend")
+    if backend == "onnx":
+        from interir.inference.onnx_backend import require_onnxruntime  # lazy: imports torch
+
+        try:
+            require_onnxruntime()
+        except ImportError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from None

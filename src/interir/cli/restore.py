@@ -10,12 +10,12 @@ import typer
 
 from interir.cli.app import app
 from interir.cli.options import (
-    BACKENDS,
     DEFAULT_BACKEND,
     DEFAULT_CHANNELS_LAST,
     DEFAULT_PRECISION,
     PRECISIONS,
     THREADS_HELP,
+    check_backend,
 )
 from interir.utils.progress import ProgressDisplay, format_seconds
 
@@ -147,17 +147,9 @@ def restore_command(
         raise typer.BadParameter(f"use one of {', '.join(OUTPUT_FORMATS)}", param_hint="--format")
     if precision not in PRECISIONS:
         raise typer.BadParameter(f"use one of {', '.join(PRECISIONS)}", param_hint="--precision")
-    if backend not in BACKENDS:
-        raise typer.BadParameter(f"use one of {', '.join(BACKENDS)}", param_hint="--backend")
-    if backend == "onnx":
-        try:  # before loading the model
-            from interir.inference.onnx_backend import require_onnxruntime
-            require_onnxruntime()
-        except ImportError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(code=2) from None
-        if precision == "bf16":
-            raise typer.BadParameter("--backend onnx runs float32; use --precision fp32 or auto, "
+    check_backend(backend)
+    if backend == "onnx" and precision == "bf16":
+        raise typer.BadParameter("--backend onnx runs float32; use --precision fp32 or auto, "
                                      "or --backend torch for bf16", param_hint="--precision")
     tile_size = _parse_tile(tile)
     try:  # before loading the model and restoring anything

@@ -46,7 +46,7 @@ from interir.inference.shared_stats import (
 from interir.models.explainable_conv import explanations_disabled
 from interir.models.export_form import prepare_for_export
 from interir.models.layers import batch_one_export_form
-from interir.utils.onnx_program import strip_node_metadata
+from interir.utils.onnx_program import missing_modules, strip_node_metadata
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "OnnxRunner", "cache_dir", "check_backend", "model_key",
            "onnx_runner", "require_onnxruntime"]
@@ -83,12 +83,7 @@ def require_onnxruntime():
 
 
 def _require_exporter() -> None:
-    missing = []
-    for name in ("onnx", "onnxscript"):
-        try:
-            __import__(name)
-        except ImportError:
-            missing.append(name)
+    missing = missing_modules()
     if missing:
         raise ImportError(f"backend='onnx' exports the model once, which needs "
                           f"{' and '.join(missing)}, not installed. {_FIX}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["strip_node_metadata"]
+__all__ = ["missing_modules", "strip_node_metadata"]
 
 
 def strip_node_metadata(program) -> None:
@@ -17,3 +17,14 @@ def strip_node_metadata(program) -> None:
         return
     for node in RecursiveGraphIterator(program.model.graph):
         node.metadata_props.clear()
+
+
+def missing_modules(names: tuple[str, ...] = ("onnx", "onnxscript")) -> list[str]:
+    """Those of ``names`` that cannot be imported (the ONNX exporter needs onnx and onnxscript)."""
+    missing = []
+    for name in names:
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    return missing
