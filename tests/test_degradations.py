@@ -32,6 +32,7 @@ from interir.degradations import (
     rain_sampling_for,
     rescale_depth,
     sample_rain_params,
+    sky_mask,
     streak_kernel,
     streak_layer,
 )
@@ -647,6 +648,78 @@ def test_haze_depth_modes_unchanged_and_wide_spans_real_depth_ratios():
     val = {"kind": "synthetic", "roots": ["x"], "haze_depth": "wide"}
     cfg = validate_config({"data": {"train_roots": ["x"], "haze_depth": "wide", "val": val}})
     assert cfg.data.haze_depth == "wide" and cfg.data.val.haze_depth == "wide"
+
+
+def _sky_and_ground(n=4, h=32, w=24, seed=0):
+    """Clean patches: a smooth blue sky over the top 12 rows, textured dark ground below, and a
+    dark "tower" in columns 4-7 that reaches the top edge."""
+    g = torch.Generator().manual_seed(seed)
+    clean = 0.2 * torch.rand(n, 3, h, w, generator=g)
+    clean[:, :, :12] = torch.tensor([0.55, 0.7, 0.9]).view(1, 3, 1, 1)
+    clean[:, :, :12, 4:8] = 0.1
+    return clean
+
+
+def test_sky_mask_finds_the_smooth_bright_top_and_stops_at_objects():
+    clean = _sky_and_ground()
+    sky = sky_mask(clean)
+    assert sky.shape == (4, 1, 32, 24) and sky.dtype == torch.bool
+    assert bool(sky[:, :, :8, 12:].all())  # well inside the sky
+    assert not bool(sky[:, :, 14:].any())  # the ground
+    assert not bool(sky[:, :, :, 4:8].any())  # the tower
+    # a bright smooth region that does not reach the top (a white wall below an object) is not sky
+    wall = _sky_and_ground()
+    wall[:, :, :4] = 0.2 * torch.rand(4, 3, 4, 24, generator=torch.Generator().manual_seed(1))
+    assert not bool(sky_mask(wall).any())
+    # warm and dark smooth tops are not sky either
+    warm = _sky_and_ground()
+    warm[:, :, :12] = torch.tensor([0.9, 0.6, 0.3]).view(1, 3, 1, 1)
+    assert not bool(sky_mask(warm).any())
+    gray = sky_mask(_sky_and_ground().mean(dim=1, keepdim=True))  # one channel works
+    assert bool(gray[:, :, :8, 12:].all())
+
+
+def test_outdoor_depth_puts_the_sky_beyond_a_ground_that_recedes_upward():
+    clean = _sky_and_ground(n=8)
+    depth = patch_depth(8, 32, 24, torch.Generator().manual_seed(7), "outdoor", clean=clean)
+    assert depth.shape == (8, 1, 32, 24) and depth.dtype == torch.float32
+    sky = sky_mask(clean)
+    ground_max = torch.where(sky, 0.0, depth).amax(dim=(1, 2, 3))
+    sky_min = torch.where(sky, depth, float("inf")).amin(dim=(1, 2, 3))
+    assert bool((sky_min >= 1.15 * ground_max - 1e-4).all())
+    assert float(depth.max()) <= 16.0 * 1.4 + 1e-4
+    rows = depth[:, 0, 14:, 8:].mean(dim=-1)  # ground rows, top to bottom
+    assert bool((rows[:, 0] > rows[:, -1]).all())  # farther toward the top, in every patch
+    # hazed with it, the sky turns into the airlight and the near ground keeps its contrast
+    hazy = Haze()(clean, HazeParams(torch.full((8,), 200.0), torch.full((8,), 0.95)), depth)
+    assert float((hazy[:, :, :8, 12:] - 0.95).abs().max()) < 0.03
+    assert float(hazy[:, :, -4:].std()) > 0.5 * float(clean[:, :, -4:].std())
+    # a distributed slice gets exactly the rows a single process would give those images
+    part = patch_depth(8, 32, 24, torch.Generator().manual_seed(7), "outdoor", clean=clean[2:5],
+                       rows=range(2, 5))
+    assert torch.equal(part, depth[2:5])
+    with pytest.raises(ValueError, match="needs the clean patches"):
+        patch_depth(2, 8, 8, torch.Generator(), "outdoor")
+
+
+def test_scene_wide_outdoor_depth_takes_a_third_of_each_mode():
+    n, h, w = 90, 32, 24
+    clean = _sky_and_ground(n=n, seed=4)
+    mix = patch_depth(n, h, w, torch.Generator().manual_seed(5), "scene-wide-outdoor", clean=clean)
+    crop = patch_depth(n, h, w, torch.Generator().manual_seed(5), "crop")
+    is_crop = (mix == crop).flatten(1).all(dim=1)
+    sky = sky_mask(clean)
+    # outdoor rows: the sky is farther than any ground pixel
+    far_sky = torch.where(sky, mix, float("inf")).amin(dim=(1, 2, 3)) > \
+        torch.where(sky, 0.0, mix).amax(dim=(1, 2, 3))
+    is_outdoor = far_sky & ~is_crop
+    for count in (int(is_crop.sum()), int(is_outdoor.sum()), int((~is_crop & ~is_outdoor).sum())):
+        assert 15 < count < 45  # about 30 each
+    part = patch_depth(n, h, w, torch.Generator().manual_seed(5), "scene-wide-outdoor",
+                       clean=clean[10:20], rows=range(10, 20))
+    assert torch.equal(part, mix[10:20])
+    cfg = validate_config({"data": {"train_roots": ["x"], "haze_depth": "scene-wide-outdoor"}})
+    assert cfg.data.haze_depth == "scene-wide-outdoor"
 
 
 # ---------------------------------------------------------------------------- per-degradation power

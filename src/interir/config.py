@@ -196,7 +196,7 @@ class ValSection(_Section):
     combinations: list[str] | None = None
     max_levels: dict[str, float] | None = None
     seed: int = Field(default=1234, ge=0)
-    haze_depth: Literal["centre", "crop", "mixed", "scene", "wide", "scene-wide", "real"] = "centre"
+    haze_depth: Literal["centre", "crop", "mixed", "scene", "wide", "scene-wide", "outdoor", "scene-wide-outdoor", "real"] = "centre"
     haze_airlight: tuple[float, float] | None = None
     rain_style: str = "classic"
     y_channel: bool = False
@@ -307,7 +307,9 @@ class DataSection(_Section):
             fields, ``"scene"`` half crops, half smooth fields given edges where the clean
             patch has them, ``"wide"`` all such fields over real indoor depth's wide near/far
             range ([ours], docs/degradations.md), ``"scene-wide"`` half crops, half ``"wide"``
-            fields ([ours]) (see :func:`interir.degradations.patch_depth`).
+            fields ([ours]), ``"outdoor"`` ground receding toward the top with the sky farther
+            ([ours]), ``"scene-wide-outdoor"`` a third each of crops, ``"wide"`` and ``"outdoor"``
+            ([ours]) (see :func:`interir.degradations.patch_depth`).
         haze_airlight: range of the gray airlight A drawn per image (default [0.5, 0.9], the
             CBSD68-MDIR recipe; RESIDE's SOTS uses [0.7, 1.0]).
         rain_style: rain recipe, a name of :data:`interir.degradations.RAIN_STYLES`: ``"classic"``
@@ -336,7 +338,8 @@ class DataSection(_Section):
     level_power: float | dict[str, float] = 1.0
     clean_fraction: float = Field(default=0.0, ge=0, lt=1)
     degrade_rng: Literal["cpu", "same"] = "cpu"
-    haze_depth: Literal["centre", "crop", "mixed", "scene", "wide", "scene-wide"] = "centre"
+    haze_depth: Literal["centre", "crop", "mixed", "scene", "wide", "scene-wide", "outdoor",
+                        "scene-wide-outdoor"] = "centre"
     haze_airlight: tuple[float, float] = (0.5, 0.9)
     rain_style: str = "classic"
     num_workers: int = Field(default=0, ge=0)

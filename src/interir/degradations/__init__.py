@@ -14,6 +14,7 @@ from interir.degradations.haze import (
     pseudo_depth,
     rescale_depth,
     sample_haze_params,
+    sky_mask,
 )
 from interir.degradations.noise import GaussianNoise, NoiseParams, sample_noise_params
 from interir.degradations.pipeline import (
@@ -56,6 +57,7 @@ __all__ = [
     "HazeSampling",
     "NoiseParams",
     "PATCH_DEPTH_MODES",
+    "sky_mask",
     "RAIN_STYLES",
     "LayeredRainSampling",
     "Rain",

@@ -34,6 +34,7 @@ __all__ = [
     "PATCH_DEPTH_MODES",
     "WIDE_DEPTH_RATIO",
     "patch_depth",
+    "sky_mask",
 ]
 
 #: Reference longer side (pixels) at which the centre-distance recipe is evaluated.
@@ -135,7 +136,7 @@ def rescale_depth(
 
 
 #: How training patches get their haze depth (see :func:`patch_depth`).
-PATCH_DEPTH_MODES = ("centre", "crop", "mixed", "scene", "wide", "scene-wide")
+PATCH_DEPTH_MODES = ("centre", "crop", "mixed", "scene", "wide", "scene-wide", "outdoor", "scene-wide-outdoor")
 #: Range of far/near depth of the ``"wide"`` mode ([ours]): SOTS-indoor's optical depth spans a
 #: 90th/10th percentile ratio of 2.5-17 (median 3.9), ours 1.1-1.5 before (docs/degradations.md).
 WIDE_DEPTH_RATIO = (5.0, 50.0)
@@ -245,6 +246,64 @@ def _scene_depth(
     return rescale_depth(blended, near, far)
 
 
+def sky_mask(clean: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)`` bool: the sky of clean photos, by a cheap rule ([ours]).
+
+    A pixel is sky when it is bright (luma above 0.4), smooth (standard deviation of its 7x7
+    neighbourhood below 0.06), not warm (blue at least red minus 0.05: blue, gray or white), and
+    every pixel above it in its column is too (sky is what the top of a photo reaches without
+    crossing an object). Sunsets and skies cut off by the patch's top edge are missed; a white
+    wall touching the top is taken for sky, which costs little: it is hazed as far away.
+
+    Args:
+        clean: ``(B, C, H, W)`` images in [0, 1], C in {1, 3}.
+    """
+    rgb = clean.detach().to("cpu", torch.float64).expand(-1, 3, -1, -1)
+    luma = 0.299 * rgb[:, :1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:]
+    padded = torch.nn.functional.pad(luma, (3, 3, 3, 3), mode="replicate")
+    mean = torch.nn.functional.avg_pool2d(padded, 7, stride=1)
+    var = torch.nn.functional.avg_pool2d(padded**2, 7, stride=1) - mean**2
+    candidate = (luma > 0.4) & (var < 0.06**2) & (rgb[:, 2:] >= rgb[:, :1] - 0.05)
+    # A 3x3 majority removes single-pixel holes (a bird, a JPEG block) before the column rule.
+    candidate = torch.nn.functional.avg_pool2d(
+        torch.nn.functional.pad(candidate.double(), (1, 1, 1, 1), mode="replicate"), 3, stride=1
+    ) > 0.5
+    return torch.cummin(candidate.to(torch.uint8), dim=2).values.bool()
+
+
+#: Depth of the sky relative to the farthest ground of an ``"outdoor"`` map ([ours]): a range,
+#: drawn per image. Far enough that dense haze turns the sky into the airlight, as it does.
+SKY_DEPTH_FACTOR = (1.15, 1.4)
+
+
+def _outdoor_depth(
+    n: int, height: int, width: int, generator: torch.Generator, clean: torch.Tensor | None, rows
+) -> torch.Tensor:
+    """``(len(rows), 1, H, W)``: outdoor depth, ground receding toward the top, sky farther ([ours]).
+
+    Outdoor haze (RESIDE's SOTS-outdoor) differs from indoor haze in two ways that no other mode
+    shows: depth grows toward the horizon, and the sky, at the far end, turns into the airlight.
+    The ground is a blend of a top-to-bottom ramp (weight 0.5-0.9) and a smooth random field,
+    mapped geometrically onto the wide near/far range; the sky of the clean patch
+    (:func:`sky_mask`) is put at ``far`` times a factor drawn in :data:`SKY_DEPTH_FACTOR`.
+    """
+    if clean is None:
+        raise ValueError("haze depth mode 'outdoor' needs the clean patches (clean=...)")
+    field, near, far = _smooth_random_field(n, height, width, generator, wide=True)
+    u = torch.rand(n, 2, generator=generator, device=generator.device, dtype=torch.float64).cpu()
+    field, near, far, u = field[rows], near[rows], far[rows], u[rows]
+    if clean.ndim != 4 or clean.shape[0] != len(u) or clean.shape[-2:] != (height, width):
+        raise ValueError(
+            f"clean must have shape ({len(u)}, C, {height}, {width}), got {tuple(clean.shape)}"
+        )
+    ramp = torch.linspace(1.0, 0.0, height, dtype=torch.float64).view(1, 1, height, 1)
+    weight = (0.5 + 0.4 * u[:, 0]).view(-1, 1, 1, 1)
+    ground = near * (far / near) ** _unit_range(weight * ramp + (1 - weight) * _unit_range(field))
+    lo, hi = SKY_DEPTH_FACTOR
+    sky_depth = far * (lo + (hi - lo) * u[:, 1]).view(-1, 1, 1, 1)
+    return torch.where(sky_mask(clean), sky_depth, ground)
+
+
 def patch_depth(
     batch: int,
     height: int,
@@ -274,7 +333,10 @@ def patch_depth(
             ``"wide"`` -- every patch such a scene field, over the wide near/far range of real
             indoor depth (:data:`WIDE_DEPTH_RATIO`; needs ``clean``) ([ours]); ``"scene-wide"``
             -- half ``"crop"``, half ``"wide"`` ([ours]: both the test sets' and real haze's depth
-            statistics in one training mix).
+            statistics in one training mix); ``"outdoor"`` -- every patch an outdoor depth: the
+            ground recedes toward the top and the clean patch's sky is farther still
+            (:func:`sky_mask`; needs ``clean``) ([ours]); ``"scene-wide-outdoor"`` -- a third
+            each of ``"crop"``, ``"wide"`` and ``"outdoor"`` ([ours]).
         clean: ``(len(rows), C, H, W)`` clean patches in [0, 1]; used by ``"scene"`` only.
         rows: which of the ``batch`` images to return (default all). Every draw is made for the
             whole batch, so a process that holds a slice of a distributed batch gets exactly
@@ -282,7 +344,7 @@ def patch_depth(
 
     Returns:
         ``None`` or a ``(len(rows), 1, H, W)`` float32 CPU tensor in the pseudo-depth's units
-        (0-16).
+        (0-16; the sky of ``"outdoor"`` maps up to 16 x 1.4).
     """
     if mode not in PATCH_DEPTH_MODES:
         raise ValueError(f"haze depth mode must be one of {PATCH_DEPTH_MODES}, got {mode!r}")
@@ -291,6 +353,10 @@ def patch_depth(
     rows = list(range(batch)) if rows is None else list(rows)
     if mode == "wide":
         return _scene_depth(batch, height, width, generator, clean, rows, wide=True).float()
+    if mode == "outdoor":
+        return _outdoor_depth(batch, height, width, generator, clean, rows).float()
+    if mode == "scene-wide-outdoor":
+        return _thirds(batch, height, width, generator, clean, rows, reference)
     depth = _crop_of_pseudo_depth(batch, height, width, generator, reference)
     if mode == "mixed":
         other = _smooth_random_depth(batch, height, width, generator)
@@ -300,6 +366,19 @@ def patch_depth(
     if mode in ("mixed", "scene", "scene-wide"):
         pick = torch.rand(batch, generator=generator, device=generator.device).cpu() < 0.5
         depth = torch.where(pick.view(-1, 1, 1, 1), other, depth)
+    return depth[rows].float()
+
+
+def _thirds(batch, height, width, generator, clean, rows, reference) -> torch.Tensor:
+    """``"scene-wide-outdoor"``: each patch a ``"crop"``, ``"wide"`` or ``"outdoor"`` depth."""
+    depth = _crop_of_pseudo_depth(batch, height, width, generator, reference)
+    wide = torch.zeros_like(depth)
+    wide[rows] = _scene_depth(batch, height, width, generator, clean, rows, wide=True)
+    outdoor = torch.zeros_like(depth)
+    outdoor[rows] = _outdoor_depth(batch, height, width, generator, clean, rows)
+    pick = (3 * torch.rand(batch, generator=generator, device=generator.device).cpu()).long()
+    pick = pick.clamp(max=2).view(-1, 1, 1, 1)
+    depth = torch.where(pick == 1, wide, torch.where(pick == 2, outdoor, depth))
     return depth[rows].float()
 
 
