@@ -687,13 +687,15 @@ def test_outdoor_depth_puts_the_sky_beyond_a_ground_that_recedes_upward():
     ground_max = torch.where(sky, 0.0, depth).amax(dim=(1, 2, 3))
     sky_min = torch.where(sky, depth, float("inf")).amin(dim=(1, 2, 3))
     assert bool((sky_min >= 1.15 * ground_max - 1e-4).all())
-    assert float(depth.max()) <= 16.0 * 1.4 + 1e-4
+    assert float(depth.max()) <= 11.0 * 1.4 + 1e-4
     rows = depth[:, 0, 14:, 8:].mean(dim=-1)  # ground rows, top to bottom
     assert bool((rows[:, 0] > rows[:, -1]).all())  # farther toward the top, in every patch
-    # hazed with it, the sky turns into the airlight and the near ground keeps its contrast
-    hazy = Haze()(clean, HazeParams(torch.full((8,), 200.0), torch.full((8,), 0.95)), depth)
+    # hazed with it, dense haze turns the sky into the airlight; the near ground keeps more of its
+    # contrast than the far ground
+    hazy = Haze()(clean, HazeParams(torch.full((8,), 400.0), torch.full((8,), 0.95)), depth)
     assert float((hazy[:, :, :8, 12:] - 0.95).abs().max()) < 0.03
-    assert float(hazy[:, :, -4:].std()) > 0.5 * float(clean[:, :, -4:].std())
+    kept = lambda rows: float(hazy[:, :, rows].std(dim=(1, 2, 3)).min() / clean[:, :, rows].std())  # noqa: E731
+    assert kept(slice(-4, None)) > 1.25 * kept(slice(14, 18))  # measured: 0.175 vs 0.119
     # a distributed slice gets exactly the rows a single process would give those images
     part = patch_depth(8, 32, 24, torch.Generator().manual_seed(7), "outdoor", clean=clean[2:5],
                        rows=range(2, 5))

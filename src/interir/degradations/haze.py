@@ -33,6 +33,9 @@ __all__ = [
     "PSEUDO_DEPTH_REFERENCE",
     "PATCH_DEPTH_MODES",
     "WIDE_DEPTH_RATIO",
+    "OUTDOOR_DEPTH_RATIO",
+    "OUTDOOR_FAR",
+    "SKY_DEPTH_FACTOR",
     "patch_depth",
     "sky_mask",
 ]
@@ -275,6 +278,13 @@ def sky_mask(clean: torch.Tensor) -> torch.Tensor:
 #: drawn per image. Far enough that dense haze turns the sky into the airlight, as it does.
 SKY_DEPTH_FACTOR = (1.15, 1.4)
 
+#: Ranges of an ``"outdoor"`` map's ground ([ours]): its far end (uniform, the pseudo-depth's
+#: units) and its far/near ratio (log-uniform). SOTS-outdoor's optical depth spans a 90th/10th
+#: percentile ratio of 1.4-2.3 (median 1.7), narrower than indoor depth's, and its median
+#: transmission is 0.61 (docs/degradations.md, "Outdoor haze with sky").
+OUTDOOR_FAR = (7.0, 11.0)
+OUTDOOR_DEPTH_RATIO = (1.3, 4.0)
+
 
 def _outdoor_depth(
     n: int, height: int, width: int, generator: torch.Generator, clean: torch.Tensor | None, rows
@@ -285,12 +295,17 @@ def _outdoor_depth(
     shows: depth grows toward the horizon, and the sky, at the far end, turns into the airlight.
     The ground is a blend of a top-to-bottom ramp (weight 0.5-0.9) and a smooth random field,
     mapped geometrically onto the wide near/far range; the sky of the clean patch
-    (:func:`sky_mask`) is put at ``far`` times a factor drawn in :data:`SKY_DEPTH_FACTOR`.
+    (:func:`sky_mask`) is put at ``far`` times a factor drawn in :data:`SKY_DEPTH_FACTOR`. The
+    ground's far end is drawn in :data:`OUTDOOR_FAR`, its far/near ratio in
+    :data:`OUTDOOR_DEPTH_RATIO`.
     """
     if clean is None:
         raise ValueError("haze depth mode 'outdoor' needs the clean patches (clean=...)")
-    field, near, far = _smooth_random_field(n, height, width, generator, wide=True)
-    u = torch.rand(n, 2, generator=generator, device=generator.device, dtype=torch.float64).cpu()
+    field, _, _ = _smooth_random_field(n, height, width, generator, wide=True)
+    u = torch.rand(n, 4, generator=generator, device=generator.device, dtype=torch.float64).cpu()
+    far = (OUTDOOR_FAR[0] + (OUTDOOR_FAR[1] - OUTDOOR_FAR[0]) * u[:, 3]).view(-1, 1, 1, 1)
+    lo, hi = (math.log(r) for r in OUTDOOR_DEPTH_RATIO)
+    near = far / torch.exp(lo + (hi - lo) * u[:, 2]).view(-1, 1, 1, 1)
     field, near, far, u = field[rows], near[rows], far[rows], u[rows]
     if clean.ndim != 4 or clean.shape[0] != len(u) or clean.shape[-2:] != (height, width):
         raise ValueError(
@@ -344,7 +359,7 @@ def patch_depth(
 
     Returns:
         ``None`` or a ``(len(rows), 1, H, W)`` float32 CPU tensor in the pseudo-depth's units
-        (0-16; the sky of ``"outdoor"`` maps up to 16 x 1.4).
+        (0-16; the sky of ``"outdoor"`` maps up to 11 x 1.4).
     """
     if mode not in PATCH_DEPTH_MODES:
         raise ValueError(f"haze depth mode must be one of {PATCH_DEPTH_MODES}, got {mode!r}")
