@@ -12,7 +12,9 @@ top), and *sky*, the share of the clean image that :func:`interir.degradations.s
 Real: the 10 RESIDE SOTS-outdoor validation pairs (only read, to describe them; they choose
 recipes and checkpoints, never train). Ours: training photographs (the Rain100H overlap and the
 validation split left out, every 9th of the rest) hazed at whole-image size with the stage-7 and
-stage-8 depths and rounded to 8 bits.
+stage-8 depths and rounded to 8 bits. ``--figure`` (default docs/images/outdoor_haze.png) shows
+the outdoor depth on two CC-BY photos with sky from the test fixtures (scikit-learn's china.jpg
+and scikit-image's rocket.jpg): clean, sky mask, depth, hazed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import torch
 
 from _common import results_stem, write_results
 from degradation_stats import HAZE_KEYS, finite, fit_haze, haze_pair_stats, markdown, summary, to8
-from interir.degradations import DegradationPipeline, HazeSampling, patch_depth, sky_mask
+from interir.degradations import (
+    DegradationPipeline, Haze, HazeParams, HazeSampling, patch_depth, sky_mask,
+)
 from interir.utils.io import list_images, read_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +87,28 @@ def recipe_rows(photos: list[Path], depth: str, airlight: tuple[float, float], t
     return rows
 
 
+def outdoor_figure(data: Path, out: Path, width: int = 256, level: float = 150.0) -> int:
+    """Clean / sky / depth / hazy for two fixture photos with sky; returns the PNG's bytes."""
+    from PIL import Image
+
+    rows = []
+    for name in ("sklearn_china.jpg", "skimage_rocket.jpg"):
+        clean = read_image(data / "fixture" / "clean_cc0" / name).image[None]
+        clean = torch.nn.functional.interpolate(
+            clean, size=(round(clean.shape[-2] * width / clean.shape[-1]), width), mode="area")
+        depth = patch_depth(1, *clean.shape[-2:], torch.Generator().manual_seed(3), "outdoor",
+                            clean=clean)
+        hazy = Haze()(clean, HazeParams(torch.tensor([level]), torch.tensor([0.9])), depth)
+        sky = sky_mask(clean).float().expand(-1, 3, -1, -1)
+        shade = (depth / depth.max()).expand(-1, 3, -1, -1)
+        rows.append(torch.cat([clean, sky, shade, hazy], dim=-1)[0])
+    grid = torch.cat(rows, dim=-2).clamp(0, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    arr = (grid * 255 + 0.5).byte().permute(1, 2, 0).numpy()
+    Image.fromarray(arr).quantize(256, dither=Image.Dither.NONE).save(out, optimize=True)
+    return out.stat().st_size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,6 +116,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=9, help="take every N-th training photo")
     parser.add_argument("--out", default=str(results_stem(__file__)),
                         help="results stem (.json and .md are added)")
+    parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "images" / "outdoor_haze.png",
+                        help="where the figure goes")
     args = parser.parse_args()
     torch.set_num_threads(1)
     photos = training_photos(args.data, args.every)
@@ -104,6 +132,7 @@ def main() -> None:
     paths = write_results(Path(args.out), finite(
         {"summary [median, p10, p90]": {k: summary(v) for k, v in sets.items()}}), text, __file__)
     print(paths[-1].read_text())
+    print(f"wrote {args.figure} ({outdoor_figure(args.data, args.figure) / 1024:.0f} KB)")
 
 
 if __name__ == "__main__":

@@ -196,7 +196,8 @@ class ValSection(_Section):
     combinations: list[str] | None = None
     max_levels: dict[str, float] | None = None
     seed: int = Field(default=1234, ge=0)
-    haze_depth: Literal["centre", "crop", "mixed", "scene", "wide", "scene-wide", "outdoor", "scene-wide-outdoor", "real"] = "centre"
+    haze_depth: Literal["centre", "crop", "mixed", "scene", "wide", "scene-wide", "outdoor",
+                        "scene-wide-outdoor", "real"] = "centre"
     haze_airlight: tuple[float, float] | None = None
     rain_style: str = "classic"
     y_channel: bool = False

@@ -139,7 +139,9 @@ def rescale_depth(
 
 
 #: How training patches get their haze depth (see :func:`patch_depth`).
-PATCH_DEPTH_MODES = ("centre", "crop", "mixed", "scene", "wide", "scene-wide", "outdoor", "scene-wide-outdoor")
+PATCH_DEPTH_MODES = (
+    "centre", "crop", "mixed", "scene", "wide", "scene-wide", "outdoor", "scene-wide-outdoor",
+)
 #: Range of far/near depth of the ``"wide"`` mode ([ours]): SOTS-indoor's optical depth spans a
 #: 90th/10th percentile ratio of 2.5-17 (median 3.9), ours 1.1-1.5 before (docs/degradations.md).
 WIDE_DEPTH_RATIO = (5.0, 50.0)
