@@ -296,14 +296,14 @@ def _outdoor_depth(
     Outdoor haze (RESIDE's SOTS-outdoor) differs from indoor haze in two ways that no other mode
     shows: depth grows toward the horizon, and the sky, at the far end, turns into the airlight.
     The ground is a blend of a top-to-bottom ramp (weight 0.5-0.9) and a smooth random field,
-    mapped geometrically onto the wide near/far range; the sky of the clean patch
+    mapped geometrically onto its own near/far range; the sky of the clean patch
     (:func:`sky_mask`) is put at ``far`` times a factor drawn in :data:`SKY_DEPTH_FACTOR`. The
     ground's far end is drawn in :data:`OUTDOOR_FAR`, its far/near ratio in
     :data:`OUTDOOR_DEPTH_RATIO`.
     """
     if clean is None:
         raise ValueError("haze depth mode 'outdoor' needs the clean patches (clean=...)")
-    field, _, _ = _smooth_random_field(n, height, width, generator, wide=True)
+    field, _, _ = _smooth_random_field(n, height, width, generator, wide=True)  # its range unused
     u = torch.rand(n, 4, generator=generator, device=generator.device, dtype=torch.float64).cpu()
     far = (OUTDOOR_FAR[0] + (OUTDOOR_FAR[1] - OUTDOOR_FAR[0]) * u[:, 3]).view(-1, 1, 1, 1)
     lo, hi = (math.log(r) for r in OUTDOOR_DEPTH_RATIO)
