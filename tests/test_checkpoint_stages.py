@@ -71,9 +71,9 @@ def test_a_stored_config_with_checkpoint_stages_still_loads(tmp_path):
         loaded = load_model(spec)
         assert not loaded.checkpoint_stages and "checkpoint_stages" not in vars(loaded.config)
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
-    # the shipped default was stored with the key (its header is sha256-checked, so it stays)
-    assert "checkpoint_stages" in json.loads((WEIGHTS_DIR / "default.json").read_text())["config"]
-    assert interir.load_pretrained("default").model_name == "interir-base"
+    # the stage-5 default was stored with the key (its header is sha256-checked, so it stays)
+    assert "checkpoint_stages" in json.loads((WEIGHTS_DIR / "default-v1.json").read_text())["config"]
+    assert interir.load_pretrained("default-v1").model_name == "interir-base"
 
 
 def test_older_configs_setting_it_as_a_model_override_are_read_as_the_training_key():

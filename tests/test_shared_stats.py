@@ -44,14 +44,16 @@ def default_model():
     return interir.load_pretrained("default")
 
 
-@pytest.mark.parametrize("name,width,tile", [("default", 256, 96), ("default", 320, 128), ("default-rain", 256, 96)])
+@pytest.mark.parametrize("name,width,tile", [("default", 256, 96), ("default-v1", 256, 96),
+                                             ("default-v1", 320, 128), ("default-rain", 256, 96)])
 def test_tiled_matches_untiled_on_a_sky_photo(name, width, tile):
     model = interir.load_pretrained(name)
     image = _photo(width)
     whole = restore_tensor(model, image, tile=0, precision="fp32")
     shared = restore_tensor(model, image, tile=tile, overlap=16, precision="fp32")
     per_tile = restore_tensor(model, image, tile=tile, overlap=16, precision="fp32", shared_stats=False)
-    # Per-tile statistics gave 35.9-40.6 dB here: the bound fails on the code before the fix.
+    # Per-tile statistics gave 35.9-40.6 dB here (the stage-8 default: 39.6 at 256/96, but 46.3 at
+    # 320/128, so that case runs on default-v1): the bound fails on the code before the fix.
     assert _psnr(per_tile, whole) < 42
     assert _psnr(shared, whole) > 46
 
