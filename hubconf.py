@@ -2,9 +2,10 @@
 
 - ``interir_default()``: the pretrained model shipped in ``src/interir/weights`` (checked against
   its sha256), in eval mode; it maps ``(B, 3, H, W)`` in [0, 1] to restored images of that shape;
-- ``interir_rain()``: the shipped ``default-rain`` model, for dense rain streaks;
+- ``interir_rain()``: the shipped ``default-rain`` model (stage 6; kept for code that loads it:
+  the default handles dense rain streaks too since stage 8);
 - ``interir_pretrained(name)``: any shipped model by name (``interir.list_pretrained()``: ``default``,
-  ``default-rain`` and the equal-budget ``eb-*`` models);
+  ``default-v1``, ``default-rain``, ``default-real`` and the equal-budget ``eb-*`` models);
 - ``interir_model(name, **overrides)``: a registered architecture (``interir.list_models()``) with
   random weights, for training or tests.
 

@@ -94,8 +94,8 @@ def restore_command(
         "--output", "-o", help="Output folder (created when missing).", show_default=False)],
     model: Annotated[str, typer.Option(
         "--model", "-m",
-        help="'default' (bundled weights: haze, rain and noise), 'default-rain' (bundled, for dense "
-             "rain streaks), another shipped model (interir models), a checkpoint "
+        help="'default' (bundled weights: haze, thin and dense rain, noise), 'default-v1' (the "
+             "earlier default), another shipped model (interir models), a checkpoint "
              "folder/run/.safetensors, a registered name (random weights, for testing), or a "
              "classical method: classical-dcp | classical-nlm | classical-dcp+nlm (whole image, "
              "never tiled).")] = "default",
