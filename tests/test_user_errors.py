@@ -54,9 +54,9 @@ def test_restore_command_reports_the_typo(tmp_path):
     assert "default-rain" in result.output and "eb-nafnet-small" in result.output
 
 
-def test_restore_help_names_default_rain_and_no_repository_file():
+def test_restore_help_names_the_earlier_default_and_no_repository_file():
     text = _help("restore")
-    assert "default-rain" in text
+    assert "default-v1" in text and "dense rain" in text
     assert "benchmarks/" not in text  # not in the wheel
 
 
