@@ -7,11 +7,10 @@
 #   scripts/reproduce_results.sh --report             # only rebuild results/comparison.md
 #
 # Methods and the runs they read (train them first, see docs/recipes.md and docs/training.md):
-#   default              the embedded model (scripts/train_default.sh)
-#   default-v1           the default of stages 1-5 (the same weights as `default` today)
+#   default              the embedded model (scripts/train_default.sh: stage 8 since 2026-12-07)
+#   default-v1           the default of stages 1-5 (the embedded model until stage 8 replaced it)
 #   default-real         stage 7 (issue 26: real rain pairs, haze on real depth), shipped under its own name
 #   default-rain         the shipped default-rain (scripts/train_default.sh: stage 6)
-#   default-stage8       runs/cpu-default-stage8         (issue 26's stage 8: outdoor haze with sky)
 #   default-stage1       runs/cpu-default                (its stage 1: configs/cpu-default.yaml)
 #   default-stage2       runs/cpu-default-stage2         (its stage 2: configs/cpu-default-stage2.yaml)
 #   default-stage3       runs/cpu-default-stage3         (its stage 3: configs/cpu-default-stage3.yaml)
@@ -36,7 +35,7 @@ SUITE=results/cbsd68-mdir
 export OMP_NUM_THREADS=${THREADS:-1}
 
 REMATCH=(eb-interir-small eb-interir-small-xconv eb-deepsn-small eb-nafnet-small)
-ALL=(default default-v1 default-real default-rain default-stage8 default-stage1 default-stage2 default-stage3 default-stage4 stage4-window stage5-window classical interir-small deepsn-small interir-small-xconv nafnet-small "${REMATCH[@]}")
+ALL=(default default-v1 default-real default-rain default-stage1 default-stage2 default-stage3 default-stage4 stage4-window stage5-window classical interir-small deepsn-small interir-small-xconv nafnet-small "${REMATCH[@]}")
 methods=("$@")
 report_only=0
 if [[ ${#methods[@]} -eq 1 && ${methods[0]} == --report ]]; then report_only=1; methods=(); fi
@@ -45,7 +44,6 @@ if [[ ${#methods[@]} -eq 1 && ${methods[0]} == --report ]]; then report_only=1; 
 models_of() {
   case "$1" in
     default|default-v1|default-real|default-rain) echo "-m $1" ;;
-    default-stage8) echo "-m default-stage8=runs/cpu-default-stage8/checkpoints/best" ;;
     default-stage1) echo "-m default-stage1=runs/cpu-default/checkpoints/best" ;;
     default-stage2) echo "-m default-stage2=runs/cpu-default-stage2/checkpoints/best" ;;
     default-stage3) echo "-m default-stage3=runs/cpu-default-stage3/checkpoints/best" ;;
@@ -76,7 +74,7 @@ for method in "${methods[@]}"; do
 done
 
 reports=()
-for method in default default-v1 default-real default-rain default-stage8 stage5-window default-stage4 stage4-window default-stage3 default-stage2 default-stage1 "${REMATCH[@]}" interir-small interir-small-xconv deepsn-small nafnet-small classical; do
+for method in default default-v1 default-real default-rain stage5-window default-stage4 stage4-window default-stage3 default-stage2 default-stage1 "${REMATCH[@]}" interir-small interir-small-xconv deepsn-small nafnet-small classical; do
   for part in mdir real; do
     [[ -f results/eval/$method/$part/summary.json ]] && reports+=("results/eval/$method/$part")
   done
