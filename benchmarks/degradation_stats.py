@@ -222,7 +222,8 @@ def image_stats(x: torch.Tensor) -> dict[str, float]:
 def haze_pair_stats(hazy: torch.Tensor, clear: torch.Tensor) -> dict[str, float]:
     """Describe the haze of one pair: the fitted airlight, its colour, the transmission's median
     and spread, the depth range (90th over 10th percentile of the optical depth ``-log t``),
-    whether the depth is centred (its correlation with the distance to the image centre), and the
+    whether the depth is centred (its correlation with the distance to the image centre) or
+    grows toward the top (``top_far``: its correlation with the height in the image), and the
     hazy image's statistics beside the clean one's."""
     hazy, clear = F.avg_pool2d(hazy[None], 2)[0], F.avg_pool2d(clear[None], 2)[0]  # 4x less work
     a, t, colour = fit_haze(hazy, clear)
@@ -237,6 +238,7 @@ def haze_pair_stats(hazy: torch.Tensor, clear: torch.Tensor) -> dict[str, float]
         "airlight": a, "tint": max(colour) - min(colour),
         "t_median": t_med, "t_spread": t_p95 - t_p05,
         "depth_ratio": d_p90 / max(d_p10, 1e-6), "centred": -_corr(depth, (ys**2 + xs**2).sqrt()),
+        "top_far": -_corr(depth, ys.expand_as(depth)),
         "luma": hz["luma"], "luma_gain": hz["luma"] - cl["luma"],
         "contrast_ratio": hz["contrast"] / max(cl["contrast"], 1e-6),
         "dark": hz["dark"], "saturation_ratio": hz["saturation"] / max(cl["saturation"], 1e-6),

@@ -25,7 +25,9 @@ from pathlib import Path
 import torch
 
 from _common import results_stem, write_results
-from degradation_stats import HAZE_KEYS, finite, fit_haze, haze_pair_stats, markdown, summary, to8
+from degradation_stats import (
+    HAZE_KEYS, finite, haze_pair_stats, markdown, summary, to8, training_images,
+)
 from interir.degradations import (
     DegradationPipeline, Haze, HazeParams, HazeSampling, patch_depth, sky_mask,
 )
@@ -43,15 +45,8 @@ RECIPES = {
 
 
 def outdoor_stats(hazy: torch.Tensor, clear: torch.Tensor) -> dict[str, float]:
-    """``haze_pair_stats`` plus ``top_far`` and ``sky`` for ``(3, H, W)`` images in [0, 1]."""
-    stats = haze_pair_stats(hazy, clear)
-    _, t, _ = fit_haze(*(torch.nn.functional.avg_pool2d(x[None], 2)[0] for x in (hazy, clear)))
-    depth = -torch.log(t.clamp(0.02, 0.98))
-    height = torch.linspace(1.0, 0.0, depth.shape[0], dtype=torch.float64)[:, None].expand_as(depth)
-    pair = torch.stack([depth.flatten().double(), height.flatten()])
-    stats["top_far"] = float(torch.corrcoef(pair)[0, 1])
-    stats["sky"] = float(sky_mask(clear[None]).float().mean())
-    return stats
+    """``haze_pair_stats`` (``top_far`` included) plus ``sky`` for ``(3, H, W)`` images in [0, 1]."""
+    return {**haze_pair_stats(hazy, clear), "sky": float(sky_mask(clear[None]).float().mean())}
 
 
 def sots_outdoor_rows(data: Path) -> list[dict]:
@@ -64,13 +59,9 @@ def sots_outdoor_rows(data: Path) -> list[dict]:
 
 def training_photos(data: Path, every: int) -> list[Path]:
     """Every ``every``-th BSDS training photo that is neither a Rain100H target nor held out."""
-    root = data / "train" / "bsds432"
-    skip = set()
-    for listing in (root / "overlap_with_Rain100H.txt", ROOT / "configs/splits/bsds432-val.txt"):
-        skip |= {line.split()[0] for line in listing.read_text().splitlines()
-                 if line.strip() and not line.startswith("#")}
-    photos = [p for p in list_images(root) if p.name not in skip and p.stem not in skip]
-    return photos[::every]
+    listing = (ROOT / "configs/splits/bsds432-val.txt").read_text().splitlines()
+    held_out = {line.split()[0] for line in listing if line.strip() and not line.startswith("#")}
+    return [p for p in training_images(data, 10**6) if p.name not in held_out][::every]
 
 
 def recipe_rows(photos: list[Path], depth: str, airlight: tuple[float, float], top: float,
